@@ -1,0 +1,95 @@
+"""Group `training`: the tuned candidate Pipeline."""
+
+
+import time
+
+import pandas as pd
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from mlassets.config import TrainingConfig
+from mlassets.resources import mlflow_run
+
+
+@asset(group_name="training", kinds={"sklearn", "mlflow"}, required_resource_keys={"mlflow", "dataset"})
+def candidate_model(
+    context: AssetExecutionContext,
+    config: TrainingConfig,
+    train_set: pd.DataFrame,
+) -> MaterializeResult:
+    """One sklearn Pipeline (imputation, scaling, one-hot encoding + estimator), tuned on train rows.
+
+    The search logs its progress to the run log; parameters, the best CV score and the CV table
+    go to the Dagster run's MLflow run.
+    """
+    import mlflow
+
+    from mlassets.ml.data import fingerprint, target
+    from mlassets.ml.features import input_frame
+    from mlassets.ml.training import build_pipeline, make_estimator, tune
+
+    spec = context.resources.dataset.spec()
+    X, y = input_frame(train_set, spec), target(train_set, spec)
+    estimator = "random_forest" if config.strategy == "seed_grid" else config.estimator
+    pipeline = build_pipeline(
+        spec.numeric_inputs,
+        spec.features.categorical,
+        make_estimator(estimator, config.params, seed=config.seed),
+    )
+
+    def progress(done: int, total: int, best: float) -> None:
+        context.log.info(f"search: {done}/{total or '?'} configurations, best {config.scoring} {best:.4f}")
+
+    started = time.perf_counter()
+    with mlflow_run(context) as run_id:
+        result = tune(
+            pipeline,
+            X,
+            y,
+            strategy=config.strategy,
+            param_grid=config.param_grid,
+            n_iter=config.n_iter,
+            cv=config.cv_folds,
+            scoring=config.scoring,
+            seed=config.seed,
+            n_jobs=config.n_jobs,
+            progress=progress,
+        )
+        seconds = time.perf_counter() - started
+        mlflow.log_params(
+            {
+                "strategy": config.strategy,
+                "estimator": estimator,
+                "cv_folds": config.cv_folds,
+                "scoring": config.scoring,
+                "seed": config.seed,
+                "train_rows": len(X),
+                "train_fingerprint": fingerprint(train_set),
+                **{f"best_{k}": v for k, v in result.best_params.items()},
+            }
+        )
+        mlflow.log_metric("search_seconds", seconds)
+        if result.best_score is not None:
+            mlflow.log_metric(f"best_cv_{config.scoring}", result.best_score)
+        if not result.cv_table.empty:
+            mlflow.log_table(result.cv_table.astype(str), artifact_file="cv_results.json")
+    best = {k: v for k, v in result.best_params.items() if config.strategy != "fixed" or k in config.params}
+    return MaterializeResult(
+        value=result.model,
+        metadata={
+            "strategy": config.strategy,
+            "estimator": estimator,
+            "candidates": result.candidates,
+            "best_params": MetadataValue.json({k: _jsonable(v) for k, v in best.items()}),
+            f"best_cv_{config.scoring}": result.best_score if result.best_score is not None else "n/a (no search)",
+            "search_seconds": round(seconds, 2),
+            "cv_results": MetadataValue.md(
+                result.cv_table.head(15).to_markdown(index=False) if not result.cv_table.empty else "(no search)"
+            ),
+            "mlflow_run_id": run_id,
+            "train_rows": len(X),
+        },
+    )
+
+
+def _jsonable(v):
+    return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)

@@ -1,0 +1,68 @@
+"""Run configuration for the asset families (settable from the launchpad or `-c run_config.yaml`)."""
+
+
+from typing import Any
+
+from dagster import Config
+from pydantic import Field
+
+
+class SplitConfig(Config):
+    """How `features` is split into train, validation and test sets."""
+
+    test_fraction: float = Field(default=0.2, description="Share of rows held out for the test set.")
+    validation_fraction: float = Field(
+        default=0.1, description="Share of rows for the validation set (threshold tuning)."
+    )
+    seed: int = Field(default=42, description="Seed of the random split.")
+    stratify: bool = Field(default=True, description="Keep the positive rate equal across splits.")
+    time_ordered: bool = Field(
+        default=False,
+        description="Split by the spec's timestamp (newest rows to test) instead of at random.",
+    )
+
+
+class TrainingConfig(Config):
+    """The estimator and the search that tunes it. The default is the seed's grid search."""
+
+    strategy: str = Field(
+        default="seed_grid",
+        description="seed_grid (the seed's RandomForest grid), grid, random, halving or fixed.",
+    )
+    estimator: str = Field(
+        default="random_forest",
+        description="random_forest, extra_trees, hist_gradient_boosting or logistic_regression.",
+    )
+    param_grid: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Search space for grid/random/halving; keys are estimator parameters.",
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict, description="Fixed estimator parameters (applied before the search)."
+    )
+    n_iter: int = Field(default=20, description="Candidates sampled by random and halving.")
+    cv_folds: int = Field(default=5, description="Stratified cross-validation folds.")
+    scoring: str = Field(default="f1", description="sklearn scorer the search maximises.")
+    seed: int = Field(default=42, description="Seed of the estimator, folds and sampling.")
+    n_jobs: int = Field(default=-1, description="Parallel fits (joblib); -1 uses every core.")
+
+
+class GateConfig(Config):
+    """Minimum test-set metrics a candidate needs before it is registered (None: not gated)."""
+
+    min_accuracy: float | None = 0.85
+    min_precision: float | None = None
+    min_recall: float | None = None
+    min_f1: float | None = 0.80
+    min_roc_auc: float | None = None
+    min_pr_auc: float | None = None
+
+    def thresholds(self) -> dict[str, float | None]:
+        return {
+            "accuracy": self.min_accuracy,
+            "precision": self.min_precision,
+            "recall": self.min_recall,
+            "f1": self.min_f1,
+            "roc_auc": self.min_roc_auc,
+            "pr_auc": self.min_pr_auc,
+        }

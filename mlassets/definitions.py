@@ -1,0 +1,36 @@
+"""The code location: assets, checks, jobs and resources meet here and nowhere else."""
+
+
+from dagster import Definitions, in_process_executor
+
+from mlassets import settings  # noqa: F401  (sets telemetry env vars first)
+from mlassets.assets.data import raw_data
+from mlassets.assets.evaluation import evaluation_report
+from mlassets.assets.features import features, splits
+from mlassets.assets.registry import production_model, registered_model, staging_model
+from mlassets.assets.training import candidate_model
+from mlassets.checks.data_quality import data_quality
+from mlassets.checks.gates import metric_gates, staging_predicts_identically
+from mlassets.jobs import rollback_job, training_job
+from mlassets.resources import default_resources
+from mlassets.spec import load_spec
+
+ASSETS = [
+    raw_data,
+    features,
+    splits,
+    candidate_model,
+    evaluation_report,
+    registered_model,
+    staging_model,
+    production_model,
+]
+CHECKS = [data_quality, metric_gates, staging_predicts_identically]
+
+defs = Definitions(
+    assets=ASSETS,
+    asset_checks=CHECKS,
+    jobs=[training_job, rollback_job],
+    resources=default_resources(load_spec(settings.spec_path())),
+    executor=in_process_executor,
+)

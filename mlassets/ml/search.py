@@ -1,0 +1,81 @@
+"""sklearn searches that report progress after each batch of candidates they evaluate.
+
+Separate from `training` because it imports sklearn at module level: joblib pickles these classes
+by reference, which only works for module-level classes. The progress callback is held in a
+context variable, not on the search, since the search travels to worker processes and a callback
+closing over a Dagster context cannot be pickled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+
+import numpy as np
+from joblib import effective_n_jobs
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import (
+    GridSearchCV,
+    HalvingRandomSearchCV,
+    ParameterGrid,
+    ParameterSampler,
+    RandomizedSearchCV,
+)
+
+ProgressFn = Callable[[int, int, float], None]
+_progress: ContextVar[ProgressFn | None] = ContextVar("mlassets_search_progress", default=None)
+
+
+@contextlib.contextmanager
+def reporting(progress: ProgressFn | None) -> Iterator[None]:
+    """Within the block, searches call `progress(done, total, best_score)` after each batch."""
+    token = _progress.set(progress)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+class _Progress:
+    def _report(self, results: dict, total: int) -> None:
+        progress = _progress.get()
+        if progress is not None:
+            scores = np.asarray(results["mean_test_score"], dtype=float)
+            best = float(np.nanmax(scores)) if np.isfinite(scores).any() else float("nan")
+            progress(len(scores), total, best)
+
+    def _in_batches(self, candidates: list, evaluate) -> None:
+        # batches of n_jobs candidates keep every worker busy and still report often
+        step = max(1, effective_n_jobs(self.n_jobs))
+        for i in range(0, len(candidates), step):
+            self._report(evaluate(candidates[i : i + step]), len(candidates))
+
+
+class Grid(_Progress, GridSearchCV):
+    """GridSearchCV, reporting progress."""
+
+    def _run_search(self, evaluate_candidates):
+        self._in_batches(list(ParameterGrid(self.param_grid)), evaluate_candidates)
+
+
+class Random(_Progress, RandomizedSearchCV):
+    """RandomizedSearchCV, reporting progress."""
+
+    def _run_search(self, evaluate_candidates):
+        sampler = ParameterSampler(self.param_distributions, self.n_iter, random_state=self.random_state)
+        self._in_batches(list(sampler), evaluate_candidates)
+
+
+class Halving(_Progress, HalvingRandomSearchCV):
+    """HalvingRandomSearchCV, reporting progress after each rung."""
+
+    def _run_search(self, evaluate_candidates, *, callback_ctx=None):
+        total = self.n_candidates if isinstance(self.n_candidates, int) else 0
+
+        def evaluate(*args, **kwargs):
+            results = evaluate_candidates(*args, **kwargs)
+            self._report(results, total)
+            return results
+
+        super()._run_search(evaluate, callback_ctx=callback_ctx)

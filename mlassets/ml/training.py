@@ -1,0 +1,165 @@
+"""The model: one sklearn Pipeline (preprocessing + estimator) and the searches that tune it.
+
+Preprocessing lives inside the Pipeline and is fitted on training rows only; the seed scaled the
+whole table before splitting, which leaks test-set statistics into training.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+# The seed's search space (27 configurations, 5 folds, F1): the named strategy `seed_grid`.
+SEED_GRID: dict[str, list[Any]] = {
+    "n_estimators": [100, 200, 300],
+    "max_depth": [10, 20, 30],
+    "min_samples_split": [2, 5, 10],
+}
+STRATEGIES = ("seed_grid", "grid", "random", "halving", "fixed")
+ESTIMATORS: dict[str, str] = {
+    "random_forest": "sklearn.ensemble.RandomForestClassifier",
+    "hist_gradient_boosting": "sklearn.ensemble.HistGradientBoostingClassifier",
+    "logistic_regression": "sklearn.linear_model.LogisticRegression",
+    "extra_trees": "sklearn.ensemble.ExtraTreesClassifier",
+}
+# Types inside our Pipelines that skops does not trust by default. Listed explicitly so that
+# saving and loading through MLflow's skops format works, and anything else is refused.
+SKOPS_TRUSTED_TYPES: list[str] = [
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+]
+
+
+
+def make_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 42):
+    """An unfitted classifier by name, seeded; `params` are its constructor arguments."""
+    import importlib
+
+    if name not in ESTIMATORS:
+        raise ValueError(f"estimator {name!r} is unknown (known: {sorted(ESTIMATORS)})")
+    module, cls = ESTIMATORS[name].rsplit(".", 1)
+    estimator = getattr(importlib.import_module(module), cls)()
+    if "random_state" in estimator.get_params():
+        estimator.set_params(random_state=seed)
+    if name in ("random_forest", "extra_trees"):
+        estimator.set_params(n_jobs=1)  # searches parallelise over folds; nested pools oversubscribe
+    return estimator.set_params(**(params or {}))
+
+
+def build_pipeline(numeric: list[str], categorical: list[str], estimator):
+    """Impute and scale numeric columns, impute and one-hot categorical ones, then `estimator`.
+
+    The encoder ignores categories unseen in training, so a new category at serving time scores
+    instead of failing.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    transformers = []
+    if numeric:
+        num = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
+        transformers.append(("numeric", num, numeric))
+    if categorical:
+        cat = Pipeline(
+            [
+                ("impute", SimpleImputer(strategy="most_frequent")),
+                ("onehot", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
+            ]
+        )
+        transformers.append(("categorical", cat, categorical))
+    pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
+    return Pipeline([("preprocess", pre), ("estimator", estimator)])
+
+
+@dataclass
+class SearchResult:
+    """What a search found: the refitted best Pipeline and the evidence for choosing it."""
+
+    model: Any
+    best_params: dict[str, Any]
+    best_score: float | None
+    cv_table: pd.DataFrame
+    candidates: int
+
+
+def _prefixed(grid: dict[str, Any]) -> dict[str, Any]:
+    return {k if "__" in k else f"estimator__{k}": v for k, v in grid.items()}
+
+
+def tune(
+    pipeline,
+    X: pd.DataFrame,
+    y: pd.Series,
+    *,
+    strategy: str = "seed_grid",
+    param_grid: dict[str, list[Any]] | None = None,
+    n_iter: int = 20,
+    cv: int = 5,
+    scoring: str = "f1",
+    seed: int = 42,
+    n_jobs: int = 1,
+    progress=None,
+) -> SearchResult:
+    """Tune `pipeline` on (X, y) with a named strategy and return the refitted best Pipeline.
+
+    `seed_grid` is the seed's GridSearchCV; `grid`, `random` (n_iter samples) and `halving`
+    (successive halving over n_iter samples) search `param_grid`; `fixed` fits once, no search.
+    Grid keys may omit the `estimator__` prefix. Folds are stratified and seeded.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy {strategy!r} is unknown (known: {list(STRATEGIES)})")
+    if strategy == "fixed":
+        model = pipeline.fit(X, y)
+        params = {k: v for k, v in model.named_steps["estimator"].get_params().items()}
+        return SearchResult(model, params, None, pd.DataFrame(), 1)
+    grid = _prefixed(SEED_GRID if strategy == "seed_grid" else (param_grid or {}))
+    if not grid:
+        raise ValueError(f"strategy {strategy!r} needs a non-empty param_grid")
+    folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
+    from mlassets.ml import search as classes
+    common = dict(scoring=scoring, cv=folds, n_jobs=n_jobs, refit=True, error_score="raise")
+    if strategy in ("seed_grid", "grid"):
+        search = classes.Grid(pipeline, grid, **common)
+    elif strategy == "random":
+        search = classes.Random(pipeline, grid, n_iter=n_iter, random_state=seed, **common)
+    else:
+        # the first rung must still give every fold some positives to score F1 on
+        rate = max(float(np.mean(y)), 1e-6)
+        min_resources = int(min(len(y), max(len(y) // 9, np.ceil(10 * cv / rate))))
+        search = classes.Halving(
+            pipeline,
+            grid,
+            n_candidates=n_iter,
+            factor=3,
+            min_resources=min_resources,
+            random_state=seed,
+            **common,
+        )
+    with classes.reporting(progress):
+        search.fit(X, y)
+    table = pd.DataFrame(search.cv_results_)
+    keep = [c for c in table if c.startswith("param_")]
+    keep += ["mean_test_score", "std_test_score", "rank_test_score", "mean_fit_time"]
+    keep += [c for c in ("iter", "n_resources") if c in table]
+    table = table[keep].rename(columns=lambda c: c.removeprefix("param_estimator__"))
+    table = table.sort_values("rank_test_score", kind="stable").reset_index(drop=True)
+    best = {k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}
+    return SearchResult(
+        search.best_estimator_, best, float(search.best_score_), table, len(search.cv_results_["params"])
+    )
+
+
+def untrusted_types(model) -> list[str]:
+    """Types in `model` that skops would refuse to load even with our trusted list."""
+    import skops.io
+
+    found = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+    return sorted(set(found) - set(SKOPS_TRUSTED_TYPES))

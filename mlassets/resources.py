@@ -1,0 +1,151 @@
+"""Resources: the dataset, MLflow tracking (dagster-mlflow) and the model registry."""
+
+
+import contextlib
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+
+from dagster import ConfigurableResource, Field, Noneable, Permissive, StringSource, resource
+
+from mlassets import settings
+from mlassets.spec import DEFAULT_SPEC, DatasetSpec, load_spec
+
+
+@lru_cache(maxsize=8)
+def _cached_spec(path: str, mtime: float) -> DatasetSpec:
+    return load_spec(path)
+
+
+class DatasetResource(ConfigurableResource):
+    """The user's dataset: its spec file and the folder its relative paths resolve against."""
+
+    spec_path: str = str(DEFAULT_SPEC)
+    data_root: str | None = None
+
+    def spec(self) -> DatasetSpec:
+        """The validated spec (re-read when the file changes)."""
+        path = Path(self.spec_path).expanduser().resolve()
+        return _cached_spec(str(path), path.stat().st_mtime if path.exists() else 0.0)
+
+    def source_uri(self) -> str:
+        spec = self.spec()
+        return spec.resolve(spec.source, self.data_root)
+
+    def landing_uri(self) -> str | None:
+        spec = self.spec()
+        return spec.resolve(spec.landing, self.data_root) if spec.landing else None
+
+
+class ModelRegistry(ConfigurableResource):
+    """The MLflow model registry (an `MlflowClient` on the tracking/registry URI)."""
+
+    tracking_uri: str
+    registry_uri: str | None = None
+
+    def client(self):
+        """A client bound to this registry; also points mlflow's globals at it for `models:/` URIs."""
+        import mlflow
+        from mlflow import MlflowClient
+
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
+        return MlflowClient(self.tracking_uri, self.registry_uri or self.tracking_uri)
+
+
+def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
+    """Create the experiment with an explicit artifact location if it does not exist yet.
+
+    Without this MLflow puts artifacts in `./mlruns` of whatever folder the process runs in.
+    """
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    exp = client.get_experiment_by_name(name)
+    if exp is not None:
+        return exp.experiment_id
+    location = Path(artifact_location).resolve().as_uri() if artifact_location else None
+    return client.create_experiment(name, artifact_location=location)
+
+
+@resource(
+    config_schema={
+        "experiment_name": Field(StringSource, description="MLflow experiment name."),
+        "mlflow_tracking_uri": Field(Noneable(StringSource), default_value=None, is_required=False),
+        "artifact_location": Field(
+            Noneable(StringSource),
+            default_value=None,
+            is_required=False,
+            description="Artifact folder for a new experiment (local tracking stores only).",
+        ),
+        "extra_tags": Field(Permissive(), is_required=False),
+    },
+    description="dagster-mlflow's mlflow_tracking, after creating the experiment where it belongs.",
+)
+def mlflow_tracking(context):
+    """dagster-mlflow's `mlflow_tracking` resource (one MLflow run per Dagster run).
+
+    Wrapped only to create the experiment with an explicit artifact location first, and to keep
+    `import mlflow` out of code-location load time.
+    """
+    from dagster_mlflow import mlflow_tracking as dagster_mlflow_tracking
+
+    cfg = context.resource_config
+    if cfg.get("mlflow_tracking_uri"):
+        ensure_experiment(
+            cfg["mlflow_tracking_uri"], cfg["experiment_name"], cfg.get("artifact_location")
+        )
+    lifecycle = dagster_mlflow_tracking.resource_fn(context)
+    tracker = next(lifecycle)
+    if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
+        import mlflow
+
+        tracker.mlflow_run_id = mlflow.active_run().info.run_id
+    try:
+        yield tracker
+    finally:
+        next(lifecycle, None)  # dagster-mlflow's cleanup (marks the run FAILED on an error)
+
+
+@contextlib.contextmanager
+def mlflow_run(context) -> Iterator[str]:
+    """Make the Dagster run's MLflow run active for one step and close it when the step ends.
+
+    dagster-mlflow resumes the same MLflow run in every step (it finds it by the `dagster_run_id`
+    tag), so ending it here after each step means no MLflow run is ever left RUNNING, even when a
+    check or a failure ends the Dagster run early: the last step to touch it decides FINISHED or
+    FAILED.
+    """
+    import mlflow
+
+    run_id = context.resources.mlflow.mlflow_run_id
+    active = mlflow.active_run()
+    if active is None or active.info.run_id != run_id:
+        if active is not None:
+            mlflow.end_run()
+        mlflow.start_run(run_id=run_id)
+    try:
+        yield run_id
+    except BaseException:
+        mlflow.end_run(status="FAILED")
+        raise
+    mlflow.end_run(status="FINISHED")
+
+
+def default_resources(spec: DatasetSpec) -> dict:
+    """The embedded default's resources, honouring the environment (see `mlassets.settings`)."""
+    uri = settings.tracking_uri()
+    local = uri.startswith(("sqlite:", "file:", "/", "postgresql:", "mysql:"))
+    return {
+        "dataset": DatasetResource(
+            spec_path=str(spec.path or DEFAULT_SPEC), data_root=settings.data_root()
+        ),
+        "registry": ModelRegistry(tracking_uri=uri),
+        "mlflow": mlflow_tracking.configured(
+            {
+                "experiment_name": spec.name,
+                "mlflow_tracking_uri": uri,
+                "artifact_location": settings.artifact_root() if local else None,
+            }
+        ),
+    }

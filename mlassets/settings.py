@@ -1,0 +1,41 @@
+"""Where things live: the embedded default under `.mlassets/`, overridden by the environment.
+
+`MLASSETS_HOME` (default `./.mlassets`) holds the Dagster home, the MLflow SQLite database and
+artifacts, and generated data. `DAGSTER_HOME`, `MLFLOW_TRACKING_URI` and `MLASSETS_SPEC` override
+their parts.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+# Telemetry off for every library we drive; set before any of them is imported.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+
+
+def home() -> Path:
+    """The project's state folder: `$MLASSETS_HOME` or `./.mlassets`."""
+    return Path(os.environ.get("MLASSETS_HOME") or Path.cwd() / ".mlassets").resolve()
+
+
+def tracking_uri() -> str:
+    """`$MLFLOW_TRACKING_URI`, or a SQLite database under the home (tracking and registry)."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
+
+
+def artifact_root() -> str:
+    """Where new MLflow experiments keep artifacts when the tracking store is local."""
+    return str(home() / "mlartifacts")
+
+
+def spec_path() -> str | None:
+    """`$MLASSETS_SPEC`, or None for the bundled fraud spec."""
+    return os.environ.get("MLASSETS_SPEC") or None
+
+
+def data_root() -> str | None:
+    """Where a spec's relative paths resolve: the home for the bundled spec, else the spec's folder."""
+    return None if spec_path() else str(home())
