@@ -1,6 +1,5 @@
 """Run configuration for the asset families (settable from the launchpad or `-c run_config.yaml`)."""
 
-
 from typing import Any
 
 from dagster import Config
@@ -10,7 +9,9 @@ from pydantic import Field
 class SplitConfig(Config):
     """How `features` is split into train, validation and test sets."""
 
-    test_fraction: float = Field(default=0.2, description="Share of rows held out for the test set.")
+    test_fraction: float = Field(
+        default=0.2, description="Share of rows held out for the test set."
+    )
     validation_fraction: float = Field(
         default=0.1, description="Share of rows for the validation set (threshold tuning)."
     )

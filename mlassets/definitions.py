@@ -1,9 +1,11 @@
 """The code location: assets, checks, jobs and resources meet here and nowhere else."""
 
+from collections.abc import Mapping
+from typing import Any
 
 from dagster import Definitions, in_process_executor
 
-from mlassets import settings  # noqa: F401  (sets telemetry env vars first)
+from mlassets import settings
 from mlassets.assets.data import raw_data
 from mlassets.assets.evaluation import evaluation_report
 from mlassets.assets.features import features, splits
@@ -27,10 +29,20 @@ ASSETS = [
 ]
 CHECKS = [data_quality, metric_gates, staging_predicts_identically]
 
-defs = Definitions(
-    assets=ASSETS,
-    asset_checks=CHECKS,
-    jobs=[training_job, rollback_job],
-    resources=default_resources(load_spec(settings.spec_path())),
-    executor=in_process_executor,
-)
+
+def build_defs(resources: Mapping[str, Any] | None = None) -> Definitions:
+    """The Definitions with the given resources (default: the environment's, see settings).
+
+    Steps run in one process: the graph is a chain, and one process keeps the frames in memory
+    and imports sklearn and MLflow once.
+    """
+    return Definitions(
+        assets=ASSETS,
+        asset_checks=CHECKS,
+        jobs=[training_job, rollback_job],
+        resources=dict(resources or default_resources(load_spec(settings.spec_path()))),
+        executor=in_process_executor,
+    )
+
+
+defs = build_defs()

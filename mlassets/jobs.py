@@ -1,6 +1,5 @@
 """Jobs: training (data to production) and rollback."""
 
-
 from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
 
 from mlassets.resources import DatasetResource, ModelRegistry
@@ -13,7 +12,9 @@ training_job = define_asset_job(
 
 
 @op
-def rollback_production(context: OpExecutionContext, dataset: DatasetResource, registry: ModelRegistry) -> dict:
+def rollback_production(
+    context: OpExecutionContext, dataset: DatasetResource, registry: ModelRegistry
+) -> dict:
     """Point `production` back at `previous`; the version it leaves becomes `previous`."""
     from mlassets.ml.registry import rollback
 

@@ -1,6 +1,5 @@
 """Resources: the dataset, MLflow tracking (dagster-mlflow) and the model registry."""
 
-
 import contextlib
 from collections.abc import Iterator
 from functools import lru_cache

@@ -91,7 +91,9 @@ class DatasetSpec(_Strict):
             if col is not None and col not in known:
                 raise ValueError(f"{key}: column {col!r} is not in columns ({sorted(known)})")
         if self.label.column in self.feature_columns:
-            raise ValueError(f"features: the label column {self.label.column!r} cannot be a feature")
+            raise ValueError(
+                f"features: the label column {self.label.column!r} cannot be a feature"
+            )
         if not self.feature_columns:
             raise ValueError("features: at least one numeric, categorical or derived feature")
         if self.timestamp and self.columns[self.timestamp].type != "datetime":

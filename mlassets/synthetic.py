@@ -19,7 +19,9 @@ CATEGORIES = ["electronics", "grocery", "travel", "fashion"]
 START = pd.Timestamp("2025-01-01")
 
 
-def fraud_frame(rows: int, seed: int = 42, first_id: int = 1, start: pd.Timestamp = START) -> pd.DataFrame:
+def fraud_frame(
+    rows: int, seed: int = 42, first_id: int = 1, start: pd.Timestamp = START
+) -> pd.DataFrame:
     """Return `rows` transactions in the fraud schema with a learnable fraud signal."""
     rng = np.random.default_rng(seed)
     timestamp = start + pd.to_timedelta(rng.integers(0, 180 * 86_400, rows), unit="s")

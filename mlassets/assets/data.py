@@ -1,6 +1,5 @@
 """Group `data`: the raw table, as the spec's source holds it."""
 
-
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 

@@ -1,6 +1,5 @@
 """Group `evaluation`: the candidate's report on the held-out test set."""
 
-
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
@@ -8,7 +7,11 @@ from mlassets.assets.metadata import md_image, md_table
 from mlassets.resources import mlflow_run
 
 
-@asset(group_name="evaluation", kinds={"sklearn", "mlflow"}, required_resource_keys={"mlflow", "dataset"})
+@asset(
+    group_name="evaluation",
+    kinds={"sklearn", "mlflow"},
+    required_resource_keys={"mlflow", "dataset"},
+)
 def evaluation_report(
     context: AssetExecutionContext,
     candidate_model,
@@ -39,10 +42,14 @@ def evaluation_report(
         value=report,
         metadata={
             **{k: float(v) for k, v in report["metrics"].items()},
-            "metrics": md_table([{"metric": k, "value": round(v, 4)} for k, v in report["metrics"].items()]),
+            "metrics": md_table(
+                [{"metric": k, "value": round(v, 4)} for k, v in report["metrics"].items()]
+            ),
             "confusion_matrix": MetadataValue.json(report["confusion_matrix"]),
             "test_rows": report["rows"],
-            "plots": md_image(png_data_url(confusion_and_roc_figure(candidate_model, X, y)), "test set"),
+            "plots": md_image(
+                png_data_url(confusion_and_roc_figure(candidate_model, X, y)), "test set"
+            ),
             "mlflow_run_id": run_id,
         },
     )

@@ -1,6 +1,5 @@
 """Group `features`: derived features and the train/validation/test split."""
 
-
 import pandas as pd
 from dagster import (
     AssetCheckResult,
@@ -88,7 +87,9 @@ def splits(
             },
         )
     verdict = check_splits(parts, lambda d: target(d, spec), spec.id)
-    ok = verdict["disjoint"] and (verdict["stratified"] or not config.stratify or config.time_ordered)
+    ok = verdict["disjoint"] and (
+        verdict["stratified"] or not config.stratify or config.time_ordered
+    )
     context.log.info(f"split check: {verdict}")
     yield AssetCheckResult(
         check_name="disjoint_and_stratified",

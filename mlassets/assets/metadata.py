@@ -1,6 +1,5 @@
 """Small helpers that turn frames and dicts into Dagster metadata a person can read."""
 
-
 from typing import Any
 
 import pandas as pd

@@ -1,6 +1,5 @@
 """Group `registry`: the registered model version, then the `staging` and `production` aliases."""
 
-
 import json
 
 import pandas as pd
@@ -46,7 +45,11 @@ def _latest_fingerprint(context: AssetExecutionContext) -> str:
     return str(meta["fingerprint"].value) if "fingerprint" in meta else "unknown"
 
 
-@asset(group_name="registry", kinds={"mlflow"}, required_resource_keys={"mlflow", "dataset", "registry"})
+@asset(
+    group_name="registry",
+    kinds={"mlflow"},
+    required_resource_keys={"mlflow", "dataset", "registry"},
+)
 def registered_model(
     context: AssetExecutionContext,
     candidate_model,
@@ -90,7 +93,12 @@ def registered_model(
         )
     context.log.info(f"registered {spec.name} version {mv.version} from MLflow run {run_id}")
     return MaterializeResult(
-        value={"name": spec.name, "version": str(mv.version), "run_id": run_id, "model_uri": info.model_uri},
+        value={
+            "name": spec.name,
+            "version": str(mv.version),
+            "run_id": run_id,
+            "model_uri": info.model_uri,
+        },
         metadata={
             "model_name": spec.name,
             "model_version": str(mv.version),
@@ -117,10 +125,16 @@ def staging_model(
     spec = dataset.spec()
     X = input_frame(test_set, spec)
     name, version = registered_model["name"], registered_model["version"]
-    check = set_alias_verified(registry.client(), name, version, STAGING, X, candidate_model.predict(X))
+    check = set_alias_verified(
+        registry.client(), name, version, STAGING, X, candidate_model.predict(X)
+    )
     return MaterializeResult(
         value={"name": name, "version": version},
-        metadata={"model_uri": f"models:/{name}@{STAGING}", "model_version": version, "verified_rows": check["rows"]},
+        metadata={
+            "model_uri": f"models:/{name}@{STAGING}",
+            "model_version": version,
+            "verified_rows": check["rows"],
+        },
     )
 
 

@@ -1,6 +1,5 @@
 """Group `training`: the tuned candidate Pipeline."""
 
-
 import time
 
 import pandas as pd
@@ -10,7 +9,9 @@ from mlassets.config import TrainingConfig
 from mlassets.resources import mlflow_run
 
 
-@asset(group_name="training", kinds={"sklearn", "mlflow"}, required_resource_keys={"mlflow", "dataset"})
+@asset(
+    group_name="training", kinds={"sklearn", "mlflow"}, required_resource_keys={"mlflow", "dataset"}
+)
 def candidate_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -37,7 +38,9 @@ def candidate_model(
     )
 
     def progress(done: int, total: int, best: float) -> None:
-        context.log.info(f"search: {done}/{total or '?'} configurations, best {config.scoring} {best:.4f}")
+        context.log.info(
+            f"search: {done}/{total or '?'} configurations, best {config.scoring} {best:.4f}"
+        )
 
     started = time.perf_counter()
     with mlflow_run(context) as run_id:
@@ -72,7 +75,11 @@ def candidate_model(
             mlflow.log_metric(f"best_cv_{config.scoring}", result.best_score)
         if not result.cv_table.empty:
             mlflow.log_table(result.cv_table.astype(str), artifact_file="cv_results.json")
-    best = {k: v for k, v in result.best_params.items() if config.strategy != "fixed" or k in config.params}
+    best = {
+        k: v
+        for k, v in result.best_params.items()
+        if config.strategy != "fixed" or k in config.params
+    }
     return MaterializeResult(
         value=result.model,
         metadata={
@@ -80,10 +87,14 @@ def candidate_model(
             "estimator": estimator,
             "candidates": result.candidates,
             "best_params": MetadataValue.json({k: _jsonable(v) for k, v in best.items()}),
-            f"best_cv_{config.scoring}": result.best_score if result.best_score is not None else "n/a (no search)",
+            f"best_cv_{config.scoring}": result.best_score
+            if result.best_score is not None
+            else "n/a (no search)",
             "search_seconds": round(seconds, 2),
             "cv_results": MetadataValue.md(
-                result.cv_table.head(15).to_markdown(index=False) if not result.cv_table.empty else "(no search)"
+                result.cv_table.head(15).to_markdown(index=False)
+                if not result.cv_table.empty
+                else "(no search)"
             ),
             "mlflow_run_id": run_id,
             "train_rows": len(X),

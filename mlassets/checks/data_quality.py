@@ -1,6 +1,5 @@
 """Blocking data-quality checks on `raw_data`, generated from the spec and run by Great Expectations."""
 
-
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
@@ -24,7 +23,9 @@ from mlassets.resources import DatasetResource
     ],
     ins={"raw_data": AssetIn("raw_data")},
 )
-def data_quality(context: AssetCheckExecutionContext, raw_data: pd.DataFrame, dataset: DatasetResource):
+def data_quality(
+    context: AssetCheckExecutionContext, raw_data: pd.DataFrame, dataset: DatasetResource
+):
     """One Great Expectations pass over `raw_data`, reported as one check per rule family."""
     from mlassets.ml.validation import by_check, validate
 

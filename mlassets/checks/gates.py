@@ -1,6 +1,5 @@
 """Blocking gates on `evaluation_report` (metric thresholds) and on `staging_model` (it serves)."""
 
-
 import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
@@ -46,7 +45,11 @@ def metric_gates(context: AssetCheckExecutionContext, config: GateConfig, evalua
             passed=r.passed,
             severity=AssetCheckSeverity.ERROR,
             description=r.describe(),
-            metadata={"metric": metric, "value": r.value, "threshold": r.threshold if r.threshold is not None else "none"},
+            metadata={
+                "metric": metric,
+                "value": r.value,
+                "threshold": r.threshold if r.threshold is not None else "none",
+            },
         )
 
 

@@ -39,7 +39,11 @@ def read_table(uri: str, spec: DatasetSpec | None = None) -> pd.DataFrame:
 
 def _parse_datetimes(df: pd.DataFrame, spec: DatasetSpec, uri: str) -> pd.DataFrame:
     for name, col in spec.columns.items():
-        if col.type != "datetime" or name not in df or pd.api.types.is_datetime64_any_dtype(df[name]):
+        if (
+            col.type != "datetime"
+            or name not in df
+            or pd.api.types.is_datetime64_any_dtype(df[name])
+        ):
             continue
         parsed = pd.to_datetime(df[name], errors="coerce", format="mixed")
         bad = df[name][parsed.isna() & df[name].notna()]

@@ -63,7 +63,9 @@ class Random(_Progress, RandomizedSearchCV):
     """RandomizedSearchCV, reporting progress."""
 
     def _run_search(self, evaluate_candidates):
-        sampler = ParameterSampler(self.param_distributions, self.n_iter, random_state=self.random_state)
+        sampler = ParameterSampler(
+            self.param_distributions, self.n_iter, random_state=self.random_state
+        )
         self._in_batches(list(sampler), evaluate_candidates)
 
 

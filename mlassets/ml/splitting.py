@@ -63,7 +63,9 @@ def split(
         random_state=seed,
         stratify=y.iloc[rest] if stratify else None,
     )
-    return Splits(df.iloc[np.sort(train_idx)], df.iloc[np.sort(val_idx)], df.iloc[np.sort(test_idx)])
+    return Splits(
+        df.iloc[np.sort(train_idx)], df.iloc[np.sort(val_idx)], df.iloc[np.sort(test_idx)]
+    )
 
 
 def check_splits(splits: Splits, y_of, id_column: str | None, max_rate_gap: float = 0.02) -> dict:

@@ -34,7 +34,6 @@ SKOPS_TRUSTED_TYPES: list[str] = [
 ]
 
 
-
 def make_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 42):
     """An unfitted classifier by name, seeded; `params` are its constructor arguments."""
     import importlib
@@ -46,7 +45,9 @@ def make_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 
     if "random_state" in estimator.get_params():
         estimator.set_params(random_state=seed)
     if name in ("random_forest", "extra_trees"):
-        estimator.set_params(n_jobs=1)  # searches parallelise over folds; nested pools oversubscribe
+        estimator.set_params(
+            n_jobs=1
+        )  # searches parallelise over folds; nested pools oversubscribe
     return estimator.set_params(**(params or {}))
 
 
@@ -125,6 +126,7 @@ def tune(
         raise ValueError(f"strategy {strategy!r} needs a non-empty param_grid")
     folds = StratifiedKFold(n_splits=cv, shuffle=True, random_state=seed)
     from mlassets.ml import search as classes
+
     common = dict(scoring=scoring, cv=folds, n_jobs=n_jobs, refit=True, error_score="raise")
     if strategy in ("seed_grid", "grid"):
         search = classes.Grid(pipeline, grid, **common)
@@ -153,7 +155,11 @@ def tune(
     table = table.sort_values("rank_test_score", kind="stable").reset_index(drop=True)
     best = {k.removeprefix("estimator__"): v for k, v in search.best_params_.items()}
     return SearchResult(
-        search.best_estimator_, best, float(search.best_score_), table, len(search.cv_results_["params"])
+        search.best_estimator_,
+        best,
+        float(search.best_score_),
+        table,
+        len(search.cv_results_["params"]),
     )
 
 

@@ -62,7 +62,10 @@ def build_suite(spec: DatasetSpec):
         expectation.meta = {"check": check}
         suite.add_expectation(expectation)
 
-    add("columns_match_spec", ex.ExpectTableColumnsToMatchOrderedList(column_list=list(spec.columns)))
+    add(
+        "columns_match_spec",
+        ex.ExpectTableColumnsToMatchOrderedList(column_list=list(spec.columns)),
+    )
     add("min_row_count", ex.ExpectTableRowCountToBeBetween(min_value=spec.min_rows))
     for name, col in spec.columns.items():
         if not col.nullable or name == spec.id:

@@ -1,0 +1,124 @@
+"""Shared fixtures: a real Dagster instance and a real MLflow SQLite registry in temp folders."""
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+# Small data and a one-point search keep each graph run to seconds; 6,000 seeded rows are enough
+# for the default gates (accuracy >= 0.85, F1 >= 0.80) to pass deterministically.
+TEST_ROWS = 6000
+FAST_TRAINING = {
+    "strategy": "grid",
+    "param_grid": {"n_estimators": [40], "max_depth": [12]},
+    "cv_folds": 3,
+    "n_jobs": 2,
+}
+
+
+def run_config(training: dict | None = None, gates: dict | None = None) -> dict:
+    """Run config for training_job: the fast search, optional gate overrides."""
+    ops: dict = {"candidate_model": {"config": training or FAST_TRAINING}}
+    if gates:
+        ops["metric_gates"] = {"config": gates}
+    return {"ops": ops}
+
+
+@dataclass
+class Env:
+    """One isolated world: a Dagster instance, an MLflow registry, a dataset."""
+
+    root: Path
+    instance: object
+    tracking_uri: str
+    spec_path: Path
+    data_root: Path
+
+    def resources(self) -> dict:
+        from mlassets.resources import DatasetResource, ModelRegistry, mlflow_tracking
+        from mlassets.spec import load_spec
+
+        name = load_spec(self.spec_path).name
+        return {
+            "dataset": DatasetResource(
+                spec_path=str(self.spec_path), data_root=str(self.data_root)
+            ),
+            "registry": ModelRegistry(tracking_uri=self.tracking_uri),
+            "mlflow": mlflow_tracking.configured(
+                {
+                    "experiment_name": name,
+                    "mlflow_tracking_uri": self.tracking_uri,
+                    "artifact_location": str(self.root / "mlartifacts"),
+                }
+            ),
+        }
+
+    def defs(self):
+        from mlassets.definitions import build_defs
+
+        return build_defs(self.resources())
+
+    def run(self, job: str = "training_job", config: dict | None = None):
+        """Execute a job in process against this world; never raises on failure."""
+        job_def = self.defs().resolve_job_def(job)
+        return job_def.execute_in_process(
+            run_config=config
+            if config is not None
+            else (run_config() if job == "training_job" else {}),
+            instance=self.instance,
+            raise_on_error=False,
+        )
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.tracking_uri, self.tracking_uri)
+
+
+def make_env(root: Path, instance, rows: int = TEST_ROWS) -> Env:
+    """A world with the bundled fraud spec and `rows` synthetic rows as its source."""
+    from mlassets.spec import DEFAULT_SPEC
+    from mlassets.synthetic import fraud_frame, write_frame
+
+    data_root = root / "data_root"
+    write_frame(fraud_frame(rows, seed=7), data_root / "data" / "transactions.parquet")
+    return Env(
+        root=root,
+        instance=instance,
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        spec_path=DEFAULT_SPEC,
+        data_root=data_root,
+    )
+
+
+@pytest.fixture
+def dagster_instance(tmp_path):
+    from dagster import instance_for_test
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with instance_for_test(temp_dir=str(home)) as instance:
+        yield instance
+
+
+@pytest.fixture
+def env(tmp_path, dagster_instance) -> Env:
+    return make_env(tmp_path, dagster_instance)
+
+
+@pytest.fixture(scope="module")
+def trained_env(tmp_path_factory):
+    """A world where training_job already put version 1 behind `production` (shared per module)."""
+    from dagster import instance_for_test
+
+    root = tmp_path_factory.mktemp("trained")
+    (root / "dagster_home").mkdir()
+    with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        world = make_env(root, instance)
+        result = world.run()
+        assert result.success, "baseline training run failed"
+        yield world

@@ -1,0 +1,216 @@
+"""The whole graph, in process, on a real Dagster instance and a real MLflow registry."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from mlassets.ml.evaluation import METRICS
+from mlassets_tests.conftest import run_config
+
+ALL_ASSETS = {
+    "raw_data",
+    "features",
+    "train_set",
+    "validation_set",
+    "test_set",
+    "candidate_model",
+    "evaluation_report",
+    "registered_model",
+    "staging_model",
+    "production_model",
+}
+DOWNSTREAM_OF_RAW = ALL_ASSETS - {"raw_data"}
+
+
+def materialized(result) -> set[str]:
+    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
+
+
+def checks(result) -> dict[str, object]:
+    return {c.check_name: c for c in result.get_asset_check_evaluations()}
+
+
+def versions(client, name: str) -> list[str]:
+    return sorted(str(mv.version) for mv in client.search_model_versions(f"name='{name}'"))
+
+
+def alias(client, name: str, alias_name: str) -> str | None:
+    from mlassets.ml.registry import alias_version
+
+    return alias_version(client, name, alias_name)
+
+
+def mlflow_runs(env):
+    import mlflow
+
+    mlflow.set_tracking_uri(env.tracking_uri)
+    return mlflow.search_runs(search_all_experiments=True)
+
+
+def test_whole_graph_materializes_and_promotes(env):
+    result = env.run()
+    assert result.success
+    assert materialized(result) == ALL_ASSETS
+    evaluations = checks(result)
+    assert len(evaluations) == 14
+    assert all(c.passed for c in evaluations.values()), {
+        n: c.metadata for n, c in evaluations.items() if not c.passed
+    }
+
+    client = env.client()
+    assert versions(client, "fraud_detection") == ["1"]
+    assert alias(client, "fraud_detection", "staging") == "1"
+    assert alias(client, "fraud_detection", "production") == "1"
+    assert alias(client, "fraud_detection", "previous") is None
+
+    report = result.output_for_node("evaluation_report")
+    assert set(report["metrics"]) == set(METRICS)
+    assert report["metrics"]["f1"] >= 0.80 and report["metrics"]["accuracy"] >= 0.85
+
+    mv = client.get_model_version("fraud_detection", "1")
+    run = client.get_run(mv.run_id)
+    for metric in METRICS:
+        assert run.data.metrics[f"test_{metric}"] == pytest.approx(report["metrics"][metric])
+    assert run.data.params["strategy"] == "grid"
+    assert mv.tags["dagster_run_id"] == result.run_id
+    assert len(mv.tags["data_fingerprint"]) == 16
+    gates = json.loads(mv.tags["gates"])
+    assert gates["f1_gate"]["passed"] and gates["f1_gate"]["threshold"] == 0.8
+
+    # one MLflow run per Dagster run, closed (never left RUNNING)
+    runs = mlflow_runs(env)
+    assert list(runs["status"]) == ["FINISHED"]
+    assert list(runs["tags.dagster_run_id"]) == [result.run_id]
+
+    # the model is stored as skops, not pickle
+    import mlflow
+
+    flavor = mlflow.models.get_model_info("models:/fraud_detection/1").flavors["sklearn"]
+    assert flavor["serialization_format"] == "skops"
+
+    # the search reported its progress in the run log
+    messages = [e.message for e in env.instance.all_logs(result.run_id) if e.message]
+    assert any("search: 1/1 configurations, best f1" in m for m in messages)
+
+
+def test_rerun_is_deterministic_and_keeps_previous_for_rollback(trained_env):
+    client = trained_env.client()
+    first = client.get_model_version(
+        "fraud_detection", alias(client, "fraud_detection", "production")
+    )
+    result = trained_env.run()
+    assert result.success
+    second = client.get_model_version(
+        "fraud_detection", alias(client, "fraud_detection", "production")
+    )
+    assert int(second.version) == int(first.version) + 1
+    assert alias(client, "fraud_detection", "previous") == str(first.version)
+    for metric in METRICS:
+        assert second.tags[f"test_{metric}"] == first.tags[f"test_{metric}"]
+    assert second.tags["data_fingerprint"] == first.tags["data_fingerprint"]
+
+    rollback = trained_env.run("rollback_job", {})
+    assert rollback.success
+    assert alias(client, "fraud_detection", "production") == str(first.version)
+    assert alias(client, "fraud_detection", "previous") == str(second.version)
+    # put production back where the rest of the module expects it
+    assert trained_env.run("rollback_job", {}).success
+    assert alias(client, "fraud_detection", "production") == str(second.version)
+
+
+def _corrupt(kind: str, df: pd.DataFrame) -> pd.DataFrame:
+    df = df.copy()
+    if kind == "null_id":
+        df["user_id"] = df["user_id"].astype("float64")
+        df.loc[[3, 17], "user_id"] = None
+    elif kind == "out_of_range":
+        df.loc[[5, 6, 9], "feature_1"] = [150.0, -3.0, 101.5]
+    elif kind == "bad_label":
+        df.loc[[11], "label"] = 2
+    elif kind == "missing_column":
+        df = df.drop(columns=["total_purchases"])
+    return df
+
+
+@pytest.mark.parametrize(
+    ("kind", "check", "column", "offending", "sample"),
+    [
+        ("null_id", "not_null", "user_id", 2, None),
+        ("out_of_range", "values_in_range", "feature_1", 3, 150.0),
+        ("bad_label", "values_allowed", "label", 1, 2),
+        ("missing_column", "columns_match_spec", None, None, None),
+    ],
+)
+def test_bad_data_fails_its_check_and_changes_nothing(
+    trained_env, kind, check, column, offending, sample
+):
+    from mlassets.synthetic import write_frame
+
+    client = trained_env.client()
+    before_versions = versions(client, "fraud_detection")
+    before_production = alias(client, "fraud_detection", "production")
+    path = trained_env.data_root / "data" / "transactions.parquet"
+    good = pd.read_parquet(path)
+    try:
+        write_frame(_corrupt(kind, good), path)
+        result = trained_env.run()
+    finally:
+        write_frame(good, path)
+
+    assert not result.success
+    assert materialized(result) == {"raw_data"}
+    assert not (materialized(result) & DOWNSTREAM_OF_RAW)
+    failed = checks(result)[check]
+    assert not failed.passed
+    meta = {k: v.value for k, v in failed.metadata.items()}
+    if column:
+        assert column in meta["columns"]
+        assert meta["offending_rows"] == offending
+        assert f"column {column!r}" in failed.description
+    if sample is not None:
+        details = json.loads(json.dumps(meta["details"]))
+        assert any(sample in d["sample"] for d in details)
+    if kind == "missing_column":
+        assert meta["details"][0]["observed"]["missing"] == ["total_purchases"]
+    assert versions(client, "fraud_detection") == before_versions
+    assert alias(client, "fraud_detection", "production") == before_production
+
+
+def test_impossible_gate_leaves_registry_and_production_untouched(trained_env):
+    client = trained_env.client()
+    before_versions = versions(client, "fraud_detection")
+    before_production = alias(client, "fraud_detection", "production")
+
+    result = trained_env.run(config=run_config(gates={"min_f1": 0.999}))
+
+    assert not result.success
+    gate = checks(result)["f1_gate"]
+    assert not gate.passed
+    assert "f1" in gate.description and "0.999" in gate.description
+    assert checks(result)["accuracy_gate"].passed
+    done = materialized(result)
+    assert "evaluation_report" in done
+    assert not done & {"registered_model", "staging_model", "production_model"}
+    assert versions(client, "fraud_detection") == before_versions
+    assert alias(client, "fraud_detection", "production") == before_production
+    runs = mlflow_runs(trained_env)
+    assert "RUNNING" not in set(runs["status"])
+
+
+def test_registering_without_passed_gates_is_refused(trained_env):
+    """A partial run that skips the gates cannot register: the latest gate verdicts are read."""
+    client = trained_env.client()
+    before = versions(client, "fraud_detection")
+    # the previous test left a failed f1_gate as the latest verdict
+    failed_gate = trained_env.run(config=run_config(gates={"min_f1": 0.999}))
+    assert not failed_gate.success
+    job = trained_env.defs().resolve_implicit_global_asset_job_def()
+    result = job.execute_in_process(
+        instance=trained_env.instance,
+        asset_selection=[__import__("dagster").AssetKey("registered_model")],
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "gates not passed" in str(result.get_step_failure_events()[0].step_failure_data.error)
+    assert versions(client, "fraud_detection") == before
