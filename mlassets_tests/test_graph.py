@@ -89,6 +89,20 @@ def test_whole_graph_materializes_and_promotes(env):
     flavor = mlflow.models.get_model_info("models:/fraud_detection/1").flavors["sklearn"]
     assert flavor["serialization_format"] == "skops"
 
+    # the drift reference travels with the version: a fresh process needs nothing else
+    from mlassets.ml.registry import load_reference
+
+    ref_version, sample, baseline = load_reference(
+        client, "fraud_detection", tracking_uri=env.tracking_uri
+    )
+    assert str(ref_version.version) == "1"
+    assert "purchase_frequency" in sample.columns and "label" in sample.columns
+    assert (
+        len(sample) == baseline["train_rows"] == len(result.output_for_node("splits", "train_set"))
+    )
+    assert baseline["metrics"] == pytest.approx(report["metrics"])
+    assert baseline["batches"] == []
+
     # the search reported its progress in the run log
     messages = [e.message for e in env.instance.all_logs(result.run_id) if e.message]
     assert any("search: 1/1 configurations, best f1" in m for m in messages)

@@ -16,6 +16,9 @@ from dagster import (
 from mlassets.checks.gates import GATE_CHECKS
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
+# Rows of training features kept with each version as the drift reference (a seeded sample).
+REFERENCE_ROWS = 50_000
+
 
 def _latest_gate_results(context: AssetExecutionContext) -> dict[str, dict]:
     """The latest evaluation of every metric gate on `evaluation_report`, from the instance."""
@@ -39,10 +42,11 @@ def _latest_gate_results(context: AssetExecutionContext) -> dict[str, dict]:
     return results
 
 
-def _latest_fingerprint(context: AssetExecutionContext) -> str:
+def _raw_data_metadata(context: AssetExecutionContext) -> dict:
+    """The latest `raw_data` materialization's metadata: its fingerprint and landed batches."""
     event = context.instance.get_latest_materialization_event(AssetKey("raw_data"))
     meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return str(meta["fingerprint"].value) if "fingerprint" in meta else "unknown"
+    return {k: v.value for k, v in meta.items()}
 
 
 @asset(
@@ -54,16 +58,18 @@ def registered_model(
     context: AssetExecutionContext,
     candidate_model,
     evaluation_report: dict,
+    train_set: pd.DataFrame,
     test_set: pd.DataFrame,
 ) -> MaterializeResult:
     """The candidate Pipeline as a new MLflow model version (skops, signature, input example).
 
     Refuses unless the latest evaluation of every metric gate passed, so a partial run that skips
     the gates cannot register an unchecked model. Tagged with the Dagster run id, the data
-    fingerprint and the gate results.
+    fingerprint and the gate results. The training reference (a sample of the training features
+    and the test baseline) is stored with it, for drift monitoring in a fresh process.
     """
     from mlassets.ml.features import input_frame
-    from mlassets.ml.registry import log_pipeline, register
+    from mlassets.ml.registry import log_pipeline, log_reference, register
 
     spec = context.resources.dataset.spec()
     gates = _latest_gate_results(context)
@@ -75,11 +81,25 @@ def registered_model(
         )
     client = context.resources.registry.client()
     X = input_frame(test_set, spec)
+    raw = _raw_data_metadata(context)
     with mlflow_run(context) as run_id:
         info = log_pipeline(candidate_model, X)
+        reference = train_set[[*spec.input_columns, spec.label.column]]
+        if len(reference) > REFERENCE_ROWS:
+            reference = reference.sample(REFERENCE_ROWS, random_state=0)
+        log_reference(
+            reference,
+            {
+                "metrics": evaluation_report["metrics"],
+                "data_fingerprint": raw.get("fingerprint", "unknown"),
+                "batches": raw.get("batches") or [],
+                "train_rows": len(train_set),
+                "reference_rows": len(reference),
+            },
+        )
         tags = {
             "dagster_run_id": context.run_id,
-            "data_fingerprint": _latest_fingerprint(context),
+            "data_fingerprint": str(raw.get("fingerprint", "unknown")),
             "gates": json.dumps(gates, sort_keys=True),
             **{f"test_{k}": f"{v:.6f}" for k, v in evaluation_report["metrics"].items()},
         }

@@ -40,6 +40,9 @@ def log_pipeline(model, X_example: pd.DataFrame, name: str = "model"):
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         signature=signature,
         input_example=example,
+        # the flavor's own pins (installed sklearn, skops, ...): skips MLflow's slow
+        # subprocess that re-imports the model to infer requirements
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
     )
 
 
@@ -132,3 +135,60 @@ def rollback(client, name: str) -> dict[str, str]:
     if current is not None:
         client.set_registered_model_alias(name, PREVIOUS, current)
     return {"production": previous, "previous": current}
+
+
+REFERENCE_DIR = "reference"
+
+
+def log_reference(sample: pd.DataFrame, baseline: dict[str, Any]) -> None:
+    """Store the training reference with the active MLflow run (hence with its model version).
+
+    `sample` holds the training features (and label) that drift is measured against; `baseline`
+    the test metrics, fingerprints and the landed batches the model was trained on. A fresh process
+    (the daemon's sensor) needs nothing else to decide on drift.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / REFERENCE_DIR
+        folder.mkdir()
+        sample.to_parquet(folder / "sample.parquet", index=False)
+        (folder / "baseline.json").write_text(json.dumps(baseline, indent=2, default=str))
+        mlflow.log_artifacts(str(folder), REFERENCE_DIR)
+
+
+def load_reference(
+    client, name: str, alias: str = PRODUCTION, tracking_uri: str | None = None
+) -> tuple[Any, pd.DataFrame, dict]:
+    """The model version behind `alias` with its stored reference sample and baseline.
+
+    Raises RegistryError when there is no such version or it has no reference stored.
+    """
+    import json
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version_by_alias(name, alias)
+    except MlflowException as e:
+        raise RegistryError(f"model {name} has no {alias!r} version") from e
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=mv.run_id,
+                artifact_path=REFERENCE_DIR,
+                dst_path=tmp,
+                tracking_uri=tracking_uri,
+            )
+        except (MlflowException, OSError) as e:
+            raise RegistryError(f"{name} version {mv.version} has no stored reference: {e}") from e
+        sample = pd.read_parquet(Path(local) / "sample.parquet")
+        baseline = json.loads((Path(local) / "baseline.json").read_text())
+    return mv, sample, baseline
