@@ -13,7 +13,7 @@ from dagster import (
     asset,
 )
 
-from mlassets.checks.gates import GATE_CHECKS
+from mlassets.checks.gates import REGISTRATION_CHECKS
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
 # Rows of training features kept with each version as the drift reference (a seeded sample).
@@ -26,7 +26,7 @@ def _latest_gate_results(context: AssetExecutionContext) -> dict[str, dict]:
         AssetCheckExecutionRecordStatus as Status,
     )
 
-    keys = [AssetCheckKey(AssetKey("evaluation_report"), name) for name in GATE_CHECKS]
+    keys = [AssetCheckKey(AssetKey("evaluation_report"), name) for name in REGISTRATION_CHECKS]
     records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
     results = {}
     for key in keys:

@@ -16,6 +16,8 @@ from mlassets.ml.evaluation import METRICS
 from mlassets.resources import DatasetResource, ModelRegistry
 
 GATE_CHECKS = {f"{m}_gate": m for m in METRICS}
+# Every check on evaluation_report whose latest verdict must be a pass before registration.
+REGISTRATION_CHECKS: list[str] = list(GATE_CHECKS)
 
 
 @multi_asset_check(

@@ -43,7 +43,11 @@ def list_batches(landing_uri: str | None) -> list[Batch]:
     for info in fs.ls(root, detail=True):
         path = info["name"]
         name = path.rstrip("/").rsplit("/", 1)[-1]
-        if info.get("type") != "file" or name.startswith(".") or not name.lower().endswith(SUPPORTED_SUFFIXES):
+        if (
+            info.get("type") != "file"
+            or name.startswith(".")
+            or not name.lower().endswith(SUPPORTED_SUFFIXES)
+        ):
             continue
         digest = hashlib.sha256()
         with fs.open(path, "rb") as f:
@@ -73,7 +77,9 @@ def read_batches(
         if list(df.columns) != expected:
             missing = [c for c in expected if c not in df.columns]
             extra = [c for c in df.columns if c not in expected]
-            errors[batch.name] = f"{batch.uri}: columns differ from the spec (missing {missing}, unexpected {extra})"
+            errors[batch.name] = (
+                f"{batch.uri}: columns differ from the spec (missing {missing}, unexpected {extra})"
+            )
             continue
         frames.append(df.assign(_batch=batch.name))
         read.append(batch)

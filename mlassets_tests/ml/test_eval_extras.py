@@ -1,0 +1,337 @@
+"""Deeper evaluation: tuned threshold inside the model, fairness, importance, calibration, report."""
+
+import os
+
+os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
+
+from html.parser import HTMLParser
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlassets.ml import explain, fairness, report, threshold
+from mlassets.ml.evaluation import evaluate
+from mlassets.ml.training import (
+    SKOPS_TRUSTED_TYPES,
+    build_pipeline,
+    make_estimator,
+    untrusted_types,
+)
+from mlassets.synthetic import fraud_frame
+
+NUMERIC = ["feature_1", "feature_2", "total_purchases", "noise"]
+CATEGORICAL = ["category"]
+INPUTS = NUMERIC + CATEGORICAL
+# Types a thresholded model needs beyond training.SKOPS_TRUSTED_TYPES: none (skops trusts
+# FixedThresholdClassifier and FrozenEstimator by default). The test below keeps this honest.
+EXTRA_SKOPS_TYPES: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def data():
+    """Train / validation / test frames of the fraud schema plus a pure-noise input column."""
+    df = fraud_frame(5000, seed=11)
+    df["noise"] = np.random.default_rng(0).normal(size=len(df))
+    return df.iloc[:3000], df.iloc[3000:4000], df.iloc[4000:]
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    train, _, _ = data
+    forest = make_estimator("random_forest", {"n_estimators": 40, "max_depth": 8}, seed=0)
+    return build_pipeline(NUMERIC, CATEGORICAL, forest).fit(train[INPUTS], train["label"])
+
+
+@pytest.fixture(scope="module")
+def tuned(model, data):
+    _, val, _ = data
+    return threshold.tune_threshold(model, val[INPUTS], val["label"], metric="f1")
+
+
+# --- threshold -------------------------------------------------------------------------------
+
+
+def test_tuned_threshold_maximises_the_metric_on_validation(model, data, tuned):
+    from sklearn.metrics import f1_score
+
+    _, val, _ = data
+    t, table = tuned
+    assert 0 < t < 1
+    assert table.loc[table["chosen"], "threshold"].item() == t
+    assert table["score"].max() == pytest.approx(table.loc[table["chosen"], "score"].item())
+    s = threshold.scores(model, val[INPUTS])
+    assert table.loc[table["chosen"], "f1"].item() == pytest.approx(
+        f1_score(val["label"], (s >= t).astype(int))
+    )
+
+
+def test_with_threshold_wraps_without_refitting(model, data, tuned):
+    _, _, test = data
+    t, _ = tuned
+    wrapped = threshold.with_threshold(model, t)
+    assert threshold.base_model(wrapped) is model
+    assert threshold.decision_threshold(wrapped) == t
+    s = model.predict_proba(test[INPUTS])[:, 1]
+    np.testing.assert_array_equal(wrapped.predict(test[INPUTS]), (s >= t).astype(int))
+    # re-wrapping replaces the threshold instead of stacking wrappers
+    again = threshold.with_threshold(wrapped, 0.2)
+    assert threshold.base_model(again) is model and again.threshold == 0.2
+
+
+def test_threshold_travels_with_the_model_through_mlflow_skops(model, data, tuned, tmp_path):
+    import mlflow
+
+    _, _, test = data
+    t, _ = tuned
+    wrapped = threshold.with_threshold(model, t)
+    assert untrusted_types(wrapped) == EXTRA_SKOPS_TYPES
+    path = tmp_path / "model"
+    mlflow.sklearn.save_model(
+        wrapped,
+        str(path),
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES + EXTRA_SKOPS_TYPES,
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+    )
+    assert (path / "model.skops").exists()
+    loaded = mlflow.pyfunc.load_model(str(path))
+    got = np.asarray(loaded.predict(test[INPUTS])).ravel()
+    np.testing.assert_array_equal(got, wrapped.predict(test[INPUTS]))
+    assert loaded.get_raw_model().threshold == t
+
+
+def test_a_low_threshold_saved_in_the_model_changes_its_predictions(model, data, tmp_path):
+    import mlflow
+
+    _, _, test = data
+    low = threshold.with_threshold(model, 0.05)
+    path = tmp_path / "low"
+    mlflow.sklearn.save_model(
+        low,
+        str(path),
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES + EXTRA_SKOPS_TYPES,
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+    )
+    got = np.asarray(mlflow.pyfunc.load_model(str(path)).predict(test[INPUTS])).ravel()
+    assert got.sum() > model.predict(test[INPUTS]).sum()
+
+
+def test_metrics_at_default_and_tuned(model, data, tuned):
+    _, _, test = data
+    t, _ = tuned
+    s = threshold.scores(model, test[INPUTS])
+    table = threshold.metrics_at(test["label"], s, {"default": 0.5, "tuned": t})
+    assert list(table.index) == ["default", "tuned"]
+    assert table.loc["tuned", "threshold"] == t
+    assert table["roc_auc"].nunique() == 1
+
+
+# --- champion / challenger -------------------------------------------------------------------
+
+
+def test_compare_fails_a_much_weaker_challenger_and_passes_without_baseline(model, data):
+    from sklearn.dummy import DummyClassifier
+
+    train, _, test = data
+    champion = evaluate(model, test[INPUTS], test["label"])["metrics"]
+    weak = DummyClassifier(strategy="stratified", random_state=0).fit(train[INPUTS], train["label"])
+    challenger = evaluate(weak, test[INPUTS], test["label"])["metrics"]
+
+    ci = report.bootstrap(
+        test["label"],
+        weak.predict(test[INPUTS]),
+        model.predict(test[INPUTS]),
+        metric="f1",
+        resamples=300,
+        seed=1,
+    )
+    assert ci[0] <= ci[2] <= ci[1] < 0  # the whole interval says "worse"
+    assert ci == report.bootstrap(
+        test["label"], weak.predict(test[INPUTS]), model.predict(test[INPUTS]), "f1", 300, 1
+    )
+
+    verdict = report.compare(challenger, champion, primary="f1", interval=ci)
+    assert not verdict.passed
+    assert "f1" in verdict.message and "FAILS" in verdict.message
+    assert verdict.figures["difference"] < -0.3
+    assert verdict.interval["high"] < 0
+
+    first = report.compare(challenger, None)
+    assert first.passed and "no baseline" in first.message
+
+
+def test_compare_tolerance():
+    base = {"f1": 0.80}
+    assert report.compare({"f1": 0.80}, base).passed
+    assert not report.compare({"f1": 0.79}, base).passed
+    assert report.compare({"f1": 0.79}, base, tolerance=0.02).passed
+    assert not report.compare({"f1": 0.81}, base, tolerance=-0.02).passed  # must improve by 0.02
+    assert report.compare({"f1": 0.83}, base, tolerance=-0.02).passed
+    with pytest.raises(KeyError):
+        report.compare({"accuracy": 0.9}, base)
+
+
+def test_bootstrap_on_scores():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 400)
+    good = y + rng.normal(0, 0.5, 400)
+    bad = rng.normal(size=400)
+    low, high, mean = report.bootstrap(y, good, bad, metric="roc_auc", resamples=200, seed=0)
+    assert 0 < low <= mean <= high
+
+
+# --- fairness --------------------------------------------------------------------------------
+
+
+def _group(name: str, n: int, positives: int, tpr: float, fpr: float) -> pd.DataFrame:
+    """`n` rows of group `name` whose predictions have exactly the given TPR and FPR."""
+    y = np.r_[np.ones(positives, int), np.zeros(n - positives, int)]
+    hits = round(tpr * positives)
+    false_alarms = round(fpr * (n - positives))
+    pred = np.r_[
+        np.ones(hits, int),
+        np.zeros(positives - hits, int),
+        np.ones(false_alarms, int),
+        np.zeros(n - positives - false_alarms, int),
+    ]
+    return pd.DataFrame({"group": name, "label": y, "pred": pred})
+
+
+def _frame(c_tpr: float) -> pd.DataFrame:
+    return pd.concat(
+        [
+            _group("A", 400, 120, 0.9, 0.05),
+            _group("B", 400, 120, 0.9, 0.05),
+            _group("C", 400, 120, c_tpr, 0.05),
+            _group("tiny", 10, 3, 0.0, 1.0),  # wildly different, but too small to gate
+        ],
+        ignore_index=True,
+    )
+
+
+def test_fairness_names_the_disadvantaged_group():
+    df = _frame(c_tpr=0.4)
+    result = fairness.fairness_report(
+        df["label"], df["pred"], df[["group"]], min_group_size=30, max_equalized_odds=0.1
+    )
+    assert not result.passed
+    assert result.offenders == {"group": ["C"]}
+    assert "C" in result.message and "tiny" not in result.message
+    col = result.columns[0]
+    assert col.excluded == ["tiny"]
+    assert col.equalized_odds_difference == pytest.approx(0.5)
+    assert col.groups.loc["C", "tpr"] == pytest.approx(0.4)
+    assert col.groups.loc["tiny", "count"] == 10 and not col.groups.loc["tiny", "gated"]
+
+
+def test_fairness_passes_an_unbiased_model():
+    df = _frame(c_tpr=0.9)
+    result = fairness.fairness_report(df["label"], df["pred"], df[["group"]], min_group_size=30)
+    assert result.passed, result.message
+    col = result.columns[0]
+    assert col.demographic_parity_difference == pytest.approx(0.0)
+    assert col.equalized_odds_difference == pytest.approx(0.0)
+    assert set(col.groups.index) == {"A", "B", "C", "tiny"}  # small groups are still reported
+    assert result.as_dict()["columns"][0]["excluded_groups"] == ["tiny"]
+
+
+# --- explainability and calibration ----------------------------------------------------------
+
+
+def test_importance_ranks_an_informative_column_above_noise(model, data):
+    _, _, test = data
+    table = explain.permutation_importance_table(
+        model, test, test["label"], n_repeats=3, seed=0, n_jobs=1
+    )
+    assert set(table["feature"]) == set(INPUTS)  # original columns, not one-hot ones
+    rank = dict(zip(table["feature"], table["rank"], strict=True))
+    assert rank["feature_1"] < rank["noise"]
+    assert table.loc[table["feature"] == "feature_1", "importance_mean"].item() > 0.05
+    assert len(explain.top_k(table, 2)) == 2
+
+
+def test_calibration(model, data):
+    from sklearn.metrics import brier_score_loss
+
+    _, _, test = data
+    p = threshold.scores(model, test[INPUTS])
+    cal = explain.calibration(test["label"], p, n_bins=10)
+    assert cal["brier"] == pytest.approx(brier_score_loss(test["label"], p))
+    assert cal["curve"]["count"].sum() == len(test)
+    with pytest.raises(ValueError):
+        explain.calibration([0, 1], [-1.0, 2.0])
+
+
+# --- pictures and HTML -----------------------------------------------------------------------
+
+
+class _Checker(HTMLParser):
+    """Collects image sources and external references; checks that tags are balanced."""
+
+    VOID = {"meta", "img", "br", "hr", "link", "input"}
+
+    def __init__(self):
+        super().__init__()
+        self.stack: list[str] = []
+        self.images: list[str] = []
+        self.external: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs.get("src", ""))
+        for key in ("src", "href"):
+            if key in attrs and not attrs[key].startswith("data:"):
+                self.external.append(attrs[key])
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}> in {self.stack}"
+        self.stack.pop()
+
+
+def test_figures_png_and_self_contained_html(model, data, tuned):
+    _, _, test = data
+    t, table = tuned
+    y = test["label"]
+    s = threshold.scores(model, test[INPUTS])
+    cal = explain.calibration(y, s)
+    imp = explain.permutation_importance_table(model, test, y, n_repeats=2, seed=0)
+    fair = fairness.fairness_report(y, (s >= t).astype(int), test[["category"]])
+    marks = {"default": 0.5, "tuned": t}
+    figures = {
+        "roc": report.roc_figure(y, s, marks),
+        "pr": report.pr_figure(y, s, t),
+        "confusion": report.confusion_figure(y, s, marks),
+        "threshold": report.threshold_figure(table, t),
+        "reliability": report.reliability_figure(cal),
+        "importance": report.importance_figure(imp, k=3),
+        "groups": report.group_figure(fair.columns[0].groups, "category"),
+        "comparison": report.comparison_figure({"f1": 0.8}, {"f1": 0.7}),
+    }
+    images = {name: report.png_bytes(fig) for name, fig in figures.items()}
+    for png in images.values():
+        assert png.startswith(b"\x89PNG\r\n\x1a\n")
+
+    doc = report.build_html(
+        {
+            "threshold": {"value": t, "metric": "f1"},
+            "metrics": threshold.metrics_at(y, s, marks),
+            "fairness": fair.as_dict(),
+            "importance": imp,
+            "note": "<script>alert(1)</script>",
+        },
+        images,
+    )
+    checker = _Checker()
+    checker.feed(doc)
+    checker.close()
+    assert checker.stack == []
+    assert len(checker.images) == len(images)
+    assert all(src.startswith("data:image/png;base64,") for src in checker.images)
+    assert checker.external == []
+    assert "data:image/png;base64," in doc
+    assert "<script>" not in doc  # text is escaped
