@@ -67,3 +67,48 @@ class GateConfig(Config):
             "roc_auc": self.min_roc_auc,
             "pr_auc": self.min_pr_auc,
         }
+
+
+class DriftConfig(Config):
+    """Thresholds of the retrain decision (shared by `drift_report` and `drift_sensor`).
+
+    Defaults follow the seed (alpha 0.05, a 0.05 metric drop, 10,000 recent rows) plus a
+    multiple-testing correction and effect-size minimums; see `mlassets.ml.drift.DriftThresholds`
+    for the reason behind each.
+    """
+
+    alpha: float = Field(default=0.05, description="Significance after the correction.")
+    correction: str = Field(
+        default="bh", description="bh (Benjamini-Hochberg), bonferroni or none."
+    )
+    min_effect_numeric: float = Field(
+        default=0.1, description="Wasserstein distance / reference std a numeric drift must reach."
+    )
+    min_effect_categorical: float = Field(
+        default=0.1, description="Jensen-Shannon distance a categorical drift must reach."
+    )
+    max_metric_drop: float = Field(
+        default=0.05, description="Accuracy or F1 drop on labelled recent rows that is degraded."
+    )
+    min_rows: int = Field(default=10_000, description="Recent rows needed before any retrain.")
+    min_labelled_rows: int = Field(
+        default=1_000, description="Labelled recent rows needed to judge degradation."
+    )
+    window_batches: int = Field(
+        default=0,
+        description="Retrain on the source plus the newest N recent batches (0: all of them).",
+    )
+
+    def thresholds(self):
+        """The pure-core thresholds these settings describe."""
+        from mlassets.ml.drift import DriftThresholds
+
+        return DriftThresholds(
+            alpha=self.alpha,
+            correction=self.correction,
+            min_effect_numeric=self.min_effect_numeric,
+            min_effect_categorical=self.min_effect_categorical,
+            max_metric_drop=self.max_metric_drop,
+            min_rows=self.min_rows,
+            min_labelled_rows=self.min_labelled_rows,
+        )

@@ -9,12 +9,15 @@ from mlassets import settings
 from mlassets.assets.data import raw_data
 from mlassets.assets.evaluation import evaluation_report
 from mlassets.assets.features import features, splits
+from mlassets.assets.monitoring import drift_report, recent_data
 from mlassets.assets.registry import production_model, registered_model, staging_model
 from mlassets.assets.training import candidate_model
 from mlassets.checks.data_quality import data_quality
 from mlassets.checks.gates import metric_gates, staging_predicts_identically
-from mlassets.jobs import rollback_job, training_job
+from mlassets.jobs import monitoring_job, rollback_job, training_job
 from mlassets.resources import default_resources
+from mlassets.schedules import daily_monitoring
+from mlassets.sensors import drift_sensor
 from mlassets.spec import load_spec
 
 ASSETS = [
@@ -26,6 +29,8 @@ ASSETS = [
     registered_model,
     staging_model,
     production_model,
+    recent_data,
+    drift_report,
 ]
 CHECKS = [data_quality, metric_gates, staging_predicts_identically]
 
@@ -39,7 +44,9 @@ def build_defs(resources: Mapping[str, Any] | None = None) -> Definitions:
     return Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
-        jobs=[training_job, rollback_job],
+        jobs=[training_job, monitoring_job, rollback_job],
+        sensors=[drift_sensor],
+        schedules=[daily_monitoring],
         resources=dict(resources or default_resources(load_spec(settings.spec_path()))),
         executor=in_process_executor,
     )

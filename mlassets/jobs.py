@@ -4,6 +4,12 @@ from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, o
 
 from mlassets.resources import DatasetResource, ModelRegistry
 
+monitoring_job = define_asset_job(
+    "monitoring_job",
+    selection=AssetSelection.groups("monitoring"),
+    description="Read the batches that landed since production was trained and decide on drift.",
+)
+
 training_job = define_asset_job(
     "training_job",
     selection=AssetSelection.groups("data", "features", "training", "evaluation", "registry"),

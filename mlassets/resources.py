@@ -1,13 +1,16 @@
 """Resources: the dataset, MLflow tracking (dagster-mlflow) and the model registry."""
 
 import contextlib
+import json
 from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from dagster import ConfigurableResource, Field, Noneable, Permissive, StringSource, resource
 
 from mlassets import settings
+from mlassets.config import DriftConfig
 from mlassets.spec import DEFAULT_SPEC, DatasetSpec, load_spec
 
 
@@ -50,6 +53,20 @@ class ModelRegistry(ConfigurableResource):
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
         return MlflowClient(self.tracking_uri, self.registry_uri or self.tracking_uri)
+
+
+class MonitoringResource(ConfigurableResource):
+    """How monitoring decides: one set of thresholds for the asset and the sensor alike."""
+
+    drift: DriftConfig = DriftConfig()
+    retrain_run_config: dict[str, Any] = {}
+
+    def retrain_config(self, raw_data_config: dict) -> dict:
+        """Run config of a retraining run: the user's (e.g. a search strategy) plus the batches."""
+        config = json.loads(json.dumps(self.retrain_run_config))  # a deep copy
+        ops = config.setdefault("ops", {})
+        ops.setdefault("raw_data", {}).setdefault("config", {}).update(raw_data_config)
+        return config
 
 
 def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | None) -> str:
@@ -140,6 +157,10 @@ def default_resources(spec: DatasetSpec) -> dict:
             spec_path=str(spec.path or DEFAULT_SPEC), data_root=settings.data_root()
         ),
         "registry": ModelRegistry(tracking_uri=uri),
+        "monitoring": MonitoringResource(
+            drift=DriftConfig(**settings.drift_overrides()),
+            retrain_run_config=settings.retrain_run_config(),
+        ),
         "mlflow": mlflow_tracking.configured(
             {
                 "experiment_name": spec.name,

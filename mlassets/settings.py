@@ -39,3 +39,24 @@ def spec_path() -> str | None:
 def data_root() -> str | None:
     """Where a spec's relative paths resolve: the home for the bundled spec, else the spec's folder."""
     return None if spec_path() else str(home())
+
+
+def drift_overrides() -> dict:
+    """`$MLASSETS_DRIFT` as JSON (e.g. '{"min_rows": 5000}'): DriftConfig fields for monitoring."""
+    import json
+
+    raw = os.environ.get("MLASSETS_DRIFT")
+    return json.loads(raw) if raw else {}
+
+
+def sensor_interval() -> int:
+    """Seconds between `drift_sensor` ticks: `$MLASSETS_SENSOR_INTERVAL`, default 60."""
+    return int(os.environ.get("MLASSETS_SENSOR_INTERVAL", "60"))
+
+
+def retrain_run_config() -> dict:
+    """`$MLASSETS_RETRAIN_CONFIG`: a YAML run config file for the runs `drift_sensor` launches."""
+    import yaml
+
+    path = os.environ.get("MLASSETS_RETRAIN_CONFIG")
+    return (yaml.safe_load(Path(path).read_text()) or {}) if path else {}

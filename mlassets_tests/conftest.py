@@ -37,9 +37,20 @@ class Env:
     tracking_uri: str
     spec_path: Path
     data_root: Path
+    drift: dict | None = None
+
+    @property
+    def landing(self) -> Path:
+        return self.data_root / "data" / "landing"
 
     def resources(self) -> dict:
-        from mlassets.resources import DatasetResource, ModelRegistry, mlflow_tracking
+        from mlassets.config import DriftConfig
+        from mlassets.resources import (
+            DatasetResource,
+            ModelRegistry,
+            MonitoringResource,
+            mlflow_tracking,
+        )
         from mlassets.spec import load_spec
 
         name = load_spec(self.spec_path).name
@@ -48,6 +59,10 @@ class Env:
                 spec_path=str(self.spec_path), data_root=str(self.data_root)
             ),
             "registry": ModelRegistry(tracking_uri=self.tracking_uri),
+            "monitoring": MonitoringResource(
+                drift=DriftConfig(**(self.drift or {})),
+                retrain_run_config=run_config(),
+            ),
             "mlflow": mlflow_tracking.configured(
                 {
                     "experiment_name": name,

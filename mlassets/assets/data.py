@@ -15,6 +15,11 @@ class RawDataConfig(Config):
         default_factory=list,
         description="File names in the spec's landing folder to train on besides the source.",
     )
+    consumed: list[str] = Field(
+        default_factory=list,
+        description="Landed batches this run accounts for (trained on or left out of the window); "
+        "monitoring no longer counts them as recent. Defaults to `batches`.",
+    )
 
 
 @asset(group_name="data", kinds={"pandas"})
@@ -32,16 +37,19 @@ def raw_data(
     spec = dataset.spec()
     uri = dataset.source_uri()
     df: pd.DataFrame = read_table(uri, spec)
-    used = []
-    if config.batches:
+    used, consumed = [], []
+    if config.batches or config.consumed:
         landed = {b.name: b for b in list_batches(dataset.landing_uri())}
-        missing = [n for n in config.batches if n not in landed]
+        wanted = list(dict.fromkeys([*config.batches, *config.consumed]))
+        missing = [n for n in wanted if n not in landed]
         if missing:
             raise Failure(f"batches not found in {dataset.landing_uri()}: {missing}")
+        consumed = [landed[n] for n in wanted]
         extra, used, errors = read_batches([landed[n] for n in config.batches], spec)
         if errors:
             raise Failure(f"unreadable batches: {errors}")
-        df = pd.concat([df, extra.drop(columns="_batch")], ignore_index=True)
+        if used:
+            df = pd.concat([df, extra.drop(columns="_batch")], ignore_index=True)
     fp = fingerprint(df)
     context.log.info(
         f"read {len(df):,} rows x {df.shape[1]} columns from {uri}"
@@ -55,6 +63,7 @@ def raw_data(
             "dagster/column_schema": schema_metadata(df),
             "source": MetadataValue.path(uri),
             "batches": MetadataValue.json([b.as_dict() for b in used]),
+            "consumed_batches": MetadataValue.json([b.as_dict() for b in consumed]),
             "fingerprint": fp,
             "preview": preview(df),
         },

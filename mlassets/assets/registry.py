@@ -92,7 +92,7 @@ def registered_model(
             {
                 "metrics": evaluation_report["metrics"],
                 "data_fingerprint": raw.get("fingerprint", "unknown"),
-                "batches": raw.get("batches") or [],
+                "batches": raw.get("consumed_batches") or [],
                 "train_rows": len(train_set),
                 "reference_rows": len(reference),
             },
@@ -101,6 +101,8 @@ def registered_model(
             "dagster_run_id": context.run_id,
             "data_fingerprint": str(raw.get("fingerprint", "unknown")),
             "gates": json.dumps(gates, sort_keys=True),
+            "trigger": context.run.tags.get("mlassets/trigger", "manual"),
+            "retrain_reason": context.run.tags.get("mlassets/retrain_reason", "none (manual run)"),
             **{f"test_{k}": f"{v:.6f}" for k, v in evaluation_report["metrics"].items()},
         }
         mv = register(

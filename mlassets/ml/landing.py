@@ -90,7 +90,12 @@ def read_batches(
 
 def batches_key(batches: list[Batch]) -> str:
     """A stable fingerprint of a set of batches (names and contents), e.g. for a sensor run_key."""
-    h = hashlib.sha256()
-    for b in sorted(batches, key=lambda b: b.name):
-        h.update(f"{b.name}:{b.digest};".encode())
-    return h.hexdigest()[:16]
+    from mlassets.ml.drift import batches_fingerprint
+
+    return batches_fingerprint((b.name, b.digest) for b in batches)
+
+
+def not_yet_trained_on(batches: list[Batch], trained: list[dict]) -> list[Batch]:
+    """The batches a model has not consumed (`trained`: its stored batch dicts, name + digest)."""
+    consumed = {(t["name"], t["digest"]) for t in trained}
+    return [b for b in batches if (b.name, b.digest) not in consumed]

@@ -56,11 +56,11 @@ def build_suite(spec: DatasetSpec):
     import great_expectations as gx
 
     ex = gx.expectations
-    suite = gx.ExpectationSuite(name=f"{spec.name}_raw_data")
+    expectations = []
 
     def add(check: str, expectation) -> None:
         expectation.meta = {"check": check}
-        suite.add_expectation(expectation)
+        expectations.append(expectation)
 
     add(
         "columns_match_spec",
@@ -79,7 +79,9 @@ def build_suite(spec: DatasetSpec):
             )
         if col.values is not None:
             add("values_allowed", ex.ExpectColumnValuesToBeInSet(column=name, value_set=col.values))
-    return suite
+    # Passed to the constructor: `suite.add_expectation` needs an active data context and would
+    # fail when the suite is built outside `validate` (DataContextRequiredError).
+    return gx.ExpectationSuite(name=f"{spec.name}_raw_data", expectations=expectations)
 
 
 def validate(df: pd.DataFrame, spec: DatasetSpec) -> list[ExpectationOutcome]:

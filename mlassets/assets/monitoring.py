@@ -1,0 +1,81 @@
+"""Group `monitoring`: what landed since production was trained, and the drift decision on it."""
+
+import pandas as pd
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from mlassets.assets.metadata import md_image, md_table
+from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
+
+
+@asset(group_name="monitoring", kinds={"pandas"})
+def recent_data(
+    context: AssetExecutionContext, dataset: DatasetResource, registry: ModelRegistry
+) -> MaterializeResult:
+    """Landed batches the production model was not trained on, with their derived features.
+
+    A batch that cannot be read is reported by name and skipped; it never stops the others.
+    """
+    from mlassets.ml.monitoring import production, recent
+
+    spec = dataset.spec()
+    prod = production(registry.tracking_uri, spec.name)
+    rec = recent(dataset.landing_uri(), spec, prod)
+    for name, error in rec.errors.items():
+        context.log.warning(f"skipped unreadable batch {name}: {error}")
+    return MaterializeResult(
+        value=rec.rows,
+        metadata={
+            "dagster/row_count": len(rec.rows),
+            "landing": MetadataValue.path(dataset.landing_uri() or "(no landing folder in spec)"),
+            "production_version": prod.version if prod else "none",
+            "batches_landed": rec.landed,
+            "recent_batches": md_table(
+                [{"batch": b.name, "digest": b.digest} for b in rec.batches]
+            ),
+            "unreadable_batches": MetadataValue.json(rec.errors),
+        },
+    )
+
+
+@asset(group_name="monitoring", kinds={"scipy"})
+def drift_report(
+    context: AssetExecutionContext,
+    recent_data: pd.DataFrame,
+    dataset: DatasetResource,
+    registry: ModelRegistry,
+    monitoring: MonitoringResource,
+) -> MaterializeResult:
+    """Per-feature drift, performance on recent labels and volume, and the retrain decision.
+
+    The same function (`mlassets.ml.drift.drift_report`) decides for `drift_sensor`.
+    """
+    from mlassets.ml.drift import plot_drift
+    from mlassets.ml.evaluation import png_data_url
+    from mlassets.ml.monitoring import Recent, decide, production
+
+    spec = dataset.spec()
+    prod = production(registry.tracking_uri, spec.name)
+    if prod is None:
+        reason = f"no production model for {spec.name} yet: run training_job first"
+        context.log.info(reason)
+        return MaterializeResult(
+            value={"retrain": False, "reasons": [reason]}, metadata={"decision": reason}
+        )
+    report = decide(
+        spec, prod, Recent([], recent_data), monitoring.drift.thresholds(), registry.tracking_uri
+    )
+    context.log.info(report.summary)
+    metadata = {
+        "retrain": report.retrain,
+        "decision": report.summary,
+        "reasons": MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+        "drifted_features": ", ".join(report.drifted) or "none",
+        "recent_rows": report.rows,
+        "production_version": prod.version,
+        "features": MetadataValue.md(report.ranked().round(4).to_markdown(index=False)),
+        "degradation": MetadataValue.json(report.to_dict()["degradation"]),
+    }
+    if report.rows:
+        fig = plot_drift(report, prod.reference, recent_data)
+        metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")
+    return MaterializeResult(value=report.to_dict(), metadata=metadata)

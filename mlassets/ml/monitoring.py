@@ -1,0 +1,107 @@
+"""Monitoring: what landed since the production model was trained, and whether to retrain.
+
+Shared by the `recent_data` / `drift_report` assets and `drift_sensor`, so the asset shows
+exactly the decision the sensor acts on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+
+from mlassets.ml.landing import Batch, list_batches, not_yet_trained_on, read_batches
+from mlassets.spec import DatasetSpec
+
+
+@dataclass
+class Production:
+    """The production version with what drift is measured against (from MLflow alone)."""
+
+    version: str
+    run_id: str
+    reference: pd.DataFrame
+    baseline: dict[str, Any]
+
+
+@dataclass
+class Recent:
+    """Batches that landed after the production model's training data, read and featurised."""
+
+    batches: list[Batch]
+    rows: pd.DataFrame
+    errors: dict[str, str] = field(default_factory=dict)
+    landed: int = 0
+
+
+@lru_cache(maxsize=4)
+def _production(tracking_uri: str, name: str, version: str, run_id: str) -> Production:
+    from mlflow import MlflowClient
+
+    from mlassets.ml.registry import load_reference
+
+    client = MlflowClient(tracking_uri, tracking_uri)
+    mv, sample, baseline = load_reference(client, name, tracking_uri=tracking_uri)
+    return Production(str(mv.version), mv.run_id, sample, baseline)
+
+
+def production(tracking_uri: str, name: str) -> Production | None:
+    """The `production` version and its stored reference, or None when there is none yet.
+
+    Cached per version: a sensor ticking every minute downloads a reference once.
+    """
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from mlassets.ml.registry import PRODUCTION
+
+    client = MlflowClient(tracking_uri, tracking_uri)
+    try:
+        mv = client.get_model_version_by_alias(name, PRODUCTION)
+    except MlflowException:
+        return None
+    return _production(tracking_uri, name, str(mv.version), mv.run_id)
+
+
+@lru_cache(maxsize=2)
+def production_model(tracking_uri: str, name: str, version: str):
+    """The production Pipeline itself (skops, trusted types from the model's own metadata)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+
+
+def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) -> Recent:
+    """Landed batches not yet trained on by `prod` (all of them when there is no production)."""
+    from mlassets.ml.features import build_features
+
+    landed = list_batches(landing_uri)
+    fresh = not_yet_trained_on(landed, prod.baseline.get("batches", []) if prod else [])
+    rows, read, errors = read_batches(fresh, spec)
+    if len(rows):
+        rows = build_features(rows, spec)
+    return Recent(read, rows, errors, len(landed))
+
+
+def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, tracking_uri: str):
+    """The drift report of `rec` against `prod`'s reference, with degradation when labelled."""
+    from mlassets.ml.drift import drift_report
+
+    labelled = spec.label.column in rec.rows and rec.rows[spec.label.column].notna().any()
+    model = production_model(tracking_uri, spec.name, prod.version) if labelled else None
+    frame = rec.rows if len(rec.rows) else pd.DataFrame(columns=prod.reference.columns)
+    return drift_report(
+        prod.reference,
+        frame,
+        spec.numeric_inputs,
+        spec.features.categorical,
+        config=thresholds,
+        model=model,
+        label=spec.label.column if labelled else None,
+        positive=spec.label.positive,
+        baseline=prod.baseline.get("metrics"),
+    )
