@@ -1,0 +1,130 @@
+"""End to end with the real daemon: a drifted batch lands, drift_sensor retrains and promotes."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, fraud_frame, write_frame
+from mlassets_tests.conftest import FAST_TRAINING
+from mlassets_tests.test_cli import DAGSTER, ROOT, cli_env
+
+BIN = Path(sys.executable).parent
+WAIT_S = 300
+
+
+def wait_for(predicate, what: str, timeout: float = WAIT_S, every: float = 2.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def sensor_ticks(instance):
+    states = [s for s in instance.all_instigator_state() if s.instigator_name == "drift_sensor"]
+    if not states:
+        return []
+    return instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=50)
+
+
+@pytest.fixture
+def daemon_world(tmp_path):
+    from dagster import DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    env = cli_env(tmp_path, None)
+    home = Path(env["MLASSETS_HOME"])
+    write_frame(fraud_frame(6000, seed=7), home / "data" / "transactions.parquet")
+    fast = tmp_path / "fast.yaml"
+    fast.write_text(yaml.safe_dump({"ops": {"candidate_model": {"config": FAST_TRAINING}}}))
+    env.update(
+        MLASSETS_SENSOR_INTERVAL="3",
+        MLASSETS_DRIFT=json.dumps({"min_rows": 5000}),
+        MLASSETS_RETRAIN_CONFIG=str(fast),
+    )
+    trained = subprocess.run(
+        [DAGSTER, "asset", "materialize", "-m", "mlassets.definitions", "--select", "*"]
+        + ["-c", str(fast)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    log = open(tmp_path / "daemon.log", "w")
+    daemon = subprocess.Popen(
+        [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
+        cwd=tmp_path,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    instance = DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
+    try:
+        yield env, home / "data" / "landing", instance, daemon
+    finally:
+        os.killpg(daemon.pid, signal.SIGTERM)
+        try:
+            daemon.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait()
+        log.close()
+        instance.dispose()
+
+
+def test_daemon_retrains_on_drift_and_not_on_clean_data(daemon_world, tmp_path):
+    from dagster import DagsterRunStatus, RunsFilter
+    from mlflow import MlflowClient
+
+    env, landing, instance, daemon = daemon_world
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_URI"])
+    assert str(client.get_model_version_by_alias("fraud_detection", "production").version) == "1"
+
+    write_frame(
+        fraud_batch(6000, 31, "none", first_id=BATCH_FIRST_ID), landing / "batch_0001.parquet"
+    )
+
+    def judged_clean():
+        return [
+            t for t in sensor_ticks(instance) if t.skip_reason and "no retrain" in t.skip_reason
+        ]
+
+    ticks = wait_for(judged_clean, "a tick that judged the clean batch")
+    assert "6,000 recent rows" in ticks[0].skip_reason
+    assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()[-3000:]
+    sensor_runs = RunsFilter(tags={"mlassets/trigger": "drift_sensor"})
+    assert instance.get_runs(sensor_runs) == []
+
+    write_frame(
+        fraud_batch(6000, 32, "covariate", first_id=BATCH_FIRST_ID + 100_000),
+        landing / "batch_0002.parquet",
+    )
+    runs = wait_for(lambda: instance.get_runs(sensor_runs), "drift_sensor to launch a run")
+    run = wait_for(
+        lambda: (r := instance.get_run_by_id(runs[0].run_id)).is_finished and r,
+        "the retraining run to finish",
+    )
+    assert run.status == DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[-3000:]
+    assert run.job_name == "training_job"
+
+    production = client.get_model_version_by_alias("fraud_detection", "production")
+    assert str(production.version) == "2"
+    assert production.tags["trigger"] == "drift_sensor"
+    assert "feature drift" in production.tags["retrain_reason"]
+    assert str(client.get_model_version_by_alias("fraud_detection", "previous").version) == "1"
+
+    # a few more ticks: the same batches never launch a second run
+    time.sleep(8)
+    assert len(instance.get_runs(sensor_runs)) == 1

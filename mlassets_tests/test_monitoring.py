@@ -1,0 +1,165 @@
+"""drift_sensor and the monitoring assets on a real instance and registry (sensor ticks in process)."""
+
+import json
+
+import pytest
+from dagster import RunRequest, SkipReason, build_sensor_context
+
+from mlassets.sensors import drift_sensor
+from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, write_frame
+
+ROWS = 12_000  # above the default 10,000-row volume minimum
+
+
+def write_batch(env, name: str, drift: str, seed: int, rows: int = ROWS, slot: int = 0):
+    df = fraud_batch(rows, seed, drift, first_id=BATCH_FIRST_ID + slot * 100_000)
+    return write_frame(df, env.landing / name)
+
+
+def tick(env, cursor: str | None = None):
+    resources = {k: v for k, v in env.resources().items() if k != "mlflow"}
+    context = build_sensor_context(instance=env.instance, cursor=cursor, resources=resources)
+    result = drift_sensor(context)
+    return result, context
+
+
+def outcome(result):
+    """(run requests, skip message) of a SensorResult."""
+    skip = result.skip_reason.skip_message if result.skip_reason else None
+    return list(result.run_requests or []), skip
+
+
+def test_no_production_tells_user_to_train(env):
+    write_batch(env, "batch_0001.parquet", "covariate", 1)
+    result, _ = tick(env)
+    requests, skip = outcome(result)
+    assert requests == []
+    assert "no production model for fraud_detection" in skip and "run training_job" in skip
+    assert result.cursor is None  # nothing is marked seen before it can be judged
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    from dagster import instance_for_test
+
+    from mlassets_tests.conftest import make_env
+
+    root = tmp_path_factory.mktemp("monitoring")
+    (root / "dagster_home").mkdir()
+    with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        env = make_env(root, instance)
+        assert env.run().success
+        yield env
+
+
+def test_sensor_decisions_cursor_and_run_key(world):
+    # nothing landed yet
+    requests, skip = outcome(tick(world)[0])
+    assert requests == [] and skip.startswith("no new batches")
+
+    # a batch like the training data: no retrain, the figures say why, the cursor advances
+    write_batch(world, "batch_0001.parquet", "none", 11, slot=1)
+    result, _ = tick(world)
+    requests, skip = outcome(result)
+    assert requests == []
+    assert "no retrain" in skip and f"{ROWS:,}" in skip
+    cursor_after_clean = result.cursor
+    assert set(json.loads(cursor_after_clean)) == {"batch_0001.parquet"}
+
+    # the same state again: nothing new
+    requests, skip = outcome(tick(world, cursor_after_clean)[0])
+    assert requests == [] and skip.startswith("no new batches")
+
+    # covariate drift lands (and an unreadable file beside it)
+    write_batch(world, "batch_0002.parquet", "covariate", 12, slot=2)
+    (world.landing / "batch_0003.csv").write_text('user_id,"broken\n1,2,3')
+    result, _ = tick(world, cursor_after_clean)
+    requests, skip = outcome(result)
+    assert len(requests) == 1
+    request: RunRequest = requests[0]
+    assert request.job_name in (None, "training_job")
+    tags = request.tags
+    assert tags["mlassets/trigger"] == "drift_sensor"
+    # recent = the clean batch plus the drifted one: the category shift is diluted below its
+    # minimum effect, the numeric shifts are not
+    assert set(tags["mlassets/drifted_features"].split(",")) >= {"feature_1", "feature_2"}
+    assert "retrain" in tags["mlassets/retrain_reason"]
+    raw_cfg = request.run_config["ops"]["raw_data"]["config"]
+    # both readable recent batches are consumed; the broken one is skipped by name
+    assert raw_cfg["batches"] == ["batch_0001.parquet", "batch_0002.parquet"]
+    assert set(json.loads(result.cursor)) == {
+        "batch_0001.parquet",
+        "batch_0002.parquet",
+        "batch_0003.csv",
+    }
+
+    # the run_key depends only on the batches: a repeated tick asks for the same run
+    again, _ = tick(world, cursor_after_clean)
+    assert outcome(again)[0][0].run_key == request.run_key
+    # with the advanced cursor nothing new arrived: no duplicate request
+    requests, skip = outcome(tick(world, result.cursor)[0])
+    assert requests == [] and skip.startswith("no new batches")
+
+    # the retraining run promotes through the same gates and names its reason
+    client = world.client()
+    before = client.get_model_version_by_alias("fraud_detection", "production")
+    job = world.defs().resolve_job_def("training_job")
+    run = job.execute_in_process(
+        run_config=request.run_config,
+        instance=world.instance,
+        tags=request.tags,
+        raise_on_error=False,
+    )
+    assert run.success
+    after = client.get_model_version_by_alias("fraud_detection", "production")
+    assert int(after.version) == int(before.version) + 1
+    assert after.tags["trigger"] == "drift_sensor"
+    assert "feature drift" in after.tags["retrain_reason"]
+    raw_rows = run.output_for_node("raw_data")
+    assert len(raw_rows) == 6000 + 2 * ROWS
+
+    # the new production model consumed both batches: the broken file alone is not "recent"
+    from mlassets.ml.monitoring import production, recent
+
+    spec = world.resources()["dataset"].spec()
+    prod = production(world.tracking_uri, "fraud_detection")
+    rec = recent(str(world.landing), spec, prod)
+    assert rec.batches == [] and "batch_0003.csv" in rec.errors
+
+
+def test_too_few_rows_and_concept_drift(tmp_path_factory):
+    from dagster import instance_for_test
+
+    from mlassets_tests.conftest import make_env
+
+    root = tmp_path_factory.mktemp("concept")
+    (root / "dagster_home").mkdir()
+    with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
+        env = make_env(root, instance)
+        assert env.run().success
+        write_batch(env, "batch_0001.parquet", "covariate", 21, rows=3000, slot=1)
+        result, _ = tick(env)
+        requests, skip = outcome(result)
+        assert requests == []
+        assert "too few rows" in skip and "3,000" in skip and "10,000" in skip
+
+        write_batch(env, "batch_0002.parquet", "concept", 22, rows=ROWS, slot=2)
+        (env.landing / "batch_0001.parquet").unlink()
+        requests, skip = outcome(tick(env, result.cursor)[0])
+        assert len(requests) == 1, skip
+        tags = requests[0].tags
+        assert tags["mlassets/degraded"] == "true"
+        assert tags["mlassets/drifted_features"] == "none"
+
+        # the monitoring job shows the same decision as assets
+        monitoring = env.run("monitoring_job", {})
+        assert monitoring.success
+        report = monitoring.output_for_node("drift_report")
+        assert report["retrain"] is True and report["degraded"] is True
+        assert report["rows"] == ROWS
+        mats = {
+            e.asset_key.to_user_string(): e for e in monitoring.get_asset_materialization_events()
+        }
+        meta = mats["drift_report"].materialization.metadata
+        assert meta["retrain"].value is True
+        assert "data:image/png;base64," in meta["most_drifted"].value
