@@ -49,6 +49,7 @@ def drift_sensor(
     """
     from mlassets.ml.landing import batches_key, list_batches
     from mlassets.ml.monitoring import decide, production, recent
+    from mlassets.ml.registry import RegistryError
 
     spec = dataset.spec()
     landing = dataset.landing_uri()
@@ -59,7 +60,10 @@ def drift_sensor(
     new = [b for b in landed if seen.get(b.name) != b.digest]
     if not new:
         return _skip(context, f"no new batches in {landing} ({len(landed)} seen before)", None)
-    prod = production(registry.tracking_uri, spec.name)
+    try:
+        prod = production(registry.tracking_uri, spec.name)
+    except RegistryError as e:
+        return _skip(context, f"{e}: run training_job to promote a version that has one", None)
     if prod is None:
         # the cursor stays put: these batches are judged once a production model exists
         return _skip(

@@ -61,7 +61,7 @@ def daemon_world(tmp_path):
         timeout=600,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
-    log = open(tmp_path / "daemon.log", "w")
+    log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 (closed in finally)
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],
         cwd=tmp_path,

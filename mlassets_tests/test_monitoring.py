@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from dagster import RunRequest, SkipReason, build_sensor_context
+from dagster import RunRequest, build_sensor_context
 
 from mlassets.sensors import drift_sensor
 from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, write_frame

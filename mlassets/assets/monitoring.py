@@ -7,7 +7,21 @@ from mlassets.assets.metadata import md_image, md_table
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
-@asset(group_name="monitoring", kinds={"pandas"})
+def _production_or_reason(registry: ModelRegistry, name: str):
+    """(production, None) or (None, why monitoring cannot compare against it yet)."""
+    from mlassets.ml.monitoring import production
+    from mlassets.ml.registry import RegistryError
+
+    try:
+        prod = production(registry.tracking_uri, name)
+    except RegistryError as e:
+        return None, f"{e}: run training_job to promote a version that has one"
+    if prod is None:
+        return None, f"no production model for {name} yet: run training_job first"
+    return prod, None
+
+
+@asset(group_name="monitoring", kinds={"pandas"}, deps=["production_model"])
 def recent_data(
     context: AssetExecutionContext, dataset: DatasetResource, registry: ModelRegistry
 ) -> MaterializeResult:
@@ -15,10 +29,12 @@ def recent_data(
 
     A batch that cannot be read is reported by name and skipped; it never stops the others.
     """
-    from mlassets.ml.monitoring import production, recent
+    from mlassets.ml.monitoring import recent
 
     spec = dataset.spec()
-    prod = production(registry.tracking_uri, spec.name)
+    prod, why_not = _production_or_reason(registry, spec.name)
+    if why_not:
+        context.log.warning(f"{why_not}; every landed batch counts as recent")
     rec = recent(dataset.landing_uri(), spec, prod)
     for name, error in rec.errors.items():
         context.log.warning(f"skipped unreadable batch {name}: {error}")
@@ -51,12 +67,11 @@ def drift_report(
     """
     from mlassets.ml.drift import plot_drift
     from mlassets.ml.evaluation import png_data_url
-    from mlassets.ml.monitoring import Recent, decide, production
+    from mlassets.ml.monitoring import Recent, decide
 
     spec = dataset.spec()
-    prod = production(registry.tracking_uri, spec.name)
+    prod, reason = _production_or_reason(registry, spec.name)
     if prod is None:
-        reason = f"no production model for {spec.name} yet: run training_job first"
         context.log.info(reason)
         return MaterializeResult(
             value={"retrain": False, "reasons": [reason]}, metadata={"decision": reason}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 from contextvars import ContextVar
+from math import ceil, floor, log
 
 import numpy as np
 from joblib import effective_n_jobs
@@ -73,7 +74,7 @@ class Halving(_Progress, HalvingRandomSearchCV):
     """HalvingRandomSearchCV, reporting progress after each rung."""
 
     def _run_search(self, evaluate_candidates, *, callback_ctx=None):
-        total = self.n_candidates if isinstance(self.n_candidates, int) else 0
+        total = self._planned_evaluations()
 
         def evaluate(*args, **kwargs):
             results = evaluate_candidates(*args, **kwargs)
@@ -81,3 +82,26 @@ class Halving(_Progress, HalvingRandomSearchCV):
             return results
 
         super()._run_search(evaluate, callback_ctx=callback_ctx)
+
+    def _planned_evaluations(self) -> int:
+        """Candidate evaluations over all rungs, as sklearn plans them (0 if not known up front).
+
+        Progress counts every evaluation (`cv_results_` has a row per candidate per rung), so the
+        total must too; `n_candidates` alone would let `done` run past `total` after rung one.
+        """
+        if not isinstance(self.n_candidates, int):
+            return 0
+        n = len(ParameterSampler(self.param_distributions, self.n_candidates))
+        if n == 0:
+            return 0
+        required = 1 + floor(log(n, self.factor))
+        min_resources = self.min_resources_
+        if self.min_resources == "exhaust":
+            min_resources = max(min_resources, self.max_resources_ // self.factor ** (required - 1))
+        possible = 1 + floor(log(self.max_resources_ // min_resources, self.factor))
+        rungs = required if self.aggressive_elimination else min(possible, required)
+        total = 0
+        for _ in range(rungs):
+            total += n
+            n = ceil(n / self.factor)
+        return total
