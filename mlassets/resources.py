@@ -111,12 +111,15 @@ def mlflow_tracking(context):
         ensure_experiment(
             cfg["mlflow_tracking_uri"], cfg["experiment_name"], cfg.get("artifact_location")
         )
+    import mlflow
+
     lifecycle = dagster_mlflow_tracking.resource_fn(context)
     tracker = next(lifecycle)
     if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
-        import mlflow
-
         tracker.mlflow_run_id = mlflow.active_run().info.run_id
+    # Detach now: each step that logs resumes the run and closes it (`mlflow_run`), so a step
+    # that fails before logging cannot leave it RUNNING and active in this process.
+    mlflow.end_run()
     try:
         yield tracker
     finally:

@@ -100,6 +100,7 @@ def drift_sensor(
             f"{TAG}/degraded": str(report.degraded).lower(),
             f"{TAG}/batches_key": key,
             f"{TAG}/production_version": prod.version,
+            f"{TAG}/skipped_batches": ",".join(sorted(rec.errors)) or "none",
         },
     )
     context.log.info(f"requesting training_job ({key}): {reasons[:2000]}")

@@ -228,3 +228,11 @@ def test_registering_without_passed_gates_is_refused(trained_env):
     assert not result.success
     assert "gates not passed" in str(result.get_step_failure_events()[0].step_failure_data.error)
     assert versions(client, "fraud_detection") == before
+    # the refusal is recorded on the run's MLflow run, and nothing is left active or RUNNING
+    import mlflow
+
+    runs = mlflow_runs(trained_env)
+    refused = runs[runs["tags.dagster_run_id"] == result.run_id]
+    assert list(refused["status"]) == ["FAILED"]
+    assert "RUNNING" not in set(runs["status"])
+    assert mlflow.active_run() is None

@@ -84,6 +84,7 @@ def test_sensor_decisions_cursor_and_run_key(world):
     # minimum effect, the numeric shifts are not
     assert set(tags["mlassets/drifted_features"].split(",")) >= {"feature_1", "feature_2"}
     assert "retrain" in tags["mlassets/retrain_reason"]
+    assert tags["mlassets/skipped_batches"] == "batch_0003.csv"
     raw_cfg = request.run_config["ops"]["raw_data"]["config"]
     # both readable recent batches are consumed; the broken one is skipped by name
     assert raw_cfg["batches"] == ["batch_0001.parquet", "batch_0002.parquet"]

@@ -68,25 +68,26 @@ def registered_model(
     fingerprint and the gate results. The training reference (a sample of the training features
     and the test baseline) is stored with it, for drift monitoring in a fresh process.
     """
+    from mlassets.ml.drift import reference_sample
     from mlassets.ml.features import input_frame
     from mlassets.ml.registry import log_pipeline, log_reference, register
 
     spec = context.resources.dataset.spec()
-    gates = _latest_gate_results(context)
-    failed = {k: v for k, v in gates.items() if not v["passed"]}
-    if failed:
-        raise Failure(
-            description=f"not registering {spec.name}: gates not passed: {sorted(failed)}",
-            metadata={"gates": MetadataValue.json(gates)},
-        )
     client = context.resources.registry.client()
     X = input_frame(test_set, spec)
     raw = _raw_data_metadata(context)
-    with mlflow_run(context) as run_id:
+    with mlflow_run(context) as run_id:  # a refusal below marks the MLflow run FAILED
+        gates = _latest_gate_results(context)
+        failed = {k: v for k, v in gates.items() if not v["passed"]}
+        if failed:
+            raise Failure(
+                description=f"not registering {spec.name}: gates not passed: {sorted(failed)}",
+                metadata={"gates": MetadataValue.json(gates)},
+            )
         info = log_pipeline(candidate_model, X)
-        reference = train_set[[*spec.input_columns, spec.label.column]]
-        if len(reference) > REFERENCE_ROWS:
-            reference = reference.sample(REFERENCE_ROWS, random_state=0)
+        reference = reference_sample(
+            train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
+        )
         log_reference(
             reference,
             {
