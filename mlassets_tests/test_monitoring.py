@@ -164,3 +164,8 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         meta = mats["drift_report"].materialization.metadata
         assert meta["retrain"].value is True
         assert "data:image/png;base64," in meta["most_drifted"].value
+        scored = monitoring.output_for_node("scored_batches")
+        assert len(scored) == ROWS
+        assert list(scored.columns) == ["user_id", "_batch", "score", "prediction"]
+        assert set(scored["_batch"]) == {"batch_0002.parquet"}
+        assert scored["score"].between(0, 1).all() and set(scored["prediction"]) <= {0, 1}

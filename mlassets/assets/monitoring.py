@@ -94,3 +94,41 @@ def drift_report(
         fig = plot_drift(report, prod.reference, recent_data)
         metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")
     return MaterializeResult(value=report.to_dict(), metadata=metadata)
+
+
+@asset(group_name="monitoring", kinds={"sklearn"})
+def scored_batches(
+    context: AssetExecutionContext,
+    recent_data: pd.DataFrame,
+    dataset: DatasetResource,
+    registry: ModelRegistry,
+) -> MaterializeResult:
+    """Every recent row scored by the `production` model: id, batch, score and prediction."""
+    from mlassets.ml.monitoring import production_model, score_batches
+
+    spec = dataset.spec()
+    prod, reason = _production_or_reason(registry, spec.name)
+    if prod is None or recent_data.empty:
+        why = reason or "no recent rows to score"
+        context.log.info(why)
+        return MaterializeResult(value=pd.DataFrame(), metadata={"note": why})
+    model = production_model(registry.tracking_uri, spec.name, prod.version)
+    scored = score_batches(model, recent_data, spec)
+    per_batch = scored.groupby("_batch", sort=True)["prediction"].agg(["size", "mean"])
+    return MaterializeResult(
+        value=scored,
+        metadata={
+            "dagster/row_count": len(scored),
+            "production_version": prod.version,
+            "per_batch": md_table(
+                [
+                    {
+                        "batch": b,
+                        "rows": int(r["size"]),
+                        "predicted_positive_rate": round(r["mean"], 4),
+                    }
+                    for b, r in per_batch.iterrows()
+                ]
+            ),
+        },
+    )

@@ -105,3 +105,18 @@ def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, trackin
         positive=spec.label.positive,
         baseline=prod.baseline.get("metrics"),
     )
+
+
+def score_batches(model, rows: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """The positive-class score and prediction of `model` for each row, with its id and batch."""
+    from mlassets.ml.evaluation import positive_scores
+    from mlassets.ml.features import input_frame
+
+    X = input_frame(rows, spec)
+    out = pd.DataFrame(index=rows.index)
+    if spec.id:
+        out[spec.id] = rows[spec.id]
+    out["_batch"] = rows.get("_batch", "")
+    out["score"] = positive_scores(model, X)
+    out["prediction"] = model.predict(X)
+    return out.reset_index(drop=True)
