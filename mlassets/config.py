@@ -46,6 +46,16 @@ class TrainingConfig(Config):
     scoring: str = Field(default="f1", description="sklearn scorer the search maximises.")
     seed: int = Field(default=42, description="Seed of the estimator, folds and sampling.")
     n_jobs: int = Field(default=-1, description="Parallel fits (joblib); -1 uses every core.")
+    tune_threshold: bool = Field(
+        default=True,
+        description="Tune the decision threshold on the validation set and keep it in the model "
+        "(false: predict at the estimator's default, 0.5 for probabilities).",
+    )
+    threshold_metric: str = Field(
+        default="f1",
+        description="Metric the threshold maximises on the validation set: f1, f2, precision, "
+        "recall, accuracy, balanced_accuracy, mcc or youden.",
+    )
 
 
 class GateConfig(Config):
@@ -67,6 +77,57 @@ class GateConfig(Config):
             "roc_auc": self.min_roc_auc,
             "pr_auc": self.min_pr_auc,
         }
+
+
+class EvaluationConfig(Config):
+    """What `evaluation_report` measures and the limits its blocking checks enforce.
+
+    The checks `beats_production` and `fairness` read their verdicts from the report, so these
+    limits are set on the `evaluation_report` op. A maximum of None reports without gating.
+    """
+
+    primary_metric: str = Field(
+        default="f1",
+        description="Metric the candidate is compared with production on: accuracy, precision, "
+        "recall, f1, roc_auc or pr_auc.",
+    )
+    tolerance: float = Field(
+        default=0.0,
+        description="beats_production passes when candidate >= production - tolerance "
+        "(negative: the candidate must improve by at least |tolerance|).",
+    )
+    bootstrap_resamples: int = Field(
+        default=1000,
+        description="Paired bootstrap resamples for the interval of candidate - production "
+        "(reported, not gated; 0 turns it off).",
+    )
+    seed: int = Field(default=42, description="Seed of the bootstrap and permutation importance.")
+    max_demographic_parity: float | None = Field(
+        default=None,
+        description="fairness: largest allowed gap in selection rate between groups (None: report "
+        "only, the default: selection rates differ wherever base rates do, legitimately or by "
+        "sampling chance, so equalized odds is the gate).",
+    )
+    max_equalized_odds: float | None = Field(
+        default=0.1,
+        description="fairness: largest allowed gap in TPR or FPR between groups (None: report only).",
+    )
+    min_group_size: int = Field(
+        default=30,
+        description="fairness: a rate is gated only where its denominator (a group's rows for the "
+        "selection rate, its positives for TPR, its negatives for FPR) has at least this many rows.",
+    )
+    importance_repeats: int = Field(
+        default=5, description="Shuffles per column for permutation importance (0 turns it off)."
+    )
+    importance_scoring: str = Field(
+        default="roc_auc", description="sklearn scorer whose drop measures a column's importance."
+    )
+    importance_max_rows: int = Field(
+        default=10_000, description="Test rows permutation importance samples per repeat."
+    )
+    top_k: int = Field(default=10, description="Columns in the importance table and chart.")
+    calibration_bins: int = Field(default=10, description="Bins of the reliability curve.")
 
 
 class DriftConfig(Config):

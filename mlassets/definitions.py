@@ -9,11 +9,16 @@ from mlassets import settings
 from mlassets.assets.data import raw_data
 from mlassets.assets.evaluation import evaluation_report
 from mlassets.assets.features import features, splits
-from mlassets.assets.monitoring import drift_report, recent_data
+from mlassets.assets.monitoring import drift_report, recent_data, scored_batches
 from mlassets.assets.registry import production_model, registered_model, staging_model
 from mlassets.assets.training import candidate_model
 from mlassets.checks.data_quality import data_quality
-from mlassets.checks.gates import metric_gates, staging_predicts_identically
+from mlassets.checks.gates import (
+    beats_production,
+    fairness_gate,
+    metric_gates,
+    staging_predicts_identically,
+)
 from mlassets.jobs import monitoring_job, rollback_job, training_job
 from mlassets.resources import default_resources
 from mlassets.schedules import daily_monitoring
@@ -31,8 +36,9 @@ ASSETS = [
     production_model,
     recent_data,
     drift_report,
+    scored_batches,
 ]
-CHECKS = [data_quality, metric_gates, staging_predicts_identically]
+CHECKS = [data_quality, metric_gates, beats_production, fairness_gate, staging_predicts_identically]
 
 
 def build_defs(resources: Mapping[str, Any] | None = None) -> Definitions:

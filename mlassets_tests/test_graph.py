@@ -53,7 +53,7 @@ def test_whole_graph_materializes_and_promotes(env):
     assert result.success
     assert materialized(result) == ALL_ASSETS
     evaluations = checks(result)
-    assert len(evaluations) == 14
+    assert len(evaluations) == 16
     assert all(c.passed for c in evaluations.values()), {
         n: c.metadata for n, c in evaluations.items() if not c.passed
     }

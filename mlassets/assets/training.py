@@ -5,6 +5,7 @@ import time
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from mlassets.assets.metadata import md_image
 from mlassets.config import TrainingConfig
 from mlassets.resources import mlflow_run
 
@@ -16,16 +17,22 @@ def candidate_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
     train_set: pd.DataFrame,
+    validation_set: pd.DataFrame,
 ) -> MaterializeResult:
-    """One sklearn Pipeline (imputation, scaling, one-hot encoding + estimator), tuned on train rows.
+    """One sklearn Pipeline (imputation, scaling, one-hot encoding + estimator), tuned on train rows,
+    with its decision threshold tuned on the validation set and carried inside the model.
 
-    The search logs its progress to the run log; parameters, the best CV score and the CV table
-    go to the Dagster run's MLflow run.
+    The value is `FixedThresholdClassifier(FrozenEstimator(pipeline), threshold=t)`: evaluation,
+    the registry and `models:/<name>@production` all predict with the tuned threshold. The search
+    logs its progress to the run log; parameters, the best CV score, the CV table and the
+    threshold go to the Dagster run's MLflow run.
     """
     import mlflow
 
     from mlassets.ml.data import fingerprint, target
     from mlassets.ml.features import input_frame
+    from mlassets.ml.report import data_url, log_threshold_choice
+    from mlassets.ml.threshold import choose_threshold
     from mlassets.ml.training import build_pipeline, make_estimator, tune
 
     spec = context.resources.dataset.spec()
@@ -58,6 +65,15 @@ def candidate_model(
             progress=progress,
         )
         seconds = time.perf_counter() - started
+        choice = choose_threshold(
+            result.model,
+            input_frame(validation_set, spec),
+            target(validation_set, spec),
+            metric=config.threshold_metric,
+            tune=config.tune_threshold,
+            seed=config.seed,
+        )
+        context.log.info(f"decision threshold {choice.threshold:g}: {choice.reason}")
         mlflow.log_params(
             {
                 "strategy": config.strategy,
@@ -70,6 +86,7 @@ def candidate_model(
                 **{f"best_{k}": v for k, v in result.best_params.items()},
             }
         )
+        plot = log_threshold_choice(choice)
         mlflow.log_metric("search_seconds", seconds)
         if result.best_score is not None:
             mlflow.log_metric(f"best_cv_{config.scoring}", result.best_score)
@@ -80,9 +97,23 @@ def candidate_model(
         for k, v in result.best_params.items()
         if config.strategy != "fixed" or k in config.params
     }
+    threshold_metadata = {
+        "decision_threshold": choice.threshold,
+        "threshold_metric": choice.metric,
+        "threshold_choice": choice.reason,
+    }
+    if choice.validation is not None:
+        threshold_metadata["validation_metrics"] = MetadataValue.md(
+            choice.validation.round(4).reset_index().to_markdown(index=False)
+        )
+    if plot is not None:
+        threshold_metadata["threshold_plot"] = md_image(
+            data_url(plot), "validation metrics by threshold"
+        )
     return MaterializeResult(
-        value=result.model,
+        value=choice.model,
         metadata={
+            **threshold_metadata,
             "strategy": config.strategy,
             "estimator": estimator,
             "candidates": result.candidates,

@@ -1,4 +1,9 @@
-"""Blocking gates on `evaluation_report` (metric thresholds) and on `staging_model` (it serves)."""
+"""Blocking gates on `evaluation_report` (metric thresholds, champion/challenger, fairness) and on
+`staging_model` (it serves).
+
+The evaluation gates read their verdicts from the `evaluation_report` value, where the asset
+computed them with its `EvaluationConfig`; a check only turns a verdict into a result.
+"""
 
 import pandas as pd
 from dagster import (
@@ -7,6 +12,7 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetIn,
+    MetadataValue,
     asset_check,
     multi_asset_check,
 )
@@ -17,7 +23,7 @@ from mlassets.resources import DatasetResource, ModelRegistry
 
 GATE_CHECKS = {f"{m}_gate": m for m in METRICS}
 # Every check on evaluation_report whose latest verdict must be a pass before registration.
-REGISTRATION_CHECKS: list[str] = list(GATE_CHECKS)
+REGISTRATION_CHECKS: list[str] = [*GATE_CHECKS, "beats_production", "fairness"]
 
 
 @multi_asset_check(
@@ -53,6 +59,101 @@ def metric_gates(context: AssetCheckExecutionContext, config: GateConfig, evalua
                 "threshold": r.threshold if r.threshold is not None else "none",
             },
         )
+
+
+def _shown(value, empty: str = "none"):
+    """A metadata value: `value`, or `empty` for None (metadata cannot hold None)."""
+    return empty if value is None else value
+
+
+@asset_check(
+    asset="evaluation_report",
+    blocking=True,
+    description="The candidate's primary metric (EvaluationConfig.primary_metric, f1) on the test "
+    "set is at least production's on the same rows minus EvaluationConfig.tolerance (0.0). "
+    "Passes, and says so, when there is no production model.",
+)
+def beats_production(
+    context: AssetCheckExecutionContext, evaluation_report: dict
+) -> AssetCheckResult:
+    """Champion/challenger: a candidate worse than the production model is not registered."""
+    cc = evaluation_report["champion_challenger"]
+    figures = cc["figures"]
+    if not cc["passed"]:
+        context.log.error(cc["message"])
+    interval = cc.get("interval") or {}
+    return AssetCheckResult(
+        passed=bool(cc["passed"]),
+        severity=AssetCheckSeverity.ERROR,
+        description=cc["message"],
+        metadata={
+            "metric": cc["primary"],
+            "value": figures["candidate"],
+            "threshold": _shown(figures["required"]),
+            "production_version": _shown(cc["production_version"]),
+            "production_value": _shown(figures["baseline"]),
+            "difference": _shown(figures["difference"]),
+            "tolerance": figures["tolerance"],
+            "bootstrap_low": _shown(interval.get("low"), "n/a"),
+            "bootstrap_high": _shown(interval.get("high"), "n/a"),
+        },
+    )
+
+
+@asset_check(
+    asset="evaluation_report",
+    name="fairness",
+    blocking=True,
+    description="For every sensitive column of the spec, the equalized odds difference (largest "
+    "TPR or FPR gap between groups) is at most EvaluationConfig.max_equalized_odds (0.1), and the "
+    "demographic parity difference at most max_demographic_parity (default: reported, not "
+    "gated); rates over fewer than min_group_size (30) rows are reported, not gated.",
+)
+def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) -> AssetCheckResult:
+    """Fairness: a candidate that treats a group measurably worse is not registered."""
+    from mlassets.assets.metadata import md_table
+
+    fair = evaluation_report["fairness"]
+    if not fair["passed"]:
+        context.log.error(fair["message"])
+    columns = fair["columns"]
+    worst = max(
+        (
+            c["equalized_odds_difference"]
+            for c in columns
+            if c["equalized_odds_difference"] is not None
+        ),
+        default=None,
+    )
+    return AssetCheckResult(
+        passed=bool(fair["passed"]),
+        severity=AssetCheckSeverity.ERROR,
+        description=fair["message"],
+        metadata={
+            "value": _shown(worst, "n/a"),
+            "threshold": _shown(fair["max_equalized_odds"]),
+            "max_demographic_parity": _shown(fair["max_demographic_parity"]),
+            "min_group_size": fair["min_group_size"],
+            "offending_groups": MetadataValue.json(fair["offending_groups"]),
+            "columns": md_table(
+                [
+                    {
+                        "column": c["column"],
+                        "demographic_parity_difference": c["demographic_parity_difference"],
+                        "equalized_odds_difference": c["equalized_odds_difference"],
+                        "offending_groups": ", ".join(c["offending_groups"]) or "",
+                        "not_gated": ", ".join(
+                            [
+                                *c["excluded_groups"],
+                                *(f"{g} ({'/'.join(r)})" for g, r in c["ungated_rates"].items()),
+                            ]
+                        ),
+                    }
+                    for c in columns
+                ]
+            ),
+        },
+    )
 
 
 @asset_check(

@@ -5,6 +5,12 @@ fairlearn's MetricFrame, and gate two differences between groups: demographic pa
 rates) and equalized odds (the worse of the TPR and FPR gaps). Groups smaller than a minimum size
 are reported but left out of the gated differences: a rate over a handful of rows is noise, and
 would fail (or pass) the gate by chance.
+
+The minimum applies to each rate's own denominator: a group's rows for the selection rate, its
+positive rows for the TPR, its negative rows for the FPR. With a rare positive class (fraud: a few
+percent) a group of 400 rows may hold 6 positives, where one missed row moves its TPR by 0.17;
+such a TPR is shown but does not enter the equalized odds gap. When every gated group has enough
+positives and negatives the gap is exactly fairlearn's `equalized_odds_difference`.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 MISSING = "(missing)"
-GROUP_METRICS = ("count", "selection_rate", "tpr", "fpr", "precision")
+GROUP_METRICS = ("count", "positives", "negatives", "selection_rate", "tpr", "fpr", "precision")
 
 
 @dataclass
@@ -24,12 +30,24 @@ class ColumnFairness:
     """One sensitive column: the per-group table, the gated differences and who breaks them."""
 
     column: str
-    groups: pd.DataFrame  # index: group; count, selection_rate, tpr, fpr, precision, gated
+    # index: group; GROUP_METRICS, gated (rows), tpr_gated (positives), fpr_gated (negatives)
+    groups: pd.DataFrame
     demographic_parity_difference: float | None
     equalized_odds_difference: float | None
     excluded: list[str]
     violations: list[str] = field(default_factory=list)
     offenders: list[str] = field(default_factory=list)
+
+    @property
+    def ungated_rates(self) -> dict[str, list[str]]:
+        """Rates shown but not gated (too few positives or negatives), by group (gated groups)."""
+        out: dict[str, list[str]] = {}
+        for rate in ("tpr", "fpr"):
+            flag = f"{rate}_gated"
+            if flag in self.groups:
+                for g in self.groups.index[self.groups["gated"] & ~self.groups[flag]]:
+                    out.setdefault(str(g), []).append(rate)
+        return out
 
     @property
     def passed(self) -> bool:
@@ -44,6 +62,7 @@ class ColumnFairness:
             "demographic_parity_difference": self.demographic_parity_difference,
             "equalized_odds_difference": self.equalized_odds_difference,
             "excluded_groups": self.excluded,
+            "ungated_rates": self.ungated_rates,
             "violations": self.violations,
             "offending_groups": self.offenders,
             "groups": groups.to_dict(orient="records"),
@@ -73,14 +92,34 @@ class FairnessResult:
         if not self.columns:
             return "no sensitive columns: nothing to check"
         lines = [v for c in self.columns for v in c.violations]
-        if not lines:
-            checked = ", ".join(c.column for c in self.columns)
-            return (
-                f"fairness passes on {checked} (demographic parity <= "
-                f"{self.max_demographic_parity}, equalized odds <= {self.max_equalized_odds}, "
-                f"groups of at least {self.min_group_size} rows)"
+        if lines:
+            return "fairness FAILS: " + "; ".join(lines)
+        checked = ", ".join(
+            f"{c.column} (demographic parity {_fmt(c.demographic_parity_difference)}, "
+            f"equalized odds {_fmt(c.equalized_odds_difference)})"
+            for c in self.columns
+        )
+        limits = ", ".join(
+            f"{what} <= {limit}" if limit is not None else f"{what} reported only"
+            for what, limit in (
+                ("demographic parity", self.max_demographic_parity),
+                ("equalized odds", self.max_equalized_odds),
             )
-        return "fairness FAILS: " + "; ".join(lines)
+        )
+        text = (
+            f"fairness passes on {checked}: limits {limits}, "
+            f"rates over at least {self.min_group_size} rows"
+        )
+        # a pass says what it did not look at (a failure names only the offenders)
+        notes = [
+            f"{c.column}={g} ({'/'.join(r.upper() for r in rates)})"
+            for c in self.columns
+            for g, rates in c.ungated_rates.items()
+        ]
+        notes += [f"{c.column}={g} (all rates)" for c in self.columns for g in c.excluded]
+        if notes:
+            text += f"; not gated (fewer than {self.min_group_size} rows): " + ", ".join(notes)
+        return text
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -94,6 +133,18 @@ class FairnessResult:
         }
 
 
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _positives(y_true, y_pred) -> int:
+    return int(np.sum(np.asarray(y_true) == 1))
+
+
+def _negatives(y_true, y_pred) -> int:
+    return int(np.sum(np.asarray(y_true) != 1))
+
+
 def _precision(y_true, y_pred) -> float:
     from sklearn.metrics import precision_score
 
@@ -101,7 +152,7 @@ def _precision(y_true, y_pred) -> float:
 
 
 def group_table(y_true, y_pred, sensitive: pd.Series) -> pd.DataFrame:
-    """Per-group count, selection rate, TPR, FPR and precision (fairlearn MetricFrame)."""
+    """Per-group count, positives, negatives, selection rate, TPR, FPR and precision (fairlearn)."""
     from fairlearn.metrics import (
         MetricFrame,
         count,
@@ -113,6 +164,8 @@ def group_table(y_true, y_pred, sensitive: pd.Series) -> pd.DataFrame:
     frame = MetricFrame(
         metrics={
             "count": count,
+            "positives": _positives,
+            "negatives": _negatives,
             "selection_rate": selection_rate,
             "tpr": true_positive_rate,
             "fpr": false_positive_rate,
@@ -125,7 +178,8 @@ def group_table(y_true, y_pred, sensitive: pd.Series) -> pd.DataFrame:
     table = frame.by_group.copy()
     table.index = table.index.map(str)
     table.index.name = None
-    table["count"] = table["count"].astype(int)
+    for col in ("count", "positives", "negatives"):
+        table[col] = table[col].astype(int)
     for col in ("selection_rate", "tpr", "fpr", "precision"):
         table[col] = table[col].astype(float)
     return table
@@ -153,8 +207,12 @@ def column_fairness(
     max_demographic_parity: float | None = 0.1,
     max_equalized_odds: float | None = 0.1,
 ) -> ColumnFairness:
-    """Fairness over one sensitive column; a maximum of None reports without gating."""
-    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+    """Fairness over one sensitive column; a maximum of None reports without gating.
+
+    Equalized odds is the larger of the TPR gap (over groups with >= `min_group_size` positives)
+    and the FPR gap (over groups with >= `min_group_size` negatives); see the module docstring.
+    """
+    from fairlearn.metrics import demographic_parity_difference
 
     name = str(sensitive.name)
     s = pd.Series(sensitive).astype(object).where(pd.notna(sensitive), MISSING).astype(str)
@@ -163,6 +221,8 @@ def column_fairness(
     y_pred = np.asarray(y_pred)
     groups = group_table(y_true, y_pred, s.rename(name))
     groups["gated"] = groups["count"] >= min_group_size
+    groups["tpr_gated"] = groups["gated"] & (groups["positives"] >= min_group_size)
+    groups["fpr_gated"] = groups["gated"] & (groups["negatives"] >= min_group_size)
     excluded = sorted(groups.index[~groups["gated"]])
     gated = groups[groups["gated"]]
     keep = s.isin(gated.index).to_numpy()
@@ -171,7 +231,10 @@ def column_fairness(
     if len(gated) >= 2:
         kw = dict(sensitive_features=s[keep])
         dp = float(demographic_parity_difference(y_true[keep], y_pred[keep], **kw))
-        eo = float(equalized_odds_difference(y_true[keep], y_pred[keep], **kw))
+    eligible = {r: groups.loc[groups[f"{r}_gated"], r].dropna() for r in ("tpr", "fpr")}
+    gaps = {r: float(v.max() - v.min()) for r, v in eligible.items() if len(v) >= 2}
+    if gaps:
+        eo = max(gaps.values())
 
     violations: list[str] = []
     offenders: list[str] = []
@@ -184,14 +247,13 @@ def column_fairness(
             f"median {gated['selection_rate'].median():.3f})"
         )
     if eo is not None and max_equalized_odds is not None and eo > max_equalized_odds:
-        tpr_gap = gated["tpr"].max() - gated["tpr"].min()
-        fpr_gap = gated["fpr"].max() - gated["fpr"].min()
-        rate = "tpr" if tpr_gap >= fpr_gap else "fpr"
-        who = _outliers(gated[rate])
+        rate = max(gaps, key=lambda r: (gaps[r], r == "tpr"))  # ties: name the TPR gap
+        rates = eligible[rate]
+        who = _outliers(rates)
         offenders += [g for g in who if g not in offenders]
         violations.append(
             f"{name}: equalized odds difference {eo:.3f} > {max_equalized_odds} "
-            f"({rate.upper()} {_fmt_rates(gated, rate, who)}; median {gated[rate].median():.3f})"
+            f"({rate.upper()} {_fmt_rates(groups, rate, who)}; median {rates.median():.3f})"
         )
     return ColumnFairness(name, groups, dp, eo, excluded, violations, offenders)
 

@@ -246,11 +246,18 @@ def confusion_figure(y_true, y_score, thresholds: float | Mapping[str, float]):
 
 
 def threshold_figure(
-    table: pd.DataFrame, threshold: float, metric: str = "f1", default: float = 0.5
+    table: pd.DataFrame,
+    threshold: float,
+    metric: str = "f1",
+    default: float = 0.5,
+    best: float | None = None,
+    standard_error: float | None = None,
 ):
     """Precision, recall and the tuning metric against the threshold; default and chosen marked.
 
-    Takes the table from `threshold.tune_threshold` (`default` is 0.0 for decision scores).
+    Takes the table from `threshold.tune_threshold` (`default` is 0.0 for decision scores). With
+    `best` and `standard_error` (the one-SE rule) the argmax and the best score minus one
+    standard error are drawn too.
     """
     fig, ax = _figure(6.0, 3.8)
     for col in ("precision", "recall", "f1"):
@@ -259,6 +266,11 @@ def threshold_figure(
         ax.plot(table["threshold"], table["score"], label=str(metric), lw=2)
     ax.axvline(default, color="grey", ls=":", label=f"default {default:g}")
     ax.axvline(threshold, color="black", ls="--", label=f"chosen {threshold:.3g}")
+    if best is not None and not np.isclose(best, threshold):
+        ax.axvline(best, color="tab:red", ls="-.", lw=1, label=f"best {metric} at {best:.3g}")
+    if best is not None and standard_error:
+        top = float(table.loc[np.isclose(table["threshold"], best), "score"].iloc[0])
+        ax.axhline(top - standard_error, color="tab:red", ls=":", lw=1, label="best - 1 SE")
     ax.set_xlabel("threshold")
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
@@ -300,26 +312,36 @@ def importance_figure(table: pd.DataFrame, k: int = 10):
 
 
 def group_figure(groups: pd.DataFrame, column: str = ""):
-    """Per-group selection rate, TPR and FPR; groups left out of the gate are hatched."""
+    """Per-group selection rate, TPR and FPR; rates left out of the gate are hatched.
+
+    A group below the minimum size is out for every rate; a TPR (FPR) is also out when the group
+    has too few positive (negative) rows (the `tpr_gated` / `fpr_gated` columns of fairness).
+    """
     rates = ("selection_rate", "tpr", "fpr")
     x = np.arange(len(groups))
     width = 0.8 / len(rates)
     fig, ax = _figure(max(5.0, 1.2 * len(groups) + 2), 3.8)
     gated = groups["gated"] if "gated" in groups else pd.Series(True, index=groups.index)
     for i, rate in enumerate(rates):
+        flags = groups.get(f"{rate}_gated", gated)
         bars = ax.bar(x + (i - 1) * width, groups[rate], width, label=rate)
-        for bar, ok in zip(bars, gated, strict=True):
+        for bar, ok in zip(bars, flags, strict=True):
             if not ok:
                 bar.set_hatch("//")
                 bar.set_alpha(0.5)
+    positives = groups.get("positives")
     labels = [
-        f"{g}\n(n={n})" + ("" if ok else "\nnot gated")
-        for g, n, ok in zip(groups.index, groups["count"], gated, strict=True)
+        f"{g}\n(n={n}"
+        + (f", {positives.iloc[j]} pos)" if positives is not None else ")")
+        + ("" if ok else "\nnot gated")
+        for j, (g, n, ok) in enumerate(zip(groups.index, groups["count"], gated, strict=True))
     ]
     ax.set_xticks(x, labels, fontsize=8)
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
-    ax.set_title(f"Rates by group: {column}" if column else "Rates by group")
+    ax.set_title(
+        (f"Rates by group: {column}" if column else "Rates by group") + " (hatched: not gated)"
+    )
     return fig
 
 
@@ -327,22 +349,27 @@ def comparison_figure(
     candidate_metrics: Mapping[str, float],
     baseline_metrics: Mapping[str, float] | None = None,
     metrics: tuple[str, ...] = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"),
+    baseline_label: str = "baseline",
 ):
-    """Candidate and baseline metrics side by side."""
+    """Candidate and baseline metrics side by side (without a baseline, the candidate alone)."""
     names = [m for m in metrics if m in candidate_metrics]
     x = np.arange(len(names))
     fig, ax = _figure(6.0, 3.6)
     cand = [candidate_metrics[m] for m in names]
     if baseline_metrics:
         base = [baseline_metrics.get(m, np.nan) for m in names]
-        ax.bar(x - 0.2, base, 0.4, label="baseline", color="tab:gray")
+        ax.bar(x - 0.2, base, 0.4, label=baseline_label, color="tab:gray")
         ax.bar(x + 0.2, cand, 0.4, label="candidate", color="tab:blue")
     else:
         ax.bar(x, cand, 0.6, label="candidate", color="tab:blue")
     ax.set_xticks(x, names)
     ax.set_ylim(0, 1.02)
     ax.legend(fontsize=8)
-    ax.set_title("Candidate vs baseline (test set)")
+    ax.set_title(
+        f"Candidate vs {baseline_label} (test set)"
+        if baseline_metrics
+        else f"Candidate (test set; no {baseline_label})"
+    )
     return fig
 
 
@@ -445,3 +472,424 @@ def build_html(
         + (f"<section><h2>Figures</h2>{figures}</section>" if figures else "")
         + "</body></html>\n"
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Assembling the evaluation report (what the `evaluation_report` asset calls)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` with numpy scalars as Python ones, NaN as None and frames as lists of records."""
+    if isinstance(value, pd.DataFrame):
+        frame = value if isinstance(value.index, pd.RangeIndex) else value.reset_index()
+        return jsonable(frame.to_dict(orient="records"))
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def data_url(png: bytes) -> str:
+    """PNG bytes as a data URL (for markdown metadata and HTML)."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def log_pngs(images: Mapping[str, bytes], artifact_path: str) -> list[str]:
+    """Log PNGs to the active MLflow run as `<artifact_path>/<name>.png`; returns those paths."""
+    import tempfile
+    from pathlib import Path
+
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, png in images.items():
+            (Path(tmp) / f"{name}.png").write_bytes(png)
+        mlflow.log_artifacts(tmp, artifact_path)
+    return [f"{artifact_path}/{name}.png" for name in images]
+
+
+@dataclass
+class Baseline:
+    """The model a candidate must beat (the `production` version), or why it cannot be used."""
+
+    version: str
+    model: Any = None
+    error: str | None = None
+
+
+def load_baseline(client, name: str, alias: str = "production") -> Baseline | None:
+    """The version behind `alias`, loaded from the registry; None when there is none.
+
+    A version that fails to load is returned with its error (the report says so) rather than
+    failing the evaluation.
+    """
+    import mlflow
+
+    from mlassets.ml.registry import alias_version
+
+    version = alias_version(client, name, alias)
+    if version is None:
+        return None
+    try:
+        return Baseline(version, mlflow.sklearn.load_model(f"models:/{name}/{version}"))
+    except Exception as e:  # a broken or foreign model must not stop the evaluation
+        return Baseline(version, None, f"{type(e).__name__}: {e}")
+
+
+@dataclass
+class Evaluation:
+    """The report (JSON-ready), its pictures (PNG bytes) and markdown sections for metadata."""
+
+    report: dict[str, Any]
+    images: dict[str, bytes]
+    markdown: dict[str, str]
+
+
+def _champion_challenger(
+    model,
+    X: pd.DataFrame,
+    y: np.ndarray,
+    candidate_scores: np.ndarray,
+    baseline: Baseline | None,
+    metrics: Mapping[str, float],
+    *,
+    primary: str,
+    tolerance: float,
+    resamples: int,
+    seed: int,
+) -> dict[str, Any]:
+    """Score the baseline on the same rows, compare on `primary`, bootstrap the difference."""
+    from mlassets.ml.evaluation import evaluate
+    from mlassets.ml.threshold import decision_threshold, scores
+
+    production = None
+    error = baseline.error if baseline else None
+    if baseline is not None and baseline.model is not None:
+        try:
+            production = evaluate(baseline.model, X, y)
+            production["threshold"] = decision_threshold(baseline.model)
+            if resamples > 0:
+                by_label = primary in COUNT_METRICS
+                candidate = model.predict(X) if by_label else candidate_scores
+                base = baseline.model.predict(X) if by_label else scores(baseline.model, X)
+                interval = bootstrap(y, candidate, base, primary, resamples, seed)
+            else:
+                interval = None
+        except Exception as e:  # e.g. production was trained on other columns
+            production, error = None, f"{type(e).__name__}: {e}"
+    if production is None:
+        verdict = compare(metrics, None, primary, tolerance)
+        if baseline is None:
+            verdict.message = (
+                f"{primary} = {metrics[primary]:.4f}; no production model yet: nothing to beat"
+            )
+        else:
+            verdict.message = (
+                f"{primary} = {metrics[primary]:.4f}; production version {baseline.version} "
+                f"could not be scored on the test set ({error}): not compared"
+            )
+    else:
+        verdict = compare(metrics, production["metrics"], primary, tolerance, interval=interval)
+        verdict.message = f"against production version {baseline.version}: {verdict.message}"
+    return {
+        **verdict.as_dict(),
+        "production_version": baseline.version if baseline else None,
+        "production": production,
+        "error": error,
+    }
+
+
+def _metrics_markdown(by_threshold: list[dict], production: dict | None, version) -> str:
+    from mlassets.ml.evaluation import METRICS
+
+    rows = []
+    for m in (*METRICS, "positive_rate"):
+        row = {"metric": m}
+        for r in by_threshold:
+            row[f"{r['name']} ({r['threshold']:.3g})"] = round(r[m], 4)
+        if production is not None:
+            cm = production["confusion_matrix"]
+            predicted = (cm["tp"] + cm["fp"]) / max(production["rows"], 1)
+            value = production["metrics"].get(m, predicted)  # positive_rate: of predictions
+            row[f"production v{version}"] = round(value, 4)
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def _fairness_markdown(fair: dict[str, Any]) -> str:
+    parts = [fair["message"]]
+    for col in fair["columns"]:
+        table = pd.DataFrame(col["groups"]).round(4)
+        dp, eo = col["demographic_parity_difference"], col["equalized_odds_difference"]
+        parts.append(
+            f"**{col['column']}**: demographic parity difference "
+            + ("n/a" if dp is None else f"{dp:.3f}")
+            + ", equalized odds difference "
+            + ("n/a" if eo is None else f"{eo:.3f}")
+            + "\n\n"
+            + table.to_markdown(index=False)
+        )
+    return "\n\n".join(parts)
+
+
+def build_evaluation(
+    model,
+    X: pd.DataFrame,
+    y,
+    sensitive: pd.DataFrame,
+    baseline: Baseline | None = None,
+    *,
+    primary_metric: str = "f1",
+    tolerance: float = 0.0,
+    bootstrap_resamples: int = 1000,
+    seed: int = 42,
+    max_demographic_parity: float | None = None,
+    max_equalized_odds: float | None = 0.1,
+    min_group_size: int = 30,
+    importance_repeats: int = 5,
+    importance_scoring: str = "roc_auc",
+    importance_max_rows: int = 10_000,
+    top_k: int = 10,
+    calibration_bins: int = 10,
+) -> Evaluation:
+    """Everything `evaluation_report` holds, for `model` (thresholded) on the test rows (X, y).
+
+    Metrics at the model's own threshold (the gates' figures) and at the default; the baseline
+    scored on the same rows and compared on `primary_metric`; fairness of the model's predictions
+    over each `sensitive` column; permutation importance of the original input columns;
+    calibration; and the pictures. Keyword arguments are `EvaluationConfig`'s fields.
+    """
+    from mlassets.ml import explain, fairness
+    from mlassets.ml.evaluation import METRICS, evaluate
+    from mlassets.ml.threshold import base_model, decision_threshold, metrics_at, scores
+
+    if primary_metric not in METRICS:
+        raise ValueError(f"primary_metric {primary_metric!r} is unknown (known: {list(METRICS)})")
+    y = np.asarray(y).astype(int)
+    inner = base_model(model)
+    is_prob = hasattr(inner, "predict_proba")
+    result = evaluate(model, X, y)
+    s = scores(model, X)
+    t = decision_threshold(model)
+    marks = {"default": 0.5 if is_prob else 0.0, "tuned": t}
+    by_threshold = jsonable(metrics_at(y, s, marks).reset_index().to_dict(orient="records"))
+    cc = _champion_challenger(
+        model,
+        X,
+        y,
+        s,
+        baseline,
+        result["metrics"],
+        primary=primary_metric,
+        tolerance=tolerance,
+        resamples=bootstrap_resamples,
+        seed=seed,
+    )
+    fair = fairness.fairness_report(
+        y,
+        model.predict(X),
+        sensitive.reset_index(drop=True),
+        min_group_size=min_group_size,
+        max_demographic_parity=max_demographic_parity,
+        max_equalized_odds=max_equalized_odds,
+    )
+    importance = None
+    if importance_repeats > 0 and len(np.unique(y)) == 2:
+        importance = explain.permutation_importance_table(
+            inner,
+            X,
+            y,
+            scoring=importance_scoring,
+            n_repeats=importance_repeats,
+            seed=seed,
+            max_samples=min(importance_max_rows, len(X)),
+        )
+    calibration = explain.calibration(y, s, n_bins=calibration_bins) if is_prob else None
+
+    figures = {
+        "roc_curve": roc_figure(y, s, marks),
+        "pr_curve": pr_figure(y, s, marks),
+        "confusion_matrices": confusion_figure(y, s, marks),
+    }
+    if calibration is not None:
+        figures["reliability_curve"] = reliability_figure(calibration)
+    if importance is not None:
+        figures["permutation_importance"] = importance_figure(importance, k=top_k)
+    for col in fair.columns:
+        figures[f"fairness_{col.column}"] = group_figure(col.groups, col.column)
+    production = cc["production"]
+    figures["candidate_vs_production"] = comparison_figure(
+        result["metrics"],
+        production["metrics"] if production else None,
+        baseline_label=f"production v{cc['production_version']}" if production else "production",
+    )
+    images = {name: png_bytes(fig) for name, fig in figures.items()}
+
+    report = jsonable(
+        {
+            **result,
+            "threshold": {"value": t, "default": marks["default"]},
+            "by_threshold": by_threshold,
+            "champion_challenger": cc,
+            "fairness": fair.as_dict(),
+            "importance": None
+            if importance is None
+            else {
+                "scoring": importance_scoring,
+                "repeats": importance_repeats,
+                "top_k": explain.top_k(importance, top_k),
+                "columns": importance,
+            },
+            "calibration": calibration,
+        }
+    )
+    markdown = {
+        "metrics": _metrics_markdown(by_threshold, production, cc["production_version"]),
+        "champion_challenger": cc["message"],
+        "fairness": _fairness_markdown(report["fairness"]),
+    }
+    if importance is not None:
+        markdown["importance"] = explain.top_k(importance, top_k).round(4).to_markdown(index=False)
+    return Evaluation(report, images, markdown)
+
+
+def log_report(report: Mapping[str, Any], images: Mapping[str, bytes]) -> list[str]:
+    """Log the report's figures to the active MLflow run, with the JSON and the HTML page.
+
+    Metrics: `test_*` (at the model's threshold), `test_*_at_default_threshold`, the production
+    model's `production_test_*`, the difference on the primary metric (and its bootstrap
+    interval), Brier score and ECE, and the fairness differences. Returns the artifact paths.
+    """
+    import re
+
+    import mlflow
+
+    metrics = {f"test_{k}": v for k, v in report["metrics"].items()}
+    metrics.update({f"test_{k}": v for k, v in report["confusion_matrix"].items()})
+    for row in report["by_threshold"]:
+        if row["name"] == "default":
+            metrics.update({f"test_{k}_at_default_threshold": row[k] for k in report["metrics"]})
+    metrics["decision_threshold"] = report["threshold"]["value"]
+    cc = report["champion_challenger"]
+    if cc["production"]:
+        metrics.update({f"production_test_{k}": v for k, v in cc["production"]["metrics"].items()})
+        metrics[f"{cc['primary']}_difference_vs_production"] = cc["figures"]["difference"]
+        for k, v in (cc["interval"] or {}).items():
+            metrics[f"{cc['primary']}_difference_bootstrap_{k}"] = v
+    if report["calibration"]:
+        metrics["test_brier"] = report["calibration"]["brier"]
+        metrics["test_expected_calibration_error"] = report["calibration"][
+            "expected_calibration_error"
+        ]
+    for col in report["fairness"]["columns"]:
+        key = re.sub(r"[^A-Za-z0-9_.-]", "_", col["column"])
+        for diff in ("demographic_parity_difference", "equalized_odds_difference"):
+            if col[diff] is not None:
+                metrics[f"fairness_{key}_{diff}"] = col[diff]
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
+    mlflow.set_tags(
+        {
+            "compared_with_production_version": cc["production_version"] or "none",
+            "beats_production": str(cc["passed"]).lower(),
+            "fairness_passed": str(report["fairness"]["passed"]).lower(),
+        }
+    )
+    paths = log_pngs(images, "evaluation")
+    mlflow.log_dict(dict(report), "evaluation_report.json")
+    mlflow.log_text(build_html(html_view(report), images), "evaluation.html")
+    return [*paths, "evaluation_report.json", "evaluation.html"]
+
+
+def log_threshold_choice(choice) -> bytes | None:
+    """Log a `threshold.ThresholdChoice` to the active MLflow run; returns its plot as PNG.
+
+    Params `decision_threshold`, `threshold_metric`, `threshold_tuned`; when tuned also
+    `threshold_best` (the argmax), the validation metric at the default and the tuned threshold
+    and its standard error, the table of metric by threshold (`threshold/threshold_table.json`)
+    and its plot (`threshold/threshold.png`).
+    """
+    import mlflow
+
+    mlflow.log_params(
+        {
+            "decision_threshold": choice.threshold,
+            "threshold_metric": choice.metric,
+            "threshold_tuned": choice.tuned,
+        }
+    )
+    if choice.table is None:
+        return None
+    mlflow.log_params({"threshold_best": choice.best, "threshold_rule": "one_standard_error"})
+    mlflow.log_metric(f"validation_{choice.metric}_standard_error", choice.standard_error)
+    for which in ("default", "tuned"):
+        score = choice.validation_score(which)
+        if score is not None:
+            mlflow.log_metric(f"validation_{choice.metric}_at_{which}_threshold", score)
+    mlflow.log_table(choice.table, artifact_file="threshold/threshold_table.json")
+    fig = threshold_figure(
+        choice.table,
+        choice.threshold,
+        choice.metric,
+        choice.default,
+        best=choice.best,
+        standard_error=choice.standard_error,
+    )
+    png = png_bytes(fig)
+    log_pngs({"threshold": png}, "threshold")
+    return png
+
+
+def html_view(report: Mapping[str, Any]) -> dict[str, Any]:
+    """The report reordered for a reader: verdicts first, then each part as its own section."""
+    cc, fair = report["champion_challenger"], report["fairness"]
+    calibration = report.get("calibration") or {}
+    importance = report.get("importance") or {}
+    summary = {
+        "decision threshold": report["threshold"]["value"],
+        "test rows": report["rows"],
+        "positive rate": report["positive_rate"],
+        "beats production": cc["passed"],
+        "champion/challenger": cc["message"],
+        "fairness passed": fair["passed"],
+        "fairness": fair["message"],
+        "Brier score": calibration.get("brier"),
+        "MLflow run": report.get("mlflow_run_id"),
+    }
+    view: dict[str, Any] = {
+        "Summary": summary,
+        "Metrics at the default and the tuned threshold": pd.DataFrame(report["by_threshold"]),
+        "Confusion matrix at the tuned threshold": report["confusion_matrix"],
+        "Champion / challenger": {
+            "production version": cc["production_version"] or "none",
+            **cc["figures"],
+            **{f"bootstrap {k}": v for k, v in (cc["interval"] or {}).items()},
+            "error": cc["error"],
+        },
+    }
+    if cc["production"]:
+        view["Production model on the same test set"] = cc["production"]["metrics"]
+    for col in fair["columns"]:
+        view[f"Fairness: {col['column']}"] = {
+            "demographic parity difference": col["demographic_parity_difference"],
+            "equalized odds difference": col["equalized_odds_difference"],
+            "offending groups": ", ".join(col["offending_groups"]) or "none",
+            "groups": pd.DataFrame(col["groups"]),
+        }
+    if importance:
+        view[f"Permutation importance ({importance['scoring']}, test set)"] = pd.DataFrame(
+            importance["columns"]
+        )
+    if calibration:
+        view["Calibration"] = {
+            "Brier score": calibration["brier"],
+            "expected calibration error": calibration["expected_calibration_error"],
+            "reliability curve": pd.DataFrame(calibration["curve"]),
+        }
+    return view

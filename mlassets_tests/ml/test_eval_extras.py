@@ -118,6 +118,39 @@ def test_a_low_threshold_saved_in_the_model_changes_its_predictions(model, data,
     assert got.sum() > model.predict(test[INPUTS]).sum()
 
 
+def test_one_se_rule_moves_only_as_far_as_the_data_ask():
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 2000)
+    grid = np.round(np.linspace(0.01, 0.99, 99), 4)
+    # well separated scores: every cut between the classes is as good; keep the default
+    clean = np.where(y == 1, rng.uniform(0.7, 1.0, 2000), rng.uniform(0.0, 0.3, 2000))
+    table = threshold.threshold_table(y, clean, grid)
+    table["chosen"] = np.isclose(table["threshold"], 0.5)
+    chosen, best, se = threshold.one_se_threshold(y, clean, table, resamples=50, seed=0)
+    assert chosen == 0.5 and se == pytest.approx(0.0)
+    # scores shifted so the best cut is far from 0.5: the rule must follow the data
+    shifted = np.clip(clean - 0.45, 0, 1)
+    t, table = threshold.tune_threshold(DummyScorer(shifted), shifted, y)
+    chosen, best, se = threshold.one_se_threshold(y, shifted, table, resamples=50, seed=0)
+    assert best == t and chosen < 0.3
+    assert table.loc[np.isclose(table["threshold"], chosen), "score"].item() >= (
+        table["score"].max() - se
+    )
+    assert threshold.one_se_threshold(y, shifted, table, resamples=0) == (t, t, 0.0)
+
+
+class DummyScorer:
+    """A fitted 'model' whose positive-class probability is the given scores."""
+
+    classes_ = np.array([0, 1])
+
+    def __init__(self, s):
+        self.s = np.asarray(s)
+
+    def predict_proba(self, X):
+        return np.c_[1 - self.s, self.s]
+
+
 def test_metrics_at_default_and_tuned(model, data, tuned):
     _, _, test = data
     t, _ = tuned
@@ -235,6 +268,59 @@ def test_fairness_passes_an_unbiased_model():
     assert col.equalized_odds_difference == pytest.approx(0.0)
     assert set(col.groups.index) == {"A", "B", "C", "tiny"}  # small groups are still reported
     assert result.as_dict()["columns"][0]["excluded_groups"] == ["tiny"]
+
+
+def test_equalized_odds_is_fairlearns_when_every_rate_is_gated():
+    from fairlearn.metrics import equalized_odds_difference
+
+    df = _frame(c_tpr=0.4)
+    big = df[df["group"] != "tiny"]
+    col = fairness.column_fairness(big["label"], big["pred"], big["group"], min_group_size=30)
+    assert col.groups[["gated", "tpr_gated", "fpr_gated"]].all().all()
+    assert col.equalized_odds_difference == pytest.approx(
+        equalized_odds_difference(big["label"], big["pred"], sensitive_features=big["group"])
+    )
+
+
+def test_a_tpr_over_few_positives_is_reported_not_gated():
+    """A large group with a handful of positives: its TPR is noise, its FPR is not."""
+    df = pd.concat(
+        [
+            _group("A", 400, 120, 0.9, 0.05),
+            _group("B", 400, 120, 0.9, 0.05),
+            _group("rare", 400, 5, 0.2, 0.05),  # 1 of 5 positives caught
+        ],
+        ignore_index=True,
+    )
+    kw = dict(max_demographic_parity=None)  # base rates differ: only equalized odds is gated
+    result = fairness.fairness_report(
+        df["label"], df["pred"], df[["group"]], min_group_size=30, **kw
+    )
+    assert result.passed, result.message
+    col = result.columns[0]
+    assert col.groups.loc["rare", "gated"] and not col.groups.loc["rare", "tpr_gated"]
+    assert col.groups.loc["rare", "positives"] == 5
+    assert col.ungated_rates == {"rare": ["tpr"]}
+    assert col.equalized_odds_difference == pytest.approx(0.0, abs=0.01)  # FPRs agree
+    assert "rare (TPR)" in result.message.replace("group=", "")
+    # with enough positives the same gap fails and names the group
+    strict = fairness.fairness_report(
+        df["label"], df["pred"], df[["group"]], min_group_size=5, **kw
+    )
+    assert not strict.passed and strict.offenders == {"group": ["rare"]}
+
+
+def test_choose_threshold_wraps_the_tuned_value_or_says_why_not(model, data):
+    _, val, _ = data
+    choice = threshold.choose_threshold(model, val[INPUTS], val["label"], "f1")
+    assert choice.tuned and threshold.decision_threshold(choice.model) == choice.threshold
+    assert choice.validation_score("tuned") >= choice.validation_score("default")
+    off = threshold.choose_threshold(model, val[INPUTS], val["label"], tune=False)
+    assert off.model is model and off.threshold == 0.5 and not off.tuned
+    empty = threshold.choose_threshold(model, val[INPUTS].iloc[:0], val["label"].iloc[:0])
+    assert empty.model is model and "0 rows" in empty.reason
+    with pytest.raises(ValueError, match="unknown"):
+        threshold.choose_threshold(model, val[INPUTS], val["label"], "auc")
 
 
 # --- explainability and calibration ----------------------------------------------------------
