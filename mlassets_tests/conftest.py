@@ -1,6 +1,8 @@
 """Shared fixtures: a real Dagster instance and a real MLflow SQLite registry in temp folders."""
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,15 +127,21 @@ def env(tmp_path, dagster_instance) -> Env:
     return make_env(tmp_path, dagster_instance)
 
 
-@pytest.fixture(scope="module")
-def trained_env(tmp_path_factory):
-    """A world where training_job already put version 1 behind `production` (shared per module)."""
+@contextlib.contextmanager
+def trained_world(root: Path, rows: int = TEST_ROWS) -> Iterator[tuple[Env, object]]:
+    """A world where training_job already put version 1 behind `production`: (env, that run)."""
     from dagster import instance_for_test
 
-    root = tmp_path_factory.mktemp("trained")
     (root / "dagster_home").mkdir()
     with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-        world = make_env(root, instance)
+        world = make_env(root, instance, rows)
         result = world.run()
         assert result.success, "baseline training run failed"
+        yield world, result
+
+
+@pytest.fixture(scope="module")
+def trained_env(tmp_path_factory):
+    """`trained_world`, shared by the tests of a module."""
+    with trained_world(tmp_path_factory.mktemp("trained")) as (world, _):
         yield world

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlassets_tests.conftest import FAST_TRAINING, Env, make_env, run_config
+from mlassets_tests.conftest import FAST_TRAINING, Env, run_config, trained_world
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PICTURES = {
@@ -46,14 +46,7 @@ def metadata(result, asset: str) -> dict:
 @pytest.fixture(scope="module")
 def fraud_world(tmp_path_factory):
     """The bundled fraud spec on the default test data, trained once: (world, first run)."""
-    from dagster import instance_for_test
-
-    root = tmp_path_factory.mktemp("evaluation")
-    (root / "dagster_home").mkdir()
-    with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-        world = make_env(root, instance)
-        result = world.run()
-        assert result.success, checks(result)
+    with trained_world(tmp_path_factory.mktemp("evaluation")) as (world, result):
         yield world, result
 
 

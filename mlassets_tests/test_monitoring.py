@@ -7,6 +7,7 @@ from dagster import RunRequest, build_sensor_context
 
 from mlassets.sensors import drift_sensor
 from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, write_frame
+from mlassets_tests.conftest import trained_world
 
 ROWS = 12_000  # above the default 10,000-row volume minimum
 
@@ -40,15 +41,7 @@ def test_no_production_tells_user_to_train(env):
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    from dagster import instance_for_test
-
-    from mlassets_tests.conftest import make_env
-
-    root = tmp_path_factory.mktemp("monitoring")
-    (root / "dagster_home").mkdir()
-    with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-        env = make_env(root, instance)
-        assert env.run().success
+    with trained_world(tmp_path_factory.mktemp("monitoring")) as (env, _):
         yield env
 
 
@@ -129,15 +122,7 @@ def test_sensor_decisions_cursor_and_run_key(world):
 
 
 def test_too_few_rows_and_concept_drift(tmp_path_factory):
-    from dagster import instance_for_test
-
-    from mlassets_tests.conftest import make_env
-
-    root = tmp_path_factory.mktemp("concept")
-    (root / "dagster_home").mkdir()
-    with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
-        env = make_env(root, instance)
-        assert env.run().success
+    with trained_world(tmp_path_factory.mktemp("concept")) as (env, _):
         write_batch(env, "batch_0001.parquet", "covariate", 21, rows=3000, slot=1)
         result, _ = tick(env)
         requests, skip = outcome(result)
