@@ -4,7 +4,6 @@ Real Dagster instance, real MLflow SQLite registry, small data and the one-point
 """
 
 import json
-from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import pandas as pd
 import pytest
 
 from mlassets_tests.conftest import FAST_TRAINING, Env, run_config, trained_world
+from mlassets_tests.html_page import read_page
 
 PNG = b"\x89PNG\r\n\x1a\n"
 PICTURES = {
@@ -150,9 +150,7 @@ def test_report_pictures_and_artifacts_sit_behind_the_model_version(fraud_world,
     assert stored["metrics"] == pytest.approx(report["metrics"])
     assert stored["fairness"]["passed"] is True
 
-    page = _Page()
-    page.feed((local / "evaluation.html").read_text())
-    page.close()
+    page = read_page((local / "evaluation.html").read_text())
     assert page.open_tags == [] and page.external == []
     assert len(page.images) == len(PICTURES)
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
@@ -292,33 +290,3 @@ def test_fairness_passes_an_unbiased_model_and_importance_ranks_noise_low(
     assert report["importance"]["top_k"][0]["feature"] == "x1"
     production = world.client().get_model_version_by_alias("fairness_probe", "production")
     assert str(production.version) == "1"
-
-
-class _Page(HTMLParser):
-    """Image sources, external references, visible text; checks that tags balance."""
-
-    VOID = {"meta", "img", "br", "hr", "link", "input"}
-
-    def __init__(self):
-        super().__init__()
-        self.open_tags: list[str] = []
-        self.images: list[str] = []
-        self.external: list[str] = []
-        self.text = ""
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-        for key in ("src", "href"):
-            if key in attrs and not attrs[key].startswith("data:"):
-                self.external.append(attrs[key])
-        if tag not in self.VOID:
-            self.open_tags.append(tag)
-
-    def handle_endtag(self, tag):
-        assert self.open_tags and self.open_tags[-1] == tag, f"unbalanced </{tag}>"
-        self.open_tags.pop()
-
-    def handle_data(self, data):
-        self.text += data

@@ -4,7 +4,6 @@ import os
 
 os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
 
-from html.parser import HTMLParser
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from mlassets.ml.training import (
     untrusted_types,
 )
 from mlassets.synthetic import fraud_frame
+from mlassets_tests.html_page import read_page
 
 NUMERIC = ["feature_1", "feature_2", "total_purchases", "noise"]
 CATEGORICAL = ["category"]
@@ -353,32 +353,6 @@ def test_calibration(model, data):
 # --- pictures and HTML -----------------------------------------------------------------------
 
 
-class _Checker(HTMLParser):
-    """Collects image sources and external references; checks that tags are balanced."""
-
-    VOID = {"meta", "img", "br", "hr", "link", "input"}
-
-    def __init__(self):
-        super().__init__()
-        self.stack: list[str] = []
-        self.images: list[str] = []
-        self.external: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "img":
-            self.images.append(attrs.get("src", ""))
-        for key in ("src", "href"):
-            if key in attrs and not attrs[key].startswith("data:"):
-                self.external.append(attrs[key])
-        if tag not in self.VOID:
-            self.stack.append(tag)
-
-    def handle_endtag(self, tag):
-        assert self.stack and self.stack[-1] == tag, f"unbalanced </{tag}> in {self.stack}"
-        self.stack.pop()
-
-
 def test_figures_png_and_self_contained_html(model, data, tuned):
     _, _, test = data
     t, table = tuned
@@ -412,10 +386,8 @@ def test_figures_png_and_self_contained_html(model, data, tuned):
         },
         images,
     )
-    checker = _Checker()
-    checker.feed(doc)
-    checker.close()
-    assert checker.stack == []
+    checker = read_page(doc)
+    assert checker.open_tags == []
     assert len(checker.images) == len(images)
     assert all(src.startswith("data:image/png;base64,") for src in checker.images)
     assert checker.external == []
