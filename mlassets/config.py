@@ -24,15 +24,19 @@ class SplitConfig(Config):
 
 
 class TrainingConfig(Config):
-    """The estimator and the search that tunes it. The default is the seed's grid search."""
+    """The estimator and the search that tunes it. The default is `fast` (gradient boosting tuned
+    by successive halving: the seed's F1 and PR AUC or better in a few per cent of its time, see
+    benchmarks/RESULTS.md); `seed_grid` is the seed's grid search."""
 
     strategy: str = Field(
-        default="seed_grid",
-        description="seed_grid (the seed's RandomForest grid), grid, random, halving or fixed.",
+        default="fast",
+        description="fast (histogram gradient boosting, successive halving over its depth), "
+        "seed_grid (the seed's RandomForest grid), grid, random, halving or fixed.",
     )
     estimator: str = Field(
         default="random_forest",
-        description="random_forest, extra_trees, hist_gradient_boosting or logistic_regression.",
+        description="random_forest, extra_trees, hist_gradient_boosting or logistic_regression "
+        "(for grid, random, halving and fixed; fast and seed_grid bring their own).",
     )
     param_grid: dict[str, Any] = Field(
         default_factory=dict,

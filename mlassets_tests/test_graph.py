@@ -108,6 +108,36 @@ def test_whole_graph_materializes_and_promotes(env):
     assert any("search: 1/1 configurations, best f1" in m for m in messages)
 
 
+def test_default_strategy_trains_boosting_through_the_graph_and_registers_it(env):
+    """TrainingConfig's defaults (strategy `fast`) through Dagster: the strategy brings its own
+    estimator, the search halves its grid, and skops stores the boosted trees."""
+    from mlassets.ml.training import FAST_SPACE
+
+    result = env.run(config=run_config({"cv_folds": 3, "n_jobs": 2}))
+    assert result.success
+    assert materialized(result) == ALL_ASSETS
+    meta = {
+        e.asset_key.to_user_string(): e.step_materialization_data.materialization.metadata
+        for e in result.get_asset_materialization_events()
+    }["candidate_model"]
+    assert meta["strategy"].value == "fast"
+    assert meta["estimator"].value == "hist_gradient_boosting"
+    assert meta["best_params"].value["max_depth"] in FAST_SPACE["max_depth"]
+    client = env.client()
+    assert alias(client, "fraud_detection", "production") == "1"
+    run = client.get_run(client.get_model_version("fraud_detection", "1").run_id)
+    assert run.data.params["estimator"] == "hist_gradient_boosting"
+    assert run.data.metrics["test_f1"] >= 0.80
+
+    import mlflow
+
+    mlflow.set_registry_uri(env.tracking_uri)
+    model = mlflow.sklearn.load_model("models:/fraud_detection@production")
+    assert type(model.estimator.estimator.named_steps["estimator"]).__name__ == (
+        "HistGradientBoostingClassifier"
+    )
+
+
 def test_rerun_is_deterministic_and_keeps_previous_for_rollback(trained_env):
     client = trained_env.client()
     first = client.get_model_version(

@@ -33,11 +33,11 @@ def candidate_model(
     from mlassets.ml.features import input_frame
     from mlassets.ml.report import data_url, log_threshold_choice
     from mlassets.ml.threshold import choose_threshold
-    from mlassets.ml.training import build_pipeline, make_estimator, tune
+    from mlassets.ml.training import build_pipeline, estimator_for, make_estimator, tune
 
     spec = context.resources.dataset.spec()
     X, y = input_frame(train_set, spec), target(train_set, spec)
-    estimator = "random_forest" if config.strategy == "seed_grid" else config.estimator
+    estimator = estimator_for(config.strategy, config.estimator)
     pipeline = build_pipeline(
         spec.numeric_inputs,
         spec.features.categorical,

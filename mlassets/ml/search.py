@@ -18,6 +18,7 @@ from joblib import effective_n_jobs
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import (
     GridSearchCV,
+    HalvingGridSearchCV,
     HalvingRandomSearchCV,
     ParameterGrid,
     ParameterSampler,
@@ -70,9 +71,7 @@ class Random(_Progress, RandomizedSearchCV):
         self._in_batches(list(sampler), evaluate_candidates)
 
 
-class Halving(_Progress, HalvingRandomSearchCV):
-    """HalvingRandomSearchCV, reporting progress after each rung."""
-
+class _HalvingProgress(_Progress):
     def _run_search(self, evaluate_candidates, *, callback_ctx=None):
         total = self._planned_evaluations()
 
@@ -83,15 +82,16 @@ class Halving(_Progress, HalvingRandomSearchCV):
 
         super()._run_search(evaluate, callback_ctx=callback_ctx)
 
+    def _n_candidates(self) -> int:
+        raise NotImplementedError
+
     def _planned_evaluations(self) -> int:
         """Candidate evaluations over all rungs, as sklearn plans them (0 if not known up front).
 
         Progress counts every evaluation (`cv_results_` has a row per candidate per rung), so the
         total must too; `n_candidates` alone would let `done` run past `total` after rung one.
         """
-        if not isinstance(self.n_candidates, int):
-            return 0
-        n = len(ParameterSampler(self.param_distributions, self.n_candidates))
+        n = self._n_candidates()
         if n == 0:
             return 0
         required = 1 + floor(log(n, self.factor))
@@ -105,3 +105,19 @@ class Halving(_Progress, HalvingRandomSearchCV):
             total += n
             n = ceil(n / self.factor)
         return total
+
+
+class Halving(_HalvingProgress, HalvingRandomSearchCV):
+    """HalvingRandomSearchCV, reporting progress after each rung."""
+
+    def _n_candidates(self) -> int:
+        if not isinstance(self.n_candidates, int):
+            return 0
+        return len(ParameterSampler(self.param_distributions, self.n_candidates))
+
+
+class HalvingGrid(_HalvingProgress, HalvingGridSearchCV):
+    """HalvingGridSearchCV, reporting progress after each rung."""
+
+    def _n_candidates(self) -> int:
+        return len(ParameterGrid(self.param_grid))

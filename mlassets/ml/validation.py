@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from mlassets.spec import DatasetSpec
+
+if TYPE_CHECKING:  # pandas is imported where it is used: `CHECKS` is read at code-location load
+    import pandas as pd
 
 CHECKS: dict[str, str] = {
     "columns_match_spec": "the file has exactly the spec's columns, in order",
@@ -131,7 +132,7 @@ def _outcome(r) -> ExpectationOutcome:
 
 
 def _plain(v: Any) -> Any:
-    if v is None or (isinstance(v, float) and pd.isna(v)):
+    if v is None or (isinstance(v, float) and v != v):  # NaN
         return None
     return v.item() if hasattr(v, "item") else v
 

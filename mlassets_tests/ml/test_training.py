@@ -10,10 +10,12 @@ from mlassets.ml.features import input_frame
 from mlassets.ml.splitting import split
 from mlassets.ml.training import (
     ESTIMATORS,
+    FAST_SPACE,
     SEED_GRID,
     STRATEGIES,
     SearchResult,
     build_pipeline,
+    estimator_for,
     make_estimator,
     tune,
     untrusted_types,
@@ -274,6 +276,50 @@ def test_tune_halving_runs_rungs_and_reports_progress(spec):
     assert all(done <= total for done, total, _ in calls)
 
 
+def test_tune_fast_halves_a_boosting_grid_and_its_last_rung_sees_every_row(spec):
+    from mlassets.ml.features import build_features
+    from mlassets.synthetic import fraud_frame
+
+    df = build_features(fraud_frame(3000, seed=7), spec)
+    X, y = input_frame(df, spec), target(df, spec)
+    calls = []
+    # the pipeline holds a forest (TrainingConfig's default estimator): fast brings its own
+    result = tune(pipeline(spec), X, y, strategy="fast", cv=3, progress=lambda *c: calls.append(c))
+    estimator = result.model.named_steps["estimator"]
+    assert type(estimator).__name__ == "HistGradientBoostingClassifier"
+    assert estimator.random_state == 42 and estimator.early_stopping is True
+    table = result.cv_table
+    candidates = len(ParameterGrid(FAST_SPACE))
+    assert (table.groupby("iter").size() == [candidates, -(-candidates // 3)]).all()
+    assert table["n_resources"].max() == len(X)
+    assert result.best_params["max_depth"] in FAST_SPACE["max_depth"]
+    assert set(result.best_params) == set(FAST_SPACE)
+    assert [c[:2] for c in calls] == [(candidates, len(table)), (len(table), len(table))]
+    assert untrusted_types(result.model) == []
+
+
+def test_tune_fast_keeps_a_boosting_estimator_it_is_given(Xy, spec):
+    X, y = Xy
+    given = pipeline(spec, "hist_gradient_boosting", {"max_bins": 63}, seed=3)
+    result = tune(given, X, y, strategy="fast", cv=3)
+    estimator = result.model.named_steps["estimator"]
+    assert estimator.max_bins == 63 and estimator.random_state == 3
+
+
+def test_tune_fast_is_reproducible(Xy, spec):
+    X, y = Xy
+    a = tune(pipeline(spec), X, y, strategy="fast", cv=3, seed=5)
+    b = tune(pipeline(spec), X, y, strategy="fast", cv=3, seed=5)
+    assert a.best_params == b.best_params
+    np.testing.assert_array_equal(a.model.predict_proba(X), b.model.predict_proba(X))
+
+
+def test_named_strategies_bring_their_estimator():
+    assert estimator_for("fast", "random_forest") == "hist_gradient_boosting"
+    assert estimator_for("seed_grid", "logistic_regression") == "random_forest"
+    assert estimator_for("grid", "extra_trees") == "extra_trees"
+
+
 def test_tune_fixed_fits_once_without_a_search(Xy, spec):
     X, y = Xy
     calls = []
@@ -293,7 +339,7 @@ def test_seed_grid_is_the_seeds_27_configurations():
         "min_samples_split": [2, 5, 10],
     }
     assert len(ParameterGrid(SEED_GRID)) == 27
-    assert set(STRATEGIES) == {"seed_grid", "grid", "random", "halving", "fixed"}
+    assert set(STRATEGIES) == {"fast", "seed_grid", "grid", "random", "halving", "fixed"}
 
 
 def test_an_unknown_strategy_raises(Xy, spec):
