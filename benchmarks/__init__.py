@@ -1,0 +1,1 @@
+"""Benchmarks of mlassets (not part of the package, not run by `make test`): `make bench`."""
