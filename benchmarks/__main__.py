@@ -3,8 +3,9 @@
     python -m benchmarks [SECTION ...] [--out FILE]
 
 Sections, in order: load, validation, tuning, overhead, scaling, drift, sensor (default: all).
-BENCH_QUICK=1 runs small tables and fewer repeats (about 15 minutes instead of about two hours
-on 2 cores); benchmarks/RESULTS.md records a full run. Every figure is a median of repeated runs
+BENCH_QUICK=1 runs small tables and fewer repeats, to check the benchmarks themselves; a full run
+takes about 95 minutes on 2 cores, most of it the seed's grid search (tuning), and
+benchmarks/RESULTS.md records one. Every figure is a median of repeated runs
 (the table says how many) and every comparison a ratio measured in the same invocation. No test
 asserts a time: the report says whether each target was met.
 """

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
-import time
 import tracemalloc
 from functools import partial
 
@@ -45,17 +43,14 @@ def _setup(reference_rows: int):
 
 def _measure(fn, runs: int) -> tuple[float, float, object]:
     """(median seconds over `runs` after a warm-up, peak MiB allocated in one more run, result)."""
-    result = fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t)
+    from benchmarks.common import median_time
+
+    seconds, _, result = median_time(fn, runs, warmup=1)
     tracemalloc.start()
     fn()
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return statistics.median(times), peak / 2**20, result
+    return seconds, peak / 2**20, result
 
 
 def main(argv: list[str] | None = None) -> None:

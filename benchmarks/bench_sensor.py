@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         else f"skip: {result.skip_reason.skip_message[:60]}"
     )
     print(
-        f"## drift_sensor tick, 1,000,000 recent rows ({args.drift} drift), {os.cpu_count()} cores\n"
+        f"drift_sensor tick, 1,000,000 recent rows ({args.drift} drift), {os.cpu_count()} cores\n"
     )
     print("| tick | median s | runs |")
     print("|---|---:|---:|")
