@@ -95,6 +95,8 @@ def test_categorical_columns_become_strings_with_missing_values_kept(spec):
 def test_integer_categories_are_strings_without_a_decimal_point(spec):
     df = rows(["2024-01-02"] * 3, ["2024-01-01"] * 3, [1] * 3, categories=[1, 2, 3])
     assert build_features(df, spec)["category"].tolist() == ["1", "2", "3"]
+    # the result is a shallow copy: converting a column must not write through to the input
+    assert df["category"].tolist() == [1, 2, 3]
 
 
 def test_a_pandas_categorical_column_becomes_strings_with_nan_kept(spec):
