@@ -25,8 +25,8 @@ class SplitConfig(Config):
 
 class TrainingConfig(Config):
     """The estimator and the search that tunes it. The default is `fast` (gradient boosting tuned
-    by successive halving: the seed's F1 and PR AUC or better in a few per cent of its time, see
-    benchmarks/RESULTS.md); `seed_grid` is the seed's grid search."""
+    by successive halving: the seed grid's F1 and PR AUC, or within noise of them, in a few per
+    cent of its time, see benchmarks/RESULTS.md); `seed_grid` is the seed's grid search."""
 
     strategy: str = Field(
         default="fast",
