@@ -22,9 +22,9 @@ SEED_GRID: dict[str, list[Any]] = {
 # successive halving over this grid (5 candidates on a third of the rows, the best 2 on all of
 # them, stratified folds), the number of boosting iterations by early stopping on a seeded 10 % of
 # each fit's rows. Chosen by measurement (benchmarks/RESULTS.md): on the synthetic fraud data at
-# 20,000 and 100,000 rows it scores `seed_grid`'s test F1 (tuned threshold) and PR AUC, within
-# noise (F1 -0.008 to +0.013 over four draws), and on a wide churn table far better (F1 +0.18), in 2-5 % of
-# its wall time. Shallow trees suit near-additive signals (the fraud rule), deeper ones
+# 20,000 and 100,000 rows it scores `seed_grid`'s test F1 (tuned threshold) and PR AUC within
+# noise (F1 -0.008 to +0.013 over four draws), on a wide churn table far better (F1 +0.18), in
+# 2-5 % of its wall time. Shallow trees suit near-additive signals (the fraud rule), deeper ones
 # interactions (the churn table); the search tells them apart.
 FAST_SPACE: dict[str, list[Any]] = {
     "max_depth": [2, 3, 4, 6, None],
