@@ -23,7 +23,7 @@ SEED_GRID: dict[str, list[Any]] = {
 # them, stratified folds), the number of boosting iterations by early stopping on a seeded 10 % of
 # each fit's rows. Chosen by measurement (benchmarks/RESULTS.md): on the synthetic fraud data at
 # 20,000 and 100,000 rows it scores `seed_grid`'s test F1 (tuned threshold) and PR AUC within
-# noise (F1 -0.008 to +0.013 over four draws), on a wide churn table far better (F1 +0.18), in
+# noise (F1 -0.008 to +0.023 over five draws), on a wide churn table far better (F1 +0.18), in
 # 2-5 % of its wall time. Shallow trees suit near-additive signals (the fraud rule), deeper ones
 # interactions (the churn table); the search tells them apart.
 FAST_SPACE: dict[str, list[Any]] = {
