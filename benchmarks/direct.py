@@ -75,7 +75,7 @@ def pipeline(
     from mlassets.ml.features import build_features, input_frame
     from mlassets.ml.splitting import split
     from mlassets.ml.threshold import choose_threshold
-    from mlassets.ml.training import build_pipeline, estimator_for, make_estimator, tune
+    from mlassets.ml.training import train_candidate
     from mlassets.ml.validation import validate as ge_validate
 
     clock = Clock()
@@ -89,15 +89,11 @@ def pipeline(
     with clock("split"):
         parts = split(features, target(features, spec), seed=seed)
     with clock("search"):
-        model = build_pipeline(
-            spec.numeric_inputs,
-            spec.features.categorical,
-            make_estimator(estimator_for(strategy, "random_forest"), seed=seed),
-        )
-        result = tune(
-            model,
+        result = train_candidate(
             input_frame(parts.train, spec),
             target(parts.train, spec),
+            spec.numeric_inputs,
+            spec.features.categorical,
             strategy=strategy,
             seed=seed,
             n_jobs=n_jobs,
@@ -154,7 +150,7 @@ def training_job(
     from mlassets.ml.report import log_threshold_choice as log_choice
     from mlassets.ml.splitting import check_splits, split
     from mlassets.ml.threshold import choose_threshold
-    from mlassets.ml.training import build_pipeline, estimator_for, make_estimator, tune
+    from mlassets.ml.training import estimator_for, train_candidate
     from mlassets.ml.validation import by_check, validate
     from mlassets.spec import DEFAULT_SPEC, load_spec
 
@@ -198,21 +194,8 @@ def training_job(
         with clock("candidate_model"):
             X, y = input_frame(parts.train, spec), target(parts.train, spec)
             estimator = estimator_for(cfg.strategy, cfg.estimator)
-            result = tune(
-                build_pipeline(
-                    spec.numeric_inputs,
-                    spec.features.categorical,
-                    make_estimator(estimator, cfg.params, seed=cfg.seed),
-                ),
-                X,
-                y,
-                strategy=cfg.strategy,
-                param_grid=cfg.param_grid,
-                n_iter=cfg.n_iter,
-                cv=cfg.cv_folds,
-                scoring=cfg.scoring,
-                seed=cfg.seed,
-                n_jobs=cfg.n_jobs,
+            result = train_candidate(
+                X, y, spec.numeric_inputs, spec.features.categorical, **cfg.search_settings()
             )
             del X, y
         with clock("threshold"):

@@ -61,6 +61,10 @@ class TrainingConfig(Config):
         "recall, accuracy, balanced_accuracy, mcc or youden.",
     )
 
+    def search_settings(self) -> dict[str, Any]:
+        """The keyword arguments of `mlassets.ml.training.train_candidate` these settings give."""
+        return self.model_dump(exclude={"tune_threshold", "threshold_metric"})
+
 
 class GateConfig(Config):
     """Minimum test-set metrics a candidate needs before it is registered (None: not gated)."""

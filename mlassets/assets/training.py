@@ -33,16 +33,11 @@ def candidate_model(
     from mlassets.ml.features import input_frame
     from mlassets.ml.report import data_url, log_threshold_choice
     from mlassets.ml.threshold import choose_threshold
-    from mlassets.ml.training import build_pipeline, estimator_for, make_estimator, tune
+    from mlassets.ml.training import estimator_for, train_candidate
 
     spec = context.resources.dataset.spec()
     X, y = input_frame(train_set, spec), target(train_set, spec)
     estimator = estimator_for(config.strategy, config.estimator)
-    pipeline = build_pipeline(
-        spec.numeric_inputs,
-        spec.features.categorical,
-        make_estimator(estimator, config.params, seed=config.seed),
-    )
 
     def progress(done: int, total: int, best: float) -> None:
         context.log.info(
@@ -51,17 +46,12 @@ def candidate_model(
 
     started = time.perf_counter()
     with mlflow_run(context) as run_id:
-        result = tune(
-            pipeline,
+        result = train_candidate(
             X,
             y,
-            strategy=config.strategy,
-            param_grid=config.param_grid,
-            n_iter=config.n_iter,
-            cv=config.cv_folds,
-            scoring=config.scoring,
-            seed=config.seed,
-            n_jobs=config.n_jobs,
+            spec.numeric_inputs,
+            spec.features.categorical,
+            **config.search_settings(),
             progress=progress,
         )
         seconds = time.perf_counter() - started

@@ -71,6 +71,12 @@ class Random(_Progress, RandomizedSearchCV):
         self._in_batches(list(sampler), evaluate_candidates)
 
 
+def rungs(count: int, factor: int) -> int:
+    """Rungs successive halving plans for `count` candidates (or resources), computed exactly as
+    sklearn does (1 + floor of a float log) so that our plans match its own."""
+    return 1 + floor(log(count, factor))
+
+
 class _HalvingProgress(_Progress):
     def _run_search(self, evaluate_candidates, *, callback_ctx=None):
         total = self._planned_evaluations()
@@ -94,14 +100,14 @@ class _HalvingProgress(_Progress):
         n = self._n_candidates()
         if n == 0:
             return 0
-        required = 1 + floor(log(n, self.factor))
+        required = rungs(n, self.factor)
         min_resources = self.min_resources_
         if self.min_resources == "exhaust":
             min_resources = max(min_resources, self.max_resources_ // self.factor ** (required - 1))
-        possible = 1 + floor(log(self.max_resources_ // min_resources, self.factor))
-        rungs = required if self.aggressive_elimination else min(possible, required)
+        possible = rungs(self.max_resources_ // min_resources, self.factor)
+        planned = required if self.aggressive_elimination else min(possible, required)
         total = 0
-        for _ in range(rungs):
+        for _ in range(planned):
             total += n
             n = ceil(n / self.factor)
         return total

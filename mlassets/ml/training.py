@@ -55,14 +55,19 @@ SKOPS_TRUSTED_TYPES: list[str] = [
 ]
 
 
-def make_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 42):
-    """An unfitted classifier by name, seeded; `params` are its constructor arguments."""
+def _estimator_class(name: str) -> type:
+    """The sklearn class behind an estimator name (imported on first use)."""
     import importlib
 
     if name not in ESTIMATORS:
         raise ValueError(f"estimator {name!r} is unknown (known: {sorted(ESTIMATORS)})")
     module, cls = ESTIMATORS[name].rsplit(".", 1)
-    estimator = getattr(importlib.import_module(module), cls)()
+    return getattr(importlib.import_module(module), cls)
+
+
+def make_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 42):
+    """An unfitted classifier by name, seeded; `params` are its constructor arguments."""
+    estimator = _estimator_class(name)()
     if "random_state" in estimator.get_params():
         estimator.set_params(random_state=seed)
     if name in ("random_forest", "extra_trees"):
@@ -114,14 +119,6 @@ def _prefixed(grid: dict[str, Any]) -> dict[str, Any]:
     return {k if "__" in k else f"estimator__{k}": v for k, v in grid.items()}
 
 
-def _rungs(candidates: int, factor: int) -> int:
-    """Rungs sklearn's successive halving plans for `candidates`: 1 + floor(log_factor)."""
-    rungs = 1
-    while factor**rungs <= candidates:
-        rungs += 1
-    return rungs
-
-
 def _first_rung(y, cv: int, rungs: int, factor: int = 3) -> int:
     """Rows of the first rung: the last of `rungs` rungs sees every row, and every fold of the
     first still holds about 10 positives to score F1 on."""
@@ -140,10 +137,7 @@ def _with_estimator(pipeline, name: str, seed: int):
 
     Keeps an estimator of the right kind as it is (with the caller's fixed parameters).
     """
-    import importlib
-
-    module, cls = ESTIMATORS[name].rsplit(".", 1)
-    if isinstance(pipeline.named_steps["estimator"], getattr(importlib.import_module(module), cls)):
+    if isinstance(pipeline.named_steps["estimator"], _estimator_class(name)):
         return pipeline
     return pipeline.set_params(estimator=make_estimator(name, seed=seed))
 
@@ -199,7 +193,7 @@ def tune(
             grid,
             factor=FAST_FACTOR,
             min_resources=_first_rung(
-                y, cv, _rungs(len(ParameterGrid(grid)), FAST_FACTOR), FAST_FACTOR
+                y, cv, classes.rungs(len(ParameterGrid(grid)), FAST_FACTOR), FAST_FACTOR
             ),
             random_state=seed,  # the rows of each rung's sample
             **common,
@@ -229,6 +223,48 @@ def tune(
         float(search.best_score_),
         table,
         len(search.cv_results_["params"]),
+    )
+
+
+def train_candidate(
+    X: pd.DataFrame,
+    y: pd.Series,
+    numeric: list[str],
+    categorical: list[str],
+    *,
+    strategy: str = "fast",
+    estimator: str = "random_forest",
+    params: dict[str, Any] | None = None,
+    param_grid: dict[str, list[Any]] | None = None,
+    n_iter: int = 20,
+    cv_folds: int = 5,
+    scoring: str = "f1",
+    seed: int = 42,
+    n_jobs: int = 1,
+    progress=None,
+) -> SearchResult:
+    """The Pipeline of the strategy's estimator (`estimator_for`) with fixed `params`, tuned.
+
+    What `candidate_model` does before its threshold, in one call that the benchmarks share;
+    the keyword names are TrainingConfig's (`TrainingConfig.search_settings()`).
+    """
+    pipeline = build_pipeline(
+        numeric,
+        categorical,
+        make_estimator(estimator_for(strategy, estimator), params, seed=seed),
+    )
+    return tune(
+        pipeline,
+        X,
+        y,
+        strategy=strategy,
+        param_grid=param_grid,
+        n_iter=n_iter,
+        cv=cv_folds,
+        scoring=scoring,
+        seed=seed,
+        n_jobs=n_jobs,
+        progress=progress,
     )
 
 

@@ -384,3 +384,26 @@ def test_untrusted_types_reports_a_type_outside_the_trusted_list(Xy):
         [("negate", FunctionTransformer(operator.neg)), ("estimator", LogisticRegression())]
     ).fit(X[["feature_1"]], y)
     assert untrusted_types(odd) == ["_operator.neg"]
+
+
+def test_train_candidate_builds_the_strategys_estimator_with_the_configs_settings(Xy, spec):
+    import inspect
+
+    from mlassets.config import TrainingConfig
+    from mlassets.ml.training import train_candidate
+
+    X, y = Xy
+    settings = TrainingConfig(
+        strategy="grid",
+        estimator="logistic_regression",
+        params={"max_iter": 300},
+        param_grid={"C": [0.5, 1.0]},
+        cv_folds=3,
+        n_jobs=1,
+    ).search_settings()
+    # every setting is one of train_candidate's keywords, and nothing the threshold needs leaks in
+    assert set(settings) <= set(inspect.signature(train_candidate).parameters)
+    result = train_candidate(X, y, spec.numeric_inputs, spec.features.categorical, **settings)
+    estimator = result.model.named_steps["estimator"]
+    assert type(estimator).__name__ == "LogisticRegression" and estimator.max_iter == 300
+    assert result.candidates == 2 and result.best_params["C"] in (0.5, 1.0)
