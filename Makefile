@@ -6,6 +6,7 @@ export MLASSETS_HOME ?= $(CURDIR)/.mlassets
 export DAGSTER_HOME ?= $(MLASSETS_HOME)/dagster
 export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
+export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
 DEMO_ROWS ?= 10000
 
 .PHONY: demo dev test lint format bench install home clean

@@ -1,6 +1,20 @@
-"""Jobs: training (data to production) and rollback."""
+"""Jobs: training (data to production), monitoring and rollback."""
 
-from dagster import AssetSelection, OpExecutionContext, define_asset_job, job, op
+from collections.abc import Iterator
+
+from dagster import (
+    AssetMaterialization,
+    AssetSelection,
+    Config,
+    Failure,
+    OpExecutionContext,
+    Out,
+    Output,
+    define_asset_job,
+    job,
+    op,
+)
+from pydantic import Field
 
 from mlassets.resources import DatasetResource, ModelRegistry
 
@@ -17,18 +31,54 @@ training_job = define_asset_job(
 )
 
 
-@op
+class RollbackConfig(Config):
+    """Where `rollback_job` moves production: a chosen version, or by default `previous`."""
+
+    to_version: str | None = Field(
+        default=None,
+        description="The version to roll back to; default: the one the `previous` alias names.",
+    )
+
+
+@op(out=Out(dict))
 def rollback_production(
-    context: OpExecutionContext, dataset: DatasetResource, registry: ModelRegistry
-) -> dict:
-    """Point `production` back at `previous`; the version it leaves becomes `previous`."""
-    from mlassets.ml.registry import rollback
+    context: OpExecutionContext,
+    config: RollbackConfig,
+    dataset: DatasetResource,
+    registry: ModelRegistry,
+) -> Iterator[AssetMaterialization | Output]:
+    """Move `production` and `staging` to the target and record it on `production_model`.
 
-    moved = rollback(registry.client(), dataset.spec().name)
-    context.log.info(f"production is now version {moved['production']} (was {moved['previous']})")
-    return moved
+    The materialization keeps the UI's `production_model` truthful after a rollback; a refusal
+    fails the run with the registry's message and moves nothing.
+    """
+    from mlassets.ml.registry import PRODUCTION, RegistryError, rollback
+
+    name = dataset.spec().name
+    try:
+        moved = rollback(
+            registry.client(), name, to_version=config.to_version, run_id=context.run_id
+        )
+    except RegistryError as e:
+        raise Failure(description=str(e)) from None
+    context.log.info(
+        f"production is now {name} version {moved['production']} "
+        f"(rolled back from {moved['rolled_back_from']}); previous cleared"
+    )
+    yield AssetMaterialization(
+        asset_key="production_model",
+        description=f"rolled back from version {moved['rolled_back_from']} by rollback_job",
+        metadata={
+            "model_uri": f"models:/{name}@{PRODUCTION}",
+            "model_version": moved["production"],
+            "rolled_back_from": moved["rolled_back_from"],
+            "staging_version": moved["staging"],
+            "previous_version": "none",
+        },
+    )
+    yield Output({"name": name, **moved})
 
 
-@job(description="Move the production alias back to the previous version.")
-def rollback_job():
+@job(description="Move production (and staging) back to `previous`, or to `to_version`.")
+def rollback_job() -> None:
     rollback_production()

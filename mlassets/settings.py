@@ -15,6 +15,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow refuses to unpickle any model; ours travel as skops with an explicit trusted list.
+os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
 
 def home() -> Path:
@@ -30,6 +32,12 @@ def tracking_uri() -> str:
 def artifact_root() -> str:
     """Where new MLflow experiments keep artifacts when the tracking store is local."""
     return str(home() / "mlartifacts")
+
+
+def storage_root() -> str:
+    """Where asset values live (`$MLASSETS_STORAGE`, default `<home>/storage`): a local folder or
+    an fsspec URL; each model's values sit under its own name there."""
+    return os.environ.get("MLASSETS_STORAGE") or str(home() / "storage")
 
 
 def spec_path() -> str | None:

@@ -1,10 +1,13 @@
-"""Print what the last training run did: rows read, checks, test metrics, the production model.
+"""Print what the last run did (rows read, checks, test metrics) and what production serves.
+
+The production lines come from the registry itself (the version behind `production` and the
+metrics tagged on that version when it was registered), not from the last run, which may have
+trained a model that was never promoted or may have been a rollback.
 
 Usage (after `dagster asset materialize`): python -m mlassets.summary
 """
 
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
-from dagster._core.events import DagsterEventType
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from mlassets import settings
 from mlassets.ml.evaluation import METRICS
@@ -18,29 +21,60 @@ def _latest_metadata(instance: DagsterInstance, key: str) -> dict:
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def summarize(instance: DagsterInstance, tracking_uri: str, model_name: str) -> str:
-    """A few lines a person reads after a run: what was read, checked, measured and promoted."""
-    from mlflow import MlflowClient
+def _last_run_lines(instance: DagsterInstance) -> list[str]:
+    """The latest run of the instance: its status and its asset checks (a display only)."""
+    runs = instance.get_run_records(RunsFilter(), limit=1)
+    if not runs:
+        return []
+    run = runs[0].dagster_run
+    checks = [
+        entry.asset_check_evaluation
+        for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    lines = [
+        f"run {run.run_id[:8]}: {run.status.value}",
+        f"checks passed: {sum(c.passed for c in checks)}/{len(checks)}",
+    ]
+    lines += [
+        f"  FAILED {c.asset_key.to_user_string()}:{c.check_name}" for c in checks if not c.passed
+    ]
+    if run.status != DagsterRunStatus.SUCCESS:
+        lines.append("see `make dev` (the Dagster UI) for the failed step and its metadata")
+    return lines
 
+
+def production_lines(client, model_name: str) -> list[str]:
+    """Which version serves, the one before it, and that version's own registered test metrics."""
     from mlassets.ml.registry import PREVIOUS, PRODUCTION, alias_version
 
-    lines = []
-    runs = instance.get_run_records(RunsFilter(), limit=1)
-    if runs:
-        run = runs[0].dagster_run
-        checks = [
-            e.dagster_event.event_specific_data
-            for e in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
-        ]
-        passed = sum(c.passed for c in checks)
-        ok = run.status == DagsterRunStatus.SUCCESS
-        lines.append(f"run {run.run_id[:8]}: {run.status.value}")
-        lines.append(f"checks passed: {passed}/{len(checks)}")
-        for c in checks:
-            if not c.passed:
-                lines.append(f"  FAILED {c.asset_key.to_user_string()}:{c.check_name}")
-        if not ok:
-            lines.append("see `make dev` (the Dagster UI) for the failed step and its metadata")
+    production = alias_version(client, model_name, PRODUCTION)
+    if production is None:
+        return [f"production model: none registered for {model_name}"]
+    previous = alias_version(client, model_name, PREVIOUS)
+    tags = client.get_model_version(model_name, production).tags
+    names = [
+        *METRICS,
+        *sorted(k[5:] for k in tags if k.startswith("test_") and k[5:] not in METRICS),
+    ]
+    metrics = []
+    for metric in names:
+        value = tags.get(f"test_{metric}")
+        try:
+            metrics.append(f"{metric}={float(value):.4f}")
+        except (TypeError, ValueError):
+            continue
+    return [
+        f"production model: {model_name} version {production}"
+        + (f" (previous: {previous})" if previous else ""),
+        f"production metrics (version {production}): " + (", ".join(metrics) or "none recorded"),
+    ]
+
+
+def summarize(instance: DagsterInstance, tracking_uri: str, model_name: str) -> str:
+    """A few lines a person reads after a run: what was read, checked, measured and what serves."""
+    from mlflow import MlflowClient
+
+    lines = _last_run_lines(instance)
     raw = _latest_metadata(instance, "raw_data")
     if raw:
         lines.append(f"rows read: {raw.get('dagster/row_count')} from {raw.get('source')}")
@@ -49,15 +83,7 @@ def summarize(instance: DagsterInstance, tracking_uri: str, model_name: str) -> 
         lines.append(
             "test metrics: " + ", ".join(f"{m}={report[m]:.4f}" for m in METRICS if m in report)
         )
-    client = MlflowClient(tracking_uri, tracking_uri)
-    production = alias_version(client, model_name, PRODUCTION)
-    previous = alias_version(client, model_name, PREVIOUS)
-    lines.append(
-        f"production model: {model_name} version {production}"
-        + (f" (previous: {previous})" if previous else "")
-        if production
-        else f"production model: none registered for {model_name}"
-    )
+    lines += production_lines(MlflowClient(tracking_uri, tracking_uri), model_name)
     lines.append(f"MLflow: {tracking_uri}")
     return "\n".join(lines)
 

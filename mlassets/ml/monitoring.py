@@ -67,12 +67,16 @@ def production(tracking_uri: str, name: str) -> Production | None:
 
 @lru_cache(maxsize=2)
 def production_model(tracking_uri: str, name: str, version: str):
-    """The production Pipeline itself (skops, trusted types from the model's own metadata)."""
+    """The production Pipeline itself: skops with mlassets' trusted list, refused in any other
+    format (`registry.load_verified_model`)."""
     import mlflow
+    from mlflow import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri)
+    from mlassets.ml.registry import load_verified_model
+
+    mlflow.set_tracking_uri(tracking_uri)  # the SQLite registry resolves `models:/m-` globally
     mlflow.set_registry_uri(tracking_uri)
-    return mlflow.sklearn.load_model(f"models:/{name}/{version}")
+    return load_verified_model(MlflowClient(tracking_uri, tracking_uri), name, version)
 
 
 def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) -> Recent:

@@ -3,11 +3,26 @@
 Aliases (`staging`, `production`, `previous`) replace MLflow's deprecated stages. An alias moves
 only after the version it will point at has loaded from the registry and predicted exactly like
 the in-memory model.
+
+A version's lifecycle lives in its tag `mlassets.status`: `register` creates it `pending`,
+`mark_registered` makes it `registered` once the registration step has logged everything, `abandon`
+marks a version that must never serve, and `rollback` marks the version it leaves `rolled_back`.
+Only `registered` versions (or versions made before the tag existed) are staged or promoted, so a
+run killed half-way leaves nothing that looks promotable; `rollback` may also return to a
+`rolled_back` version when asked by number.
+
+Nothing is unpickled: every load goes through `verify_flavor`, which accepts only the sklearn
+flavor in skops format holding types within `SKOPS_TRUSTED_TYPES`, whatever the MLmodel declares.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +31,21 @@ import pandas as pd
 from mlassets.ml.training import SKOPS_TRUSTED_TYPES
 
 STAGING, PRODUCTION, PREVIOUS = "staging", "production", "previous"
+ALIASES = (PRODUCTION, STAGING, PREVIOUS)
+
+STATUS_TAG = "mlassets.status"
+PENDING, REGISTERED, ABANDONED, ROLLED_BACK = "pending", "registered", "abandoned", "rolled_back"
+ABANDONED_REASON_TAG = "mlassets.abandoned_reason"
+PROMOTED_FROM_TAG = "mlassets.promoted_from"
+ROLLED_BACK_FROM_TAG = "mlassets.rolled_back_from"
+ROLLED_BACK_BY_TAG = "mlassets.rolled_back_by"
+
+SKOPS_FORMAT = "skops"
+SKLEARN_LOADER = "mlflow.sklearn"
+# MLflow 3.17 refuses every sklearn format, skops included, unless this is true; mlassets.settings
+# sets it to false so that nothing loads a model through MLflow unchecked.
+ALLOW_DESERIALIZATION = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+_allow_lock = threading.Lock()
 
 
 class RegistryError(RuntimeError):
@@ -26,24 +56,30 @@ def log_pipeline(model, X_example: pd.DataFrame, name: str = "model"):
     """Log a fitted Pipeline to the active MLflow run in skops format, with signature and example.
 
     Untrusted types beyond `SKOPS_TRUSTED_TYPES` make MLflow refuse the model; we never fall back
-    to pickle.
+    to pickle. MLflow checks the serving example by loading the copy it has just written from
+    this very object, so its deserialization ban is lifted for the call (else a misleading
+    "Failed to validate serving input example" warning, and no check).
     """
     import mlflow
     from mlflow.models import infer_signature
 
     example = X_example.head(5)
     signature = infer_signature(example, model.predict(example))
-    return mlflow.sklearn.log_model(
-        model,
-        name=name,
-        serialization_format="skops",
-        skops_trusted_types=SKOPS_TRUSTED_TYPES,
-        signature=signature,
-        input_example=example,
-        # the flavor's own pins (installed sklearn, skops, ...): skips MLflow's slow
-        # subprocess that re-imports the model to infer requirements
-        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
-    )
+    with _mlflow_loading_allowed():
+        return mlflow.sklearn.log_model(
+            model,
+            name=name,
+            serialization_format="skops",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            signature=signature,
+            input_example=example,
+            # the flavor's own pins (installed sklearn, skops, ...): skips MLflow's slow
+            # subprocess that re-imports the model to infer requirements
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+        )
+
+
+# --- the version lifecycle ---------------------------------------------------------------------
 
 
 def register(
@@ -54,10 +90,15 @@ def register(
     tags: dict[str, str],
     description: str = "",
     timeout_s: float = 60.0,
+    model_id: str | None = None,
 ):
-    """Create a model version with its tags in one call and wait until it is READY.
+    """Create a `pending` model version with its tags in one call and wait until it is READY.
 
-    If the version does not become READY it is deleted, so a failed registration leaves no trace.
+    `pending` keeps it unpromotable until `mark_registered`, so a step killed before it finished
+    logging leaves nothing an alias can move to. Any error once the version exists (not READY in
+    time, FAILED_REGISTRATION, an interrupt) deletes it, or abandons it if deleting fails.
+    `model_id` (the logged model's id, for `models:/m-...` URIs) is what an MLflow tracking server
+    needs to accept such a source.
     """
     from mlflow.exceptions import MlflowException
 
@@ -66,27 +107,269 @@ def register(
     except MlflowException:
         client.create_registered_model(name, description=f"Managed by mlassets: {name}")
     mv = client.create_model_version(
-        name, model_uri, run_id=run_id, tags=tags, description=description
+        name,
+        model_uri,
+        run_id=run_id,
+        tags={**tags, STATUS_TAG: PENDING},
+        description=description,
+        await_creation_for=0,  # we wait ourselves, with our timeout and our clean-up
+        model_id=model_id,
     )
-    deadline = time.monotonic() + timeout_s
-    while mv.status != "READY":
-        if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
-            client.delete_model_version(name, mv.version)
-            raise RegistryError(f"model {name} version {mv.version} did not register: {mv.status}")
-        time.sleep(0.2)
-        mv = client.get_model_version(name, mv.version)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while mv.status != "READY":
+            if mv.status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
+                raise RegistryError(
+                    f"model {name} version {mv.version} did not register: {mv.status}"
+                )
+            time.sleep(0.2)
+            mv = client.get_model_version(name, mv.version)
+    except BaseException as e:
+        _discard(client, name, str(mv.version), f"registration failed: {type(e).__name__}: {e}")
+        raise
     return mv
 
 
+def _discard(client, name: str, version: str, reason: str) -> None:
+    """Delete a version that failed to register; abandon it if it cannot be deleted."""
+    try:
+        client.delete_model_version(name, version)
+    except Exception:
+        with contextlib.suppress(Exception):
+            abandon(client, name, version, reason)
+
+
+def version_status(client, name: str, version: str | int) -> str:
+    """The version's `mlassets.status`; a version made before the tag existed counts as registered.
+
+    Raises RegistryError when the version does not exist.
+    """
+    return _get_version(client, name, version).tags.get(STATUS_TAG, REGISTERED)
+
+
+def _get_version(client, name: str, version: str | int):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version(name, str(version))
+    except MlflowException as e:
+        raise RegistryError(f"model {name} has no version {str(version)!r}") from e
+
+
+def mark_registered(client, name: str, version: str | int) -> None:
+    """Make a `pending` version `registered`: the registration step logged everything it holds.
+
+    Call it last in that step. Idempotent for a registered version; refuses any other status (an
+    abandoned version stays abandoned).
+    """
+    version = str(version)
+    status = version_status(client, name, version)
+    if status == REGISTERED:
+        return
+    if status != PENDING:
+        raise RegistryError(
+            f"{name} version {version} has {STATUS_TAG} {status!r}; only a pending version "
+            "can be marked registered"
+        )
+    client.set_model_version_tag(name, version, STATUS_TAG, REGISTERED)
+
+
+def abandon(client, name: str, version: str | int, reason: str) -> None:
+    """Mark a version that must never serve (`abandoned`, with the reason); its files stay.
+
+    Refuses the production version: roll back first, so that production never names an
+    abandoned version. Other aliases are left as they are; none can move to it again.
+    """
+    version = str(version)
+    _get_version(client, name, version)
+    if alias_version(client, name, PRODUCTION) == version:
+        raise RegistryError(
+            f"{name} version {version} is production; roll back to another version before "
+            "abandoning it"
+        )
+    client.set_model_version_tag(name, version, ABANDONED_REASON_TAG, (reason or "?")[:1000])
+    client.set_model_version_tag(name, version, STATUS_TAG, ABANDONED)
+
+
+def _require_registered(client, name: str, version: str, action: str) -> None:
+    """Refuse `action` on a version that is not `registered` (pending, abandoned, rolled back)."""
+    mv = _get_version(client, name, version)
+    status = mv.tags.get(STATUS_TAG, REGISTERED)
+    if status == REGISTERED:
+        return
+    why = {
+        PENDING: "its registration never finished",
+        ABANDONED: f"abandoned: {mv.tags.get(ABANDONED_REASON_TAG, 'no reason recorded')}",
+        ROLLED_BACK: "it was rolled back; return to it with rollback_job's to_version",
+    }.get(status, "unknown status")
+    raise RegistryError(
+        f"{name} version {version} has {STATUS_TAG} {status!r} ({why}); {action} refused: "
+        "only registered versions take an alias"
+    )
+
+
+# --- loading: skops with our trusted list, nothing else ----------------------------------------
+
+
+def _inside(root: Path, relative: Any, what: str, key: str) -> Path:
+    """`root / relative` if it is a file inside `root`; a tampered MLmodel may point anywhere."""
+    if not isinstance(relative, str) or not relative:
+        raise RegistryError(f"{what}: MLmodel's {key} is {relative!r}, not a file name")
+    path = (root / relative).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise RegistryError(f"{what}: MLmodel's {key} {relative!r} is not a file of the model")
+    return path
+
+
+def verify_flavor(model_dir: str | Path, what: str) -> Path:
+    """Refuse a downloaded model unless loading it can only run skops with our trusted list.
+
+    Checks the `MLmodel` file and the skops file without deserializing anything: the sklearn
+    flavor in skops format; a declared trusted list within `SKOPS_TRUSTED_TYPES` (MLflow's loader
+    trusts whatever the file declares); a pyfunc flavor that loads that same file through
+    `mlflow.sklearn` and ships no code; and a skops file whose types are all within our list.
+    Returns the skops file. `what` names the model in messages (e.g. "model m version 3").
+    """
+    import skops.io
+    import yaml
+
+    root = Path(model_dir).resolve()
+    mlmodel = root / "MLmodel"
+    if not mlmodel.is_file():
+        raise RegistryError(f"{what} has no MLmodel file; only sklearn models in skops are loaded")
+    try:
+        meta = yaml.safe_load(mlmodel.read_text()) or {}
+        flavors = dict(meta.get("flavors") or {})
+    except (yaml.YAMLError, AttributeError, TypeError, ValueError) as e:
+        raise RegistryError(f"{what}: its MLmodel file is unreadable ({e})") from e
+    sklearn = flavors.get("sklearn")
+    if not isinstance(sklearn, dict):
+        raise RegistryError(
+            f"{what} has no sklearn flavor (flavors: {sorted(map(str, flavors))}); "
+            "only sklearn models in skops are loaded"
+        )
+    declared = sklearn.get("serialization_format")
+    if declared != SKOPS_FORMAT:
+        raise RegistryError(
+            f"{what} declares serialization_format {declared!r}; only {SKOPS_FORMAT} is loaded"
+        )
+    listed = sklearn.get("skops_trusted_types") or []
+    beyond = (
+        sorted({str(t) for t in listed} - set(SKOPS_TRUSTED_TYPES))
+        if isinstance(listed, list)
+        else [repr(listed)]
+    )
+    if beyond:
+        raise RegistryError(
+            f"{what} declares skops_trusted_types beyond mlassets' list: {beyond}; refused"
+        )
+    if sklearn.get("code"):
+        raise RegistryError(f"{what} ships code ({sklearn['code']!r}); refused")
+    file = _inside(root, sklearn.get("pickled_model"), what, "sklearn pickled_model")
+    pyfunc = flavors.get("python_function")
+    if pyfunc is not None:
+        loader = pyfunc.get("loader_module") if isinstance(pyfunc, dict) else None
+        if loader != SKLEARN_LOADER:
+            raise RegistryError(
+                f"{what} declares pyfunc loader_module {loader!r}; only {SKLEARN_LOADER} is loaded"
+            )
+        if pyfunc.get("code"):
+            raise RegistryError(f"{what} ships code ({pyfunc['code']!r}); refused")
+        for key in ("model_path", "data"):
+            if key in pyfunc and _inside(root, pyfunc[key], what, f"pyfunc {key}") != file:
+                raise RegistryError(
+                    f"{what}: pyfunc {key} {pyfunc[key]!r} is not the skops file {file.name!r}"
+                )
+    try:
+        found = skops.io.get_untrusted_types(file=file)  # reads the schema; builds no object
+    except Exception as e:
+        raise RegistryError(
+            f"{what}: {file.name} is not a readable skops file ({type(e).__name__}: {e})"
+        ) from e
+    untrusted = sorted(set(found) - set(SKOPS_TRUSTED_TYPES))
+    if untrusted:
+        raise RegistryError(f"{what}: {file.name} holds types we do not trust: {untrusted}")
+    return file
+
+
+@contextlib.contextmanager
+def _downloaded(artifact_uri: str, what: str, tracking_uri: str | None = None) -> Iterator[Path]:
+    """The model's files copied to a private temp folder: what is verified is what gets loaded."""
+    import tempfile
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="mlassets-model-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=tracking_uri
+            )
+        except (MlflowException, OSError) as e:
+            raise RegistryError(f"{what} could not be downloaded from {artifact_uri}: {e}") from e
+        yield Path(local)
+
+
+def load_verified_model(client, name: str, version: str | int):
+    """The version's sklearn model, loaded with skops and mlassets' own trusted list.
+
+    For in-process use (baselines, monitoring). The trusted list the MLmodel file declares is
+    never used: a tampered file could declare anything. Raises RegistryError naming the model,
+    the version and what was refused.
+    """
+    import skops.io
+    from mlflow.exceptions import MlflowException
+
+    version = str(version)
+    what = f"model {name} version {version}"
+    try:
+        uri = client.get_model_version_download_uri(name, version)
+    except MlflowException as e:
+        raise RegistryError(f"model {name} has no version {version!r}") from e
+    with _downloaded(uri, what, tracking_uri=client.tracking_uri) as local:
+        file = verify_flavor(local, what)
+        return skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES)
+
+
+@contextlib.contextmanager
+def _mlflow_loading_allowed() -> Iterator[None]:
+    """Lift MLflow's deserialization ban for one load of files `verify_flavor` just accepted.
+
+    The ban is process-wide (an environment variable MLflow reads at load time), so the lift is
+    held under a lock and undone at once; keep the block to the one `load_model` call.
+    """
+    with _allow_lock:
+        before = os.environ.get(ALLOW_DESERIALIZATION)
+        os.environ[ALLOW_DESERIALIZATION] = "true"
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(ALLOW_DESERIALIZATION, None)
+            else:
+                os.environ[ALLOW_DESERIALIZATION] = before
+
+
 def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> dict[str, Any]:
-    """Load `model_uri` through pyfunc and compare its predictions on X with `expected`."""
+    """Load `model_uri` through pyfunc (the serving path) and compare its predictions with `expected`.
+
+    The files are downloaded once, to a private folder, and checked by `verify_flavor` before
+    pyfunc sees them: pyfunc would honour whatever format and trusted list the MLmodel declares.
+    Only for those checked files is MLflow's deserialization ban lifted.
+    """
     import mlflow
 
-    loaded = mlflow.pyfunc.load_model(model_uri)
+    with _downloaded(model_uri, model_uri) as local:
+        verify_flavor(local, model_uri)
+        with _mlflow_loading_allowed():
+            loaded = mlflow.pyfunc.load_model(str(local))
     got = np.asarray(loaded.predict(X)).ravel()
     expected = np.asarray(expected).ravel()
     mismatched = int(np.sum(got != expected)) if got.shape == expected.shape else len(expected)
     return {"model_uri": model_uri, "rows": len(expected), "mismatched": mismatched}
+
+
+# --- aliases -----------------------------------------------------------------------------------
 
 
 def alias_version(client, name: str, alias: str) -> str | None:
@@ -99,8 +382,30 @@ def alias_version(client, name: str, alias: str) -> str | None:
         return None
 
 
+def _restore_aliases(client, name: str, before: dict[str, str | None]) -> None:
+    """Put each alias back where it was (best effort: we are already handling an error)."""
+    for alias, version in before.items():
+        with contextlib.suppress(Exception):
+            if version is None:
+                client.delete_registered_model_alias(name, alias)
+            else:
+                client.set_registered_model_alias(name, alias, version)
+
+
+def _restore_tags(client, name: str, version: str, before: dict[str, str | None]) -> None:
+    """Put each tag of `version` back as it was (best effort: we are already handling an error)."""
+    for key, value in before.items():
+        with contextlib.suppress(Exception):
+            if value is None:
+                client.delete_model_version_tag(name, version, key)
+            else:
+                client.set_model_version_tag(name, version, key, value)
+
+
 def set_alias_verified(client, name: str, version: str, alias: str, X, expected) -> dict:
-    """Point `alias` at `version` only if that version loads and predicts exactly `expected`."""
+    """Point `alias` at `version` only if it is registered, loads and predicts exactly `expected`."""
+    version = str(version)
+    _require_registered(client, name, version, f"alias {alias!r}")
     check = predictions_match(f"models:/{name}/{version}", X, expected)
     if check["mismatched"]:
         raise RegistryError(
@@ -112,29 +417,98 @@ def set_alias_verified(client, name: str, version: str, alias: str, X, expected)
 
 
 def promote(client, name: str, version: str) -> dict[str, str | None]:
-    """Make `version` production and keep the version it replaces as `previous` (for rollback)."""
-    current = alias_version(client, name, PRODUCTION)
-    if current is not None and current != str(version):
-        client.set_registered_model_alias(name, PREVIOUS, current)
+    """Make a registered `version` production; the version it replaces becomes `previous`.
+
+    The new production version records `mlassets.promoted_from` (the replaced version or "none").
+    Promoting the production version again changes nothing.
+    """
+    version = str(version)
+    _require_registered(client, name, version, "promotion")
+    before = {PRODUCTION: alias_version(client, name, PRODUCTION)}
+    current = before[PRODUCTION]
+    if current == version:
+        return {"production": version, "previous": None}
+    before[PREVIOUS] = alias_version(client, name, PREVIOUS)
+    tags_before = {
+        PROMOTED_FROM_TAG: _get_version(client, name, version).tags.get(PROMOTED_FROM_TAG)
+    }
     try:
+        if current is not None:
+            client.set_registered_model_alias(name, PREVIOUS, current)
         client.set_registered_model_alias(name, PRODUCTION, version)
-    except Exception:
-        if current is not None and current != str(version):
-            client.set_registered_model_alias(name, PRODUCTION, current)
+        client.set_model_version_tag(name, version, PROMOTED_FROM_TAG, current or "none")
+    except BaseException:
+        _restore_aliases(client, name, before)
+        _restore_tags(client, name, version, tags_before)
         raise
-    return {"production": str(version), "previous": current if current != str(version) else None}
+    return {"production": version, "previous": current}
 
 
-def rollback(client, name: str) -> dict[str, str]:
-    """Point `production` back at `previous`; the rolled-back version becomes `previous`."""
-    current = alias_version(client, name, PRODUCTION)
-    previous = alias_version(client, name, PREVIOUS)
-    if previous is None:
-        raise RegistryError(f"model {name} has no 'previous' version to roll back to")
-    client.set_registered_model_alias(name, PRODUCTION, previous)
-    if current is not None:
-        client.set_registered_model_alias(name, PREVIOUS, current)
-    return {"production": previous, "previous": current}
+def rollback(
+    client, name: str, to_version: str | int | None = None, run_id: str | None = None
+) -> dict[str, str]:
+    """Point `production` (and `staging`) at a recorded target: `to_version`, else `previous`.
+
+    After a rollback, staging and production both name the target; previous is cleared; roll
+    further back with to_version. So running it again refuses instead of toggling back.
+
+    Refused (RegistryError, nothing changed) when there is no production or no target, when
+    production already is the target, when the target is pending or abandoned, or when it does
+    not load with `load_verified_model`. The version rolled back from gets `mlassets.status`
+    `rolled_back` (and `mlassets.rolled_back_by` = `run_id` when given) and keeps no alias; the
+    target records `mlassets.rolled_back_from` and, if it had been rolled back itself, becomes
+    `registered` again. Returns production, rolled_back_from and staging.
+    """
+    before = {alias: alias_version(client, name, alias) for alias in ALIASES}
+    current = before[PRODUCTION]
+    if current is None:
+        raise RegistryError(f"model {name} has no production version; nothing to roll back")
+    target = str(to_version) if to_version is not None else before[PREVIOUS]
+    if target is None:
+        raise RegistryError(
+            f"model {name} has no 'previous' version to roll back to (production is version "
+            f"{current}); run rollback_job with to_version to choose one"
+        )
+    if target == current:
+        raise RegistryError(
+            f"production is already version {current}; nothing to roll back "
+            "(to go further back, run rollback_job with to_version)"
+        )
+    status = version_status(client, name, target)
+    if status in (PENDING, ABANDONED):
+        raise RegistryError(
+            f"{name} version {target} has {STATUS_TAG} {status!r}; not rolling back to it "
+            "(choose a registered version with to_version)"
+        )
+    try:
+        load_verified_model(client, name, target)
+    except Exception as e:
+        raise RegistryError(
+            f"not rolling back {name} to version {target}: it does not load ({e}); "
+            "choose another version with to_version"
+        ) from e
+
+    keys = (STATUS_TAG, ROLLED_BACK_BY_TAG, ROLLED_BACK_FROM_TAG)
+    tags_before = {
+        v: {k: _get_version(client, name, v).tags.get(k) for k in keys} for v in (current, target)
+    }
+    try:
+        client.set_registered_model_alias(name, STAGING, target)
+        client.set_registered_model_alias(name, PRODUCTION, target)
+        if before[PREVIOUS] is not None:
+            client.delete_registered_model_alias(name, PREVIOUS)
+        client.set_model_version_tag(name, current, STATUS_TAG, ROLLED_BACK)
+        if run_id:
+            client.set_model_version_tag(name, current, ROLLED_BACK_BY_TAG, run_id)
+        client.set_model_version_tag(name, target, ROLLED_BACK_FROM_TAG, current)
+        if status == ROLLED_BACK:
+            client.set_model_version_tag(name, target, STATUS_TAG, REGISTERED)
+    except BaseException:
+        _restore_aliases(client, name, before)
+        for version, tags in tags_before.items():
+            _restore_tags(client, name, version, tags)
+        raise
+    return {"production": target, "rolled_back_from": current, "staging": target}
 
 
 REFERENCE_DIR = "reference"

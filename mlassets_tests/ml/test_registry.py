@@ -1,6 +1,9 @@
 """The registry against a real MLflow SQLite store in a temp folder (no mocks)."""
 
+import os
+import pickle
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +14,29 @@ import yaml
 from mlassets.ml.data import target
 from mlassets.ml.features import input_frame
 from mlassets.ml.registry import (
+    ABANDONED,
+    ALLOW_DESERIALIZATION,
+    PENDING,
     PREVIOUS,
     PRODUCTION,
+    REGISTERED,
+    ROLLED_BACK,
     STAGING,
+    STATUS_TAG,
     RegistryError,
+    abandon,
     alias_version,
     load_reference,
+    load_verified_model,
     log_pipeline,
     log_reference,
+    mark_registered,
     predictions_match,
     promote,
     register,
     rollback,
     set_alias_verified,
+    version_status,
 )
 from mlassets.ml.training import build_pipeline, make_estimator
 
@@ -51,6 +64,10 @@ class World:
         self.client = MlflowClient(self.uri, self.uri)
         self.artifacts = root / "artifacts"
         experiment = self.client.create_experiment("unit", artifact_location=str(self.artifacts))
+        # models logged only to be tampered with live apart from the two shared ones
+        self.scratch = self.client.create_experiment(
+            "scratch", artifact_location=str(root / "scratch")
+        )
         X, y = input_frame(featured, spec), target(featured, spec)
         self.X = X.head(200).reset_index(drop=True)
         self.models, self.infos, self.runs = [], [], []
@@ -70,10 +87,26 @@ class World:
         return self.models[i].predict(self.X)
 
     def register_both(self, name: str) -> list[str]:
-        return [
-            str(register(self.client, name, info.model_uri, run_id, TAGS).version)
-            for info, run_id in zip(self.infos, self.runs, strict=True)
-        ]
+        """Versions 1 and 2 of `name`, registered the way the registration step does it."""
+        versions = []
+        for info, run_id in zip(self.infos, self.runs, strict=True):
+            mv = register(self.client, name, info.model_uri, run_id, TAGS, model_id=info.model_id)
+            mark_registered(self.client, name, mv.version)
+            versions.append(str(mv.version))
+        return versions
+
+    def fresh_version(self, name: str) -> tuple[str, Path]:
+        """Model 0 logged again in its own run, registered under `name`: (version, its files)."""
+        import mlflow
+
+        with mlflow.start_run(experiment_id=self.scratch) as run:
+            info = log_pipeline(self.models[0], self.X)
+        mv = register(
+            self.client, name, info.model_uri, run.info.run_id, TAGS, model_id=info.model_id
+        )
+        mark_registered(self.client, name, mv.version)
+        where = self.client.get_model_version_download_uri(name, mv.version)
+        return str(mv.version), Path(where.removeprefix("file://"))
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +130,21 @@ def world(tmp_path_factory, _featured, spec):
 @pytest.fixture
 def name(world) -> str:
     """A fresh registered model holding versions 1 and 2."""
-    model_name = f"m_{uuid.uuid4().hex[:8]}"
+    model_name = fresh_name()
     assert world.register_both(model_name) == ["1", "2"]
     return model_name
 
 
 def aliases(world, name) -> dict[str, str]:
     return {k: str(v) for k, v in world.client.get_registered_model(name).aliases.items()}
+
+
+def tag(world, name, version: str, key: str) -> str | None:
+    return world.client.get_model_version(name, version).tags.get(key)
+
+
+def fresh_name() -> str:
+    return f"m_{uuid.uuid4().hex[:8]}"
 
 
 def test_the_two_models_predict_differently(world):
@@ -117,6 +158,7 @@ def test_register_creates_the_model_and_a_ready_version_with_its_tags(world, nam
     mv = world.client.get_model_version(name, "1")
     assert mv.status == "READY"
     assert {k: mv.tags[k] for k in TAGS} == TAGS
+    assert mv.tags[STATUS_TAG] == REGISTERED
     assert mv.run_id == world.runs[0]
     assert world.client.get_model_version(name, "2").run_id == world.runs[1]
 
@@ -176,6 +218,8 @@ def test_promote_sets_production_and_keeps_the_replaced_version_as_previous(worl
     assert aliases(world, name) == {PRODUCTION: "1"}
     assert promote(world.client, name, "2") == {"production": "2", "previous": "1"}
     assert aliases(world, name) == {PRODUCTION: "2", PREVIOUS: "1"}
+    assert tag(world, name, "1", "mlassets.promoted_from") == "none"
+    assert tag(world, name, "2", "mlassets.promoted_from") == "1"
 
 
 def test_promoting_the_production_version_again_changes_nothing(world, name):
@@ -185,20 +229,145 @@ def test_promoting_the_production_version_again_changes_nothing(world, name):
     assert aliases(world, name) == {PRODUCTION: "2", PREVIOUS: "1"}
 
 
-def test_rollback_swaps_production_and_previous(world, name):
+def promoted_twice(world, name) -> None:
+    """Production 2, previous 1, staging 2: what two successful training runs leave."""
+    set_alias_verified(world.client, name, "1", STAGING, world.X, world.expected(0))
     promote(world.client, name, "1")
+    set_alias_verified(world.client, name, "2", STAGING, world.X, world.expected(1))
     promote(world.client, name, "2")
-    assert rollback(world.client, name) == {"production": "1", "previous": "2"}
-    assert aliases(world, name) == {PRODUCTION: "1", PREVIOUS: "2"}
-    assert rollback(world.client, name) == {"production": "2", "previous": "1"}
-    assert aliases(world, name) == {PRODUCTION: "2", PREVIOUS: "1"}
+    assert aliases(world, name) == {PRODUCTION: "2", PREVIOUS: "1", STAGING: "2"}
 
 
-def test_rollback_without_a_previous_version_raises_and_changes_nothing(world, name):
-    promote(world.client, name, "1")
-    with pytest.raises(RegistryError, match="no 'previous' version"):
+def test_rollback_moves_production_and_staging_to_previous_and_clears_previous(world, name):
+    promoted_twice(world, name)
+    moved = rollback(world.client, name, run_id="dagster-run-1")
+    assert moved == {"production": "1", "rolled_back_from": "2", "staging": "1"}
+    assert aliases(world, name) == {PRODUCTION: "1", STAGING: "1"}
+    left = world.client.get_model_version(name, "2")
+    assert left.aliases == []
+    assert left.tags[STATUS_TAG] == ROLLED_BACK
+    assert left.tags["mlassets.rolled_back_by"] == "dagster-run-1"
+    assert tag(world, name, "1", "mlassets.rolled_back_from") == "2"
+    assert version_status(world.client, name, "1") == REGISTERED
+    # the served model is the target's
+    assert (
+        predictions_match(f"models:/{name}@{PRODUCTION}", world.X, world.expected(0))["mismatched"]
+        == 0
+    )
+
+
+def test_rollback_run_again_refuses_instead_of_toggling_back(world, name):
+    promoted_twice(world, name)
+    rollback(world.client, name)
+    before = aliases(world, name)
+    with pytest.raises(RegistryError, match="no 'previous' version.*with to_version"):
         rollback(world.client, name)
+    assert aliases(world, name) == before == {PRODUCTION: "1", STAGING: "1"}
+    assert version_status(world.client, name, "2") == ROLLED_BACK
+
+
+def test_a_rolled_back_version_takes_no_alias_except_by_rollback_to_version(world, name):
+    promoted_twice(world, name)
+    rollback(world.client, name)
+    with pytest.raises(RegistryError, match="'rolled_back'.*promotion refused"):
+        promote(world.client, name, "2")
+    with pytest.raises(RegistryError, match="'rolled_back'.*alias 'staging' refused"):
+        set_alias_verified(world.client, name, "2", STAGING, world.X, world.expected(1))
+    assert aliases(world, name) == {PRODUCTION: "1", STAGING: "1"}
+
+    moved = rollback(world.client, name, to_version=2)
+    assert moved == {"production": "2", "rolled_back_from": "1", "staging": "2"}
+    assert aliases(world, name) == {PRODUCTION: "2", STAGING: "2"}
+    assert version_status(world.client, name, "2") == REGISTERED
+    assert version_status(world.client, name, "1") == ROLLED_BACK
+    assert tag(world, name, "2", "mlassets.rolled_back_from") == "1"
+    assert tag(world, name, "1", "mlassets.rolled_back_by") is None  # no run id given
+
+    with pytest.raises(RegistryError, match="production is already version 2; nothing to roll"):
+        rollback(world.client, name, to_version="2")
+    assert aliases(world, name) == {PRODUCTION: "2", STAGING: "2"}
+
+
+def test_rollback_refuses_without_production_or_target_and_changes_nothing(world, name):
+    with pytest.raises(RegistryError, match="has no production version"):
+        rollback(world.client, name, to_version="1")
+    assert aliases(world, name) == {}
+    promote(world.client, name, "1")
+    with pytest.raises(RegistryError, match="no 'previous' version to roll back to"):
+        rollback(world.client, name)
+    with pytest.raises(RegistryError, match="has no version '9'"):
+        rollback(world.client, name, to_version="9")
     assert aliases(world, name) == {PRODUCTION: "1"}
+
+
+def test_rollback_refuses_a_pending_or_abandoned_target(world, name):
+    promote(world.client, name, "1")
+    pending = register(
+        world.client, name, world.infos[1].model_uri, world.runs[1], TAGS
+    ).version  # version 3, never marked registered
+    with pytest.raises(RegistryError, match="'pending'; not rolling back to it"):
+        rollback(world.client, name, to_version=pending)
+    abandon(world.client, name, "2", "evaluated on the wrong split")
+    with pytest.raises(RegistryError, match="'abandoned'; not rolling back to it"):
+        rollback(world.client, name, to_version="2")
+    assert aliases(world, name) == {PRODUCTION: "1"}
+
+
+# --- the version lifecycle ---------------------------------------------------------------------
+
+
+def test_a_pending_version_takes_no_alias_until_marked_registered(world):
+    name = fresh_name()
+    info = world.infos[0]
+    mv = register(world.client, name, info.model_uri, world.runs[0], TAGS, model_id=info.model_id)
+    assert mv.status == "READY" and mv.tags[STATUS_TAG] == PENDING
+    with pytest.raises(
+        RegistryError, match=r"'pending' \(its registration never finished\).*refused"
+    ):
+        set_alias_verified(world.client, name, "1", STAGING, world.X, world.expected(0))
+    with pytest.raises(RegistryError, match="'pending'.*promotion refused"):
+        promote(world.client, name, "1")
+    assert aliases(world, name) == {}
+
+    mark_registered(world.client, name, mv.version)
+    mark_registered(world.client, name, mv.version)  # idempotent
+    assert version_status(world.client, name, "1") == REGISTERED
+    set_alias_verified(world.client, name, "1", STAGING, world.X, world.expected(0))
+    promote(world.client, name, "1")
+    assert aliases(world, name) == {STAGING: "1", PRODUCTION: "1"}
+
+
+def test_an_abandoned_version_is_refused_everywhere_and_stays_abandoned(world, name):
+    promote(world.client, name, "1")
+    abandon(world.client, name, "2", "killed before its reference was logged")
+    mv = world.client.get_model_version(name, "2")
+    assert mv.tags[STATUS_TAG] == ABANDONED
+    assert mv.tags["mlassets.abandoned_reason"] == "killed before its reference was logged"
+    with pytest.raises(RegistryError, match="abandoned: killed before its reference was logged"):
+        set_alias_verified(world.client, name, "2", STAGING, world.X, world.expected(1))
+    with pytest.raises(RegistryError, match="'abandoned'.*promotion refused"):
+        promote(world.client, name, "2")
+    with pytest.raises(RegistryError, match="only a pending version can be marked registered"):
+        mark_registered(world.client, name, "2")
+    assert version_status(world.client, name, "2") == ABANDONED
+    assert aliases(world, name) == {PRODUCTION: "1"}
+
+
+def test_the_production_version_cannot_be_abandoned(world, name):
+    promote(world.client, name, "1")
+    with pytest.raises(RegistryError, match="version 1 is production; roll back"):
+        abandon(world.client, name, "1", "oops")
+    assert version_status(world.client, name, "1") == REGISTERED
+
+
+def test_a_version_made_before_the_status_tag_counts_as_registered(world):
+    name = fresh_name()
+    world.client.create_registered_model(name)
+    mv = world.client.create_model_version(name, world.infos[0].model_uri, run_id=world.runs[0])
+    assert STATUS_TAG not in mv.tags
+    assert version_status(world.client, name, mv.version) == REGISTERED
+    set_alias_verified(world.client, name, mv.version, STAGING, world.X, world.expected(0))
+    assert promote(world.client, name, mv.version) == {"production": "1", "previous": None}
 
 
 def test_alias_version_is_none_for_a_missing_alias_or_model(world, name):
@@ -209,6 +378,7 @@ def test_alias_version_is_none_for_a_missing_alias_or_model(world, name):
 def test_register_adds_versions_to_an_existing_model(world, name):
     mv = register(world.client, name, world.infos[0].model_uri, world.runs[0], {"k": "v"})
     assert str(mv.version) == "3" and mv.status == "READY" and mv.tags["k"] == "v"
+    assert mv.tags[STATUS_TAG] == PENDING
 
 
 def test_load_reference_returns_the_production_versions_sample_and_baseline(world, name, _featured):
@@ -222,3 +392,166 @@ def test_load_reference_returns_the_production_versions_sample_and_baseline(worl
     promote(world.client, name, "2")  # version 2's run stored no reference
     with pytest.raises(RegistryError, match="version 2 has no stored reference"):
         load_reference(world.client, name, tracking_uri=world.uri)
+
+
+# --- loading: skops with our trusted list, nothing unpickled ----------------------------------
+
+
+class _Touch:
+    """A pickle payload: unpickling it creates `path` (proof that something was unpickled)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __reduce__(self):
+        return (Path.touch, (self.path,))
+
+
+class _Trap:
+    """A type skops does not trust: building it from a skops dump creates the marker file."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __setstate__(self, state: dict) -> None:
+        Path(state["path"]).touch()
+        self.__dict__.update(state)
+
+
+TRAP = f"{_Trap.__module__}.{_Trap.__qualname__}"
+
+
+def _pickled(model_dir: Path, marker: Path, flavor: dict, fmt: str) -> None:
+    """Declare `fmt` and ship a pickle whose loading would create the marker."""
+    (model_dir / "model.pkl").write_bytes(pickle.dumps(_Touch(marker)))
+    flavor["sklearn"].update(serialization_format=fmt, pickled_model="model.pkl")
+    flavor["python_function"]["model_path"] = "model.pkl"
+
+
+def _skops_trap(file: Path, marker: Path) -> None:
+    """Write a skops dump whose loading (were `_Trap` trusted) would create the marker."""
+    import skops.io
+
+    file.write_bytes(skops.io.dumps(_Trap(str(marker))))
+
+
+def t_pickle(model_dir: Path, marker: Path, meta: dict) -> None:
+    _pickled(model_dir, marker, meta["flavors"], "pickle")
+
+
+def t_cloudpickle(model_dir: Path, marker: Path, meta: dict) -> None:
+    _pickled(model_dir, marker, meta["flavors"], "cloudpickle")
+
+
+def t_no_sklearn_flavor(model_dir: Path, marker: Path, meta: dict) -> None:
+    # MLflow's sklearn loader assumes pickle when the flavor is missing
+    _pickled(model_dir, marker, meta["flavors"], "pickle")
+    del meta["flavors"]["sklearn"]
+
+
+def t_trusted_list(model_dir: Path, marker: Path, meta: dict) -> None:
+    _skops_trap(model_dir / "model.skops", marker)
+    meta["flavors"]["sklearn"]["skops_trusted_types"].append(TRAP)
+
+
+def t_skops_payload(model_dir: Path, marker: Path, meta: dict) -> None:
+    _skops_trap(model_dir / "model.skops", marker)
+
+
+def t_pyfunc_loader(model_dir: Path, marker: Path, meta: dict) -> None:
+    (model_dir / "python_model.pkl").write_bytes(pickle.dumps(_Touch(marker)))
+    meta["flavors"]["python_function"].update(
+        loader_module="mlflow.pyfunc.model", python_model="python_model.pkl"
+    )
+
+
+def t_pyfunc_path(model_dir: Path, marker: Path, meta: dict) -> None:
+    (model_dir / "model.pkl").write_bytes(pickle.dumps(_Touch(marker)))
+    meta["flavors"]["python_function"]["model_path"] = "model.pkl"
+
+
+def t_outside(model_dir: Path, marker: Path, meta: dict) -> None:
+    # an absolute path to a real skops file outside the model's folder
+    _skops_trap(marker.parent / "elsewhere.skops", marker)
+    meta["flavors"]["sklearn"]["pickled_model"] = str(marker.parent / "elsewhere.skops")
+
+
+TAMPERINGS: dict[str, tuple[Callable[[Path, Path, dict], None], str]] = {
+    "pickle": (t_pickle, "declares serialization_format 'pickle'; only skops is loaded"),
+    "cloudpickle": (
+        t_cloudpickle,
+        "declares serialization_format 'cloudpickle'; only skops is loaded",
+    ),
+    "no_sklearn_flavor": (t_no_sklearn_flavor, "has no sklearn flavor"),
+    "trusted_list": (t_trusted_list, "declares skops_trusted_types beyond mlassets' list"),
+    "skops_payload": (t_skops_payload, "model.skops holds types we do not trust"),
+    "pyfunc_loader": (t_pyfunc_loader, "loader_module 'mlflow.pyfunc.model'"),
+    "pyfunc_path": (t_pyfunc_path, "pyfunc model_path 'model.pkl' is not the skops file"),
+    "outside": (t_outside, "is not a file of the model"),
+}
+
+
+def test_the_traps_would_fire_if_loaded(tmp_path):
+    # otherwise "the marker was never created" would prove nothing
+    import skops.io
+
+    pickle.loads(pickle.dumps(_Touch(tmp_path / "pickled")))
+    assert (tmp_path / "pickled").exists()
+    dump = skops.io.dumps(_Trap(str(tmp_path / "skopsed")))
+    assert skops.io.get_untrusted_types(data=dump) == [TRAP]
+    skops.io.loads(dump, trusted=[TRAP])
+    assert (tmp_path / "skopsed").exists()
+
+
+def test_load_verified_model_returns_the_registered_pipeline(world, name):
+    model = load_verified_model(world.client, name, 2)
+    assert type(model).__name__ == "Pipeline"
+    np.testing.assert_array_equal(model.predict(world.X), world.expected(1))
+    with pytest.raises(RegistryError, match="has no version '7'"):
+        load_verified_model(world.client, name, "7")
+
+
+def test_mlflows_own_loader_stays_banned_around_the_verified_pyfunc_load(world, name, monkeypatch):
+    # MLflow 3.17 bans skops too under this flag; predictions_match lifts it only for the files
+    # verify_flavor accepted, and only while pyfunc loads them
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    monkeypatch.setenv(ALLOW_DESERIALIZATION, "false")
+    assert predictions_match(f"models:/{name}/1", world.X, world.expected(0))["mismatched"] == 0
+    assert os.environ[ALLOW_DESERIALIZATION] == "false"
+    with pytest.raises(MlflowException, match=ALLOW_DESERIALIZATION):
+        mlflow.sklearn.load_model(f"models:/{name}/1")
+
+
+@pytest.mark.parametrize("how", sorted(TAMPERINGS))
+def test_a_tampered_version_is_refused_by_name_on_every_path_and_nothing_is_loaded(
+    world, tmp_path, how
+):
+    tamper, message = TAMPERINGS[how]
+    name = fresh_name()
+    info = world.infos[0]
+    register(world.client, name, info.model_uri, world.runs[0], TAGS, model_id=info.model_id)
+    mark_registered(world.client, name, "1")
+    promote(world.client, name, "1")
+    version, model_dir = world.fresh_version(name)
+    assert version == "2"
+    assert predictions_match(f"models:/{name}/2", world.X, world.expected(0))["mismatched"] == 0
+
+    marker = tmp_path / "unpickled"
+    mlmodel = model_dir / "MLmodel"
+    meta = yaml.safe_load(mlmodel.read_text())
+    tamper(model_dir, marker, meta)
+    mlmodel.write_text(yaml.safe_dump(meta))
+
+    with pytest.raises(RegistryError, match=f"models:/{name}/2.*{message}"):
+        predictions_match(f"models:/{name}/2", world.X, world.expected(0))
+    with pytest.raises(RegistryError, match=f"model {name} version 2.*{message}"):
+        load_verified_model(world.client, name, "2")
+    with pytest.raises(RegistryError, match=message):
+        set_alias_verified(world.client, name, "2", STAGING, world.X, world.expected(0))
+    with pytest.raises(RegistryError, match=f"not rolling back {name} to version 2.*{message}"):
+        rollback(world.client, name, to_version="2")
+    assert aliases(world, name) == {PRODUCTION: "1"}
+    assert version_status(world.client, name, "1") == REGISTERED
+    assert not marker.exists()
