@@ -1,11 +1,11 @@
 """`training_job` without Dagster: the same `mlassets.ml` calls its assets and checks make, in order.
 
 The yardstick for Dagster's overhead (bench_overhead) and the stage clock for scaling
-(bench_scaling). Each stage calls exactly what the asset or check of the same name calls in
-`mlassets/ml/` (reading, fingerprints, the Great Expectations suite, features, split and its
-check, search, threshold, MLflow logging, the evaluation report, gates, registration, the
-verified aliases); what it leaves out is Dagster's: run and event storage, IO managers (pickling
-each asset value to disk and back), asset metadata and logs.
+(bench_scaling). Each stage calls the same step function of `mlassets.ml.steps` as the asset
+of the same name (reading, the Great Expectations suite, features, split and its check, search,
+threshold, MLflow logging, the evaluation report and its gates, registration, the verified
+aliases), so the two cannot drift apart; what it leaves out is Dagster's: run and event
+storage, IO managers (Parquet and skops on disk and back), asset metadata and logs.
 
 `pipeline(df, spec, ...)` is the lighter path the tuning benchmark times against the seed's
 script: validation, features, split, search, threshold, test metrics (no MLflow).
@@ -19,8 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-
-REFERENCE_ROWS = 50_000  # as mlassets.assets.registry
 
 
 def _peak_rss_kib(reset: bool = False) -> int | None:
@@ -133,29 +131,14 @@ def training_job(
     import mlflow
     from mlflow import MlflowClient
 
-    from mlassets.config import EvaluationConfig, GateConfig, SplitConfig, TrainingConfig
-    from mlassets.ml.data import fingerprint, read_table, target
-    from mlassets.ml.evaluation import gate
-    from mlassets.ml.features import build_features, input_frame
-    from mlassets.ml.registry import (
-        STAGING,
-        log_pipeline,
-        log_reference,
-        predictions_match,
-        promote,
-        register,
-        set_alias_verified,
-    )
-    from mlassets.ml.report import build_evaluation, load_baseline, log_report
-    from mlassets.ml.report import log_threshold_choice as log_choice
-    from mlassets.ml.splitting import check_splits, split
-    from mlassets.ml.threshold import choose_threshold
-    from mlassets.ml.training import estimator_for, train_candidate
-    from mlassets.ml.validation import by_check, validate
+    from mlassets.config import EvaluationConfig, SplitConfig, TrainingConfig
+    from mlassets.ml import steps
+    from mlassets.ml.data import read_table
+    from mlassets.ml.defaults import SplitSettings
     from mlassets.spec import DEFAULT_SPEC, load_spec
 
     cfg = TrainingConfig(**(training or {}))
-    split_cfg, eval_cfg, gates = SplitConfig(), EvaluationConfig(), GateConfig()
+    split_cfg, eval_cfg = SplitConfig(), EvaluationConfig()
     spec = load_spec(DEFAULT_SPEC)
     uri = f"sqlite:///{home / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
@@ -166,85 +149,38 @@ def training_job(
     mlflow.set_experiment(spec.name)
     clock = Clock(memory)
     run = mlflow.start_run()
+    run_id = run.info.run_id
     try:
         with clock("raw_data"):
             raw = read_table(str(source or home / "data" / "transactions.parquet"), spec)
-            raw_fp = fingerprint(raw)
         with clock("data_quality"):
-            outcomes = by_check(validate(raw, spec))
-        if any(not o.success for group in outcomes.values() for o in group):
-            raise ValueError("data quality failed")
+            quality = steps.validate_raw(raw, spec)
+        if quality.failed:
+            raise ValueError(f"data quality failed: {quality.failed}")
         with clock("features"):
-            features = build_features(raw, spec)
-            fingerprint(features)
+            features = steps.make_features(raw, spec)
         del raw
         with clock("splits"):
-            parts = split(
-                features,
-                target(features, spec),
-                test_fraction=split_cfg.test_fraction,
-                validation_fraction=split_cfg.validation_fraction,
-                seed=split_cfg.seed,
-                stratify=split_cfg.stratify,
-            )
-            for part in (parts.train, parts.validation, parts.test):
-                float(target(part, spec).mean())
-            check_splits(parts, lambda d: target(d, spec), spec.id)
+            parts = steps.make_splits(features, spec, SplitSettings(**split_cfg.model_dump()))
         del features
+        train, validation, test = (parts.frames[n] for n in steps.SPLIT_NAMES)
         with clock("candidate_model"):
-            X, y = input_frame(parts.train, spec), target(parts.train, spec)
-            estimator = estimator_for(cfg.strategy, cfg.estimator)
-            result = train_candidate(
-                X, y, spec.numeric_inputs, spec.features.categorical, **cfg.search_settings()
-            )
-            del X, y
-        with clock("threshold"):
-            choice = choose_threshold(
-                result.model,
-                input_frame(parts.validation, spec),
-                target(parts.validation, spec),
-                metric=cfg.threshold_metric,
-                tune=cfg.tune_threshold,
-                seed=cfg.seed,
-            )
-            mlflow.log_params(
-                {
-                    "strategy": cfg.strategy,
-                    "estimator": estimator,
-                    "train_rows": len(parts.train),
-                    "train_fingerprint": fingerprint(parts.train),
-                    **{f"best_{k}": v for k, v in result.best_params.items()},
-                }
-            )
-            log_choice(choice)
-            if not result.cv_table.empty:
-                mlflow.log_table(result.cv_table.astype(str), artifact_file="cv_results.json")
-        model = choice.model
+            trained = steps.train_and_log(client, run_id, train, validation, spec, cfg)
+        candidate = trained.candidate
         with clock("evaluation_report"):
-            X_test, y_test = input_frame(parts.test, spec), target(parts.test, spec)
-            baseline = load_baseline(client, spec.name)
-            evaluation = build_evaluation(
-                model, X_test, y_test, parts.test[spec.sensitive], baseline, **eval_cfg.model_dump()
-            )
-            report = evaluation.report
-            log_report(report, evaluation.images)
-            verdicts = gate(report["metrics"], gates.thresholds())
-        if not all(v.passed for v in verdicts):
-            raise ValueError(f"gates failed: {[v.describe() for v in verdicts if not v.passed]}")
+            report = steps.evaluate_and_log(
+                client, run_id, candidate, test, spec, eval_cfg.report_settings()
+            ).report
+        if not report["passed"]:
+            raise ValueError(f"gates failed: {[g for g in report['gates'] if not g['passed']]}")
         with clock("registered_model"):
-            info = log_pipeline(model, X_test)
-            reference = parts.train[[*spec.input_columns, spec.label.column]]
-            if len(reference) > REFERENCE_ROWS:
-                reference = reference.sample(REFERENCE_ROWS, random_state=0)
-            log_reference(reference, {"metrics": report["metrics"], "data_fingerprint": raw_fp})
-            tags = {f"test_{k}": f"{v:.6f}" for k, v in report["metrics"].items()}
-            mv = register(client, spec.name, info.model_uri, run.info.run_id, tags)
+            registered = steps.register_candidate(
+                client, run_id, candidate, report, train, test, spec
+            )
         with clock("staging_model"):
-            expected = model.predict(X_test)
-            set_alias_verified(client, spec.name, mv.version, STAGING, X_test, expected)
-            predictions_match(f"models:/{spec.name}@{STAGING}", X_test, model.predict(X_test))
+            staged = steps.stage(client, registered, candidate, test, spec)
         with clock("production_model"):
-            promote(client, spec.name, mv.version)
+            steps.promote_staged(client, staged)
     finally:
         mlflow.end_run()
     return {
@@ -252,5 +188,5 @@ def training_job(
         "peaks_kib": clock.peaks,
         "total": sum(clock.times.values()),
         "metrics": report["metrics"],
-        "version": str(mv.version),
+        "version": registered["version"],
     }

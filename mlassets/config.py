@@ -5,20 +5,28 @@ from typing import Any
 from dagster import Config
 from pydantic import Field
 
+from mlassets.ml.defaults import EVALUATION, METRICS, SPLIT, TRAINING
+from mlassets.ml.drift import DriftThresholds
+
+DRIFT = DriftThresholds()
+
 
 class SplitConfig(Config):
     """How `features` is split into train, validation and test sets."""
 
     test_fraction: float = Field(
-        default=0.2, description="Share of rows held out for the test set."
+        default=SPLIT.test_fraction, description="Share of rows held out for the test set."
     )
     validation_fraction: float = Field(
-        default=0.1, description="Share of rows for the validation set (threshold tuning)."
+        default=SPLIT.validation_fraction,
+        description="Share of rows for the validation set (threshold tuning).",
     )
-    seed: int = Field(default=42, description="Seed of the random split.")
-    stratify: bool = Field(default=True, description="Keep the positive rate equal across splits.")
+    seed: int = Field(default=SPLIT.seed, description="Seed of the random split.")
+    stratify: bool = Field(
+        default=SPLIT.stratify, description="Keep the positive rate equal across splits."
+    )
     time_ordered: bool = Field(
-        default=False,
+        default=SPLIT.time_ordered,
         description="Split by the spec's timestamp (newest rows to test) instead of at random.",
     )
 
@@ -29,12 +37,12 @@ class TrainingConfig(Config):
     cent of its time, see benchmarks/RESULTS.md); `seed_grid` is the seed's grid search."""
 
     strategy: str = Field(
-        default="fast",
+        default=TRAINING.strategy,
         description="fast (histogram gradient boosting, successive halving over its depth), "
         "seed_grid (the seed's RandomForest grid), grid, random, halving or fixed.",
     )
     estimator: str = Field(
-        default="random_forest",
+        default=TRAINING.estimator,
         description="random_forest, extra_trees, hist_gradient_boosting or logistic_regression "
         "(for grid, random, halving and fixed; fast and seed_grid bring their own).",
     )
@@ -45,18 +53,28 @@ class TrainingConfig(Config):
     params: dict[str, Any] = Field(
         default_factory=dict, description="Fixed estimator parameters (applied before the search)."
     )
-    n_iter: int = Field(default=20, description="Candidates sampled by random and halving.")
-    cv_folds: int = Field(default=5, description="Stratified cross-validation folds.")
-    scoring: str = Field(default="f1", description="sklearn scorer the search maximises.")
-    seed: int = Field(default=42, description="Seed of the estimator, folds and sampling.")
-    n_jobs: int = Field(default=-1, description="Parallel fits (joblib); -1 uses every core.")
+    n_iter: int = Field(
+        default=TRAINING.n_iter, description="Candidates sampled by random and halving."
+    )
+    cv_folds: int = Field(
+        default=TRAINING.cv_folds, description="Stratified cross-validation folds."
+    )
+    scoring: str = Field(
+        default=TRAINING.scoring, description="sklearn scorer the search maximises."
+    )
+    seed: int = Field(
+        default=TRAINING.seed, description="Seed of the estimator, folds and sampling."
+    )
+    n_jobs: int = Field(
+        default=TRAINING.n_jobs, description="Parallel fits (joblib); -1 uses every core."
+    )
     tune_threshold: bool = Field(
-        default=True,
+        default=TRAINING.tune_threshold,
         description="Tune the decision threshold on the validation set and keep it in the model "
         "(false: predict at the estimator's default, 0.5 for probabilities).",
     )
     threshold_metric: str = Field(
-        default="f1",
+        default=TRAINING.threshold_metric,
         description="Metric the threshold maximises on the validation set: f1, f2, precision, "
         "recall, accuracy, balanced_accuracy, mcc or youden.",
     )
@@ -66,76 +84,94 @@ class TrainingConfig(Config):
         return self.model_dump(exclude={"tune_threshold", "threshold_metric"})
 
 
-class GateConfig(Config):
-    """Minimum test-set metrics a candidate needs before it is registered (None: not gated)."""
-
-    min_accuracy: float | None = 0.85
-    min_precision: float | None = None
-    min_recall: float | None = None
-    min_f1: float | None = 0.80
-    min_roc_auc: float | None = None
-    min_pr_auc: float | None = None
-
-    def thresholds(self) -> dict[str, float | None]:
-        return {
-            "accuracy": self.min_accuracy,
-            "precision": self.min_precision,
-            "recall": self.min_recall,
-            "f1": self.min_f1,
-            "roc_auc": self.min_roc_auc,
-            "pr_auc": self.min_pr_auc,
-        }
-
-
 class EvaluationConfig(Config):
     """What `evaluation_report` measures and the limits its blocking checks enforce.
 
-    The checks `beats_production` and `fairness` read their verdicts from the report, so these
-    limits are set on the `evaluation_report` op. A maximum of None reports without gating.
+    Every gate (the metric minimums, champion/challenger, fairness) is judged here, once, and
+    recorded in the report; the checks on `evaluation_report` report those verdicts and
+    `registered_model` registers only what that same evaluation passed. So all limits are set
+    on the `evaluation_report` op. A limit of None reports without gating.
     """
 
+    min_accuracy: float | None = Field(
+        default=EVALUATION.min_accuracy, description="accuracy_gate: minimum test accuracy."
+    )
+    min_precision: float | None = Field(
+        default=EVALUATION.min_precision, description="precision_gate: minimum test precision."
+    )
+    min_recall: float | None = Field(
+        default=EVALUATION.min_recall, description="recall_gate: minimum test recall."
+    )
+    min_f1: float | None = Field(default=EVALUATION.min_f1, description="f1_gate: minimum test F1.")
+    min_roc_auc: float | None = Field(
+        default=EVALUATION.min_roc_auc, description="roc_auc_gate: minimum test ROC AUC."
+    )
+    min_pr_auc: float | None = Field(
+        default=EVALUATION.min_pr_auc, description="pr_auc_gate: minimum test PR AUC."
+    )
+
+    def thresholds(self) -> dict[str, float | None]:
+        """The metric gates' minimums by metric name."""
+        return {m: getattr(self, f"min_{m}") for m in METRICS}
+
+    def report_settings(self) -> dict[str, Any]:
+        """The keyword arguments of `mlassets.ml.report.build_evaluation` these settings give."""
+        return {
+            **self.model_dump(exclude={f"min_{m}" for m in METRICS}),
+            "thresholds": self.thresholds(),
+        }
+
     primary_metric: str = Field(
-        default="f1",
+        default=EVALUATION.primary_metric,
         description="Metric the candidate is compared with production on: accuracy, precision, "
         "recall, f1, roc_auc or pr_auc.",
     )
     tolerance: float = Field(
-        default=0.0,
+        default=EVALUATION.tolerance,
         description="beats_production passes when candidate >= production - tolerance "
         "(negative: the candidate must improve by at least |tolerance|).",
     )
     bootstrap_resamples: int = Field(
-        default=1000,
+        default=EVALUATION.bootstrap_resamples,
         description="Paired bootstrap resamples for the interval of candidate - production "
         "(reported, not gated; 0 turns it off).",
     )
-    seed: int = Field(default=42, description="Seed of the bootstrap and permutation importance.")
+    seed: int = Field(
+        default=EVALUATION.seed, description="Seed of the bootstrap and permutation importance."
+    )
     max_demographic_parity: float | None = Field(
-        default=None,
+        default=EVALUATION.max_demographic_parity,
         description="fairness: largest allowed gap in selection rate between groups (None: report "
         "only, the default: selection rates differ wherever base rates do, legitimately or by "
         "sampling chance, so equalized odds is the gate).",
     )
     max_equalized_odds: float | None = Field(
-        default=0.1,
+        default=EVALUATION.max_equalized_odds,
         description="fairness: largest allowed gap in TPR or FPR between groups (None: report only).",
     )
     min_group_size: int = Field(
-        default=30,
+        default=EVALUATION.min_group_size,
         description="fairness: a rate is gated only where its denominator (a group's rows for the "
         "selection rate, its positives for TPR, its negatives for FPR) has at least this many rows.",
     )
     importance_repeats: int = Field(
-        default=5, description="Shuffles per column for permutation importance (0 turns it off)."
+        default=EVALUATION.importance_repeats,
+        description="Shuffles per column for permutation importance (0 turns it off).",
     )
     importance_scoring: str = Field(
-        default="roc_auc", description="sklearn scorer whose drop measures a column's importance."
+        default=EVALUATION.importance_scoring,
+        description="sklearn scorer whose drop measures a column's importance.",
     )
     importance_max_rows: int = Field(
-        default=10_000, description="Test rows permutation importance samples per repeat."
+        default=EVALUATION.importance_max_rows,
+        description="Test rows permutation importance samples per repeat.",
     )
-    top_k: int = Field(default=10, description="Columns in the importance table and chart.")
-    calibration_bins: int = Field(default=10, description="Bins of the reliability curve.")
+    top_k: int = Field(
+        default=EVALUATION.top_k, description="Columns in the importance table and chart."
+    )
+    calibration_bins: int = Field(
+        default=EVALUATION.calibration_bins, description="Bins of the reliability curve."
+    )
 
 
 class DriftConfig(Config):
@@ -146,22 +182,28 @@ class DriftConfig(Config):
     for the reason behind each.
     """
 
-    alpha: float = Field(default=0.05, description="Significance after the correction.")
+    alpha: float = Field(default=DRIFT.alpha, description="Significance after the correction.")
     correction: str = Field(
-        default="bh", description="bh (Benjamini-Hochberg), bonferroni or none."
+        default=DRIFT.correction, description="bh (Benjamini-Hochberg), bonferroni or none."
     )
     min_effect_numeric: float = Field(
-        default=0.1, description="Wasserstein distance / reference std a numeric drift must reach."
+        default=DRIFT.min_effect_numeric,
+        description="Wasserstein distance / reference std a numeric drift must reach.",
     )
     min_effect_categorical: float = Field(
-        default=0.1, description="Jensen-Shannon distance a categorical drift must reach."
+        default=DRIFT.min_effect_categorical,
+        description="Jensen-Shannon distance a categorical drift must reach.",
     )
     max_metric_drop: float = Field(
-        default=0.05, description="Accuracy or F1 drop on labelled recent rows that is degraded."
+        default=DRIFT.max_metric_drop,
+        description="Accuracy or F1 drop on labelled recent rows that is degraded.",
     )
-    min_rows: int = Field(default=10_000, description="Recent rows needed before any retrain.")
+    min_rows: int = Field(
+        default=DRIFT.min_rows, description="Recent rows needed before any retrain."
+    )
     min_labelled_rows: int = Field(
-        default=1_000, description="Labelled recent rows needed to judge degradation."
+        default=DRIFT.min_labelled_rows,
+        description="Labelled recent rows needed to judge degradation.",
     )
     window_batches: int = Field(
         default=0,
@@ -170,8 +212,6 @@ class DriftConfig(Config):
 
     def thresholds(self):
         """The pure-core thresholds these settings describe."""
-        from mlassets.ml.drift import DriftThresholds
-
         return DriftThresholds(
             alpha=self.alpha,
             correction=self.correction,

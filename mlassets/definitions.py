@@ -12,7 +12,6 @@ from mlassets.assets.features import features, splits
 from mlassets.assets.monitoring import drift_report, recent_data, scored_batches
 from mlassets.assets.registry import production_model, registered_model, staging_model
 from mlassets.assets.training import candidate_model
-from mlassets.checks.data_quality import data_quality
 from mlassets.checks.gates import (
     beats_production,
     fairness_gate,
@@ -38,7 +37,7 @@ ASSETS = [
     drift_report,
     scored_batches,
 ]
-CHECKS = [data_quality, metric_gates, beats_production, fairness_gate, staging_predicts_identically]
+CHECKS = [metric_gates, beats_production, fairness_gate, staging_predicts_identically]
 
 
 def build_defs(resources: Mapping[str, Any] | None = None) -> Definitions:

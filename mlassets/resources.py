@@ -2,33 +2,49 @@
 
 import contextlib
 import json
+import os
+import socket
 from collections.abc import Iterator
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource, Field, Noneable, Permissive, StringSource, resource
+from dagster import (
+    ConfigurableResource,
+    Field,
+    InitResourceContext,
+    Noneable,
+    Permissive,
+    StringSource,
+    resource,
+)
+from pydantic import PrivateAttr
 
 from mlassets import settings
 from mlassets.config import DriftConfig
 from mlassets.spec import DEFAULT_SPEC, DatasetSpec, load_spec
 
-
-@lru_cache(maxsize=8)
-def _cached_spec(path: str, mtime: float) -> DatasetSpec:
-    return load_spec(path)
+OWNER_ENV = "MLASSETS_OWNER_PID"
 
 
 class DatasetResource(ConfigurableResource):
-    """The user's dataset: its spec file and the folder its relative paths resolve against."""
+    """The user's dataset: its spec file and the folder its relative paths resolve against.
+
+    The spec is read once per resource, when a run (or a sensor tick) sets the resource up: every
+    step of a run sees the same spec, and an edited file is seen by the next run.
+    """
 
     spec_path: str = str(DEFAULT_SPEC)
     data_root: str | None = None
+    _spec: DatasetSpec | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._spec = load_spec(self.spec_path)
 
     def spec(self) -> DatasetSpec:
-        """The validated spec (re-read when the file changes)."""
-        path = Path(self.spec_path).expanduser().resolve()
-        return _cached_spec(str(path), path.stat().st_mtime if path.exists() else 0.0)
+        """The validated spec, as read when the resource was set up."""
+        if self._spec is None:  # used outside Dagster's resource lifecycle (scripts, tests)
+            self._spec = load_spec(self.spec_path)
+        return self._spec
 
     def source_uri(self) -> str:
         spec = self.spec()
@@ -113,10 +129,15 @@ def mlflow_tracking(context):
         )
     import mlflow
 
+    # Every process this run starts (joblib's workers too) inherits the owner's pid, so a sweep
+    # can find them if this process is killed.
+    os.environ[OWNER_ENV] = str(os.getpid())
+    sweep_debris(context, cfg.get("mlflow_tracking_uri"), cfg["experiment_name"])
     lifecycle = dagster_mlflow_tracking.resource_fn(context)
     tracker = next(lifecycle)
     if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
         tracker.mlflow_run_id = mlflow.active_run().info.run_id
+    mlflow.set_tags({"mlassets.host": socket.gethostname(), "mlassets.pid": str(os.getpid())})
     # Detach now: each step that logs resumes the run and closes it (`mlflow_run`), so a step
     # that fails before logging cannot leave it RUNNING and active in this process.
     mlflow.end_run()
@@ -124,6 +145,39 @@ def mlflow_tracking(context):
         yield tracker
     finally:
         next(lifecycle, None)  # dagster-mlflow's cleanup (marks the run FAILED on an error)
+
+
+def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
+    """What killed runs left behind, cleaned at the next run's start (see `mlassets.ml.recovery`):
+    their MLflow runs FAILED, their Dagster runs failed, their `pending` versions abandoned,
+    their child processes killed. Never fails the run that sweeps; says what it did."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlassets.ml.recovery import sweep
+
+    uri = tracking_uri or mlflow.get_tracking_uri()
+    client = MlflowClient(uri, uri)
+    experiment = client.get_experiment_by_name(model_name)
+    try:
+        done = sweep(
+            client,
+            [experiment.experiment_id] if experiment else [],
+            model_name,
+            socket.gethostname(),
+        )
+    except Exception as e:  # a sweep must never stop the work it precedes
+        context.log.warning(f"sweep of killed runs' debris failed: {type(e).__name__}: {e}")
+        return {}
+    for run_id in done.get("dagster_runs", []):
+        run = context.instance.get_run_by_id(run_id)
+        if run is not None and not run.is_finished:
+            context.instance.report_run_failed(
+                run, "its process died (found by the next run's sweep)"
+            )
+    if any(done.get(k) for k in ("failed_runs", "abandoned_versions", "killed_processes")):
+        context.log.warning(f"swept what killed runs left behind: {done}")
+    return done
 
 
 @contextlib.contextmanager
@@ -151,11 +205,19 @@ def mlflow_run(context) -> Iterator[str]:
     mlflow.end_run(status="FINISHED")
 
 
+def value_store_path(root: str, model_name: str) -> str:
+    """Each model's values under its own name: two specs in one home never share a value."""
+    return f"{root.rstrip('/')}/{model_name}"
+
+
 def default_resources(spec: DatasetSpec) -> dict:
     """The embedded default's resources, honouring the environment (see `mlassets.settings`)."""
     uri = settings.tracking_uri()
     local = uri.startswith(("sqlite:", "file:", "/", "postgresql:", "mysql:"))
+    from mlassets.io_managers import ValueStore
+
     return {
+        "io_manager": ValueStore(base_path=value_store_path(settings.storage_root(), spec.name)),
         "dataset": DatasetResource(
             spec_path=str(spec.path or DEFAULT_SPEC), data_root=settings.data_root()
         ),

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,7 @@ import pytest
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
 # Small data and a one-point search keep each graph run to seconds; 6,000 seeded rows are enough
 # for the default gates (accuracy >= 0.85, F1 >= 0.80) to pass deterministically.
@@ -23,10 +25,10 @@ FAST_TRAINING = {
 
 
 def run_config(training: dict | None = None, gates: dict | None = None) -> dict:
-    """Run config for training_job: the fast search, optional gate overrides."""
+    """Run config for training_job: the fast search, optional gate overrides (EvaluationConfig)."""
     ops: dict = {"candidate_model": {"config": training or FAST_TRAINING}}
     if gates:
-        ops["metric_gates"] = {"config": gates}
+        ops["evaluation_report"] = {"config": gates}
     return {"ops": ops}
 
 
@@ -47,16 +49,19 @@ class Env:
 
     def resources(self) -> dict:
         from mlassets.config import DriftConfig
+        from mlassets.io_managers import ValueStore
         from mlassets.resources import (
             DatasetResource,
             ModelRegistry,
             MonitoringResource,
             mlflow_tracking,
+            value_store_path,
         )
         from mlassets.spec import load_spec
 
         name = load_spec(self.spec_path).name
         return {
+            "io_manager": ValueStore(base_path=value_store_path(str(self.root / "storage"), name)),
             "dataset": DatasetResource(
                 spec_path=str(self.spec_path), data_root=str(self.data_root)
             ),
@@ -145,3 +150,65 @@ def trained_env(tmp_path_factory):
     """`trained_world`, shared by the tests of a module."""
     with trained_world(tmp_path_factory.mktemp("trained")) as (world, _):
         yield world
+
+
+NAME = "fraud_detection"
+
+
+@dataclass
+@dataclass
+class CliWorld:
+    """A home used through the real `dagster` CLI, as a user would (see test_cli.cli_env)."""
+
+    root: Path
+    env: dict
+
+    @property
+    def source(self) -> Path:
+        return Path(self.env["MLASSETS_HOME"]) / "data" / "transactions.parquet"
+
+    def config(self, name: str, ops: dict) -> str:
+        path = self.root / f"{name}.yaml"
+        import yaml
+
+        path.write_text(yaml.safe_dump({"ops": ops}))
+        return str(path)
+
+    def materialize(self, select: str, config: str | None = None, env: dict | None = None):
+        from mlassets_tests.test_cli import DAGSTER
+
+        cmd = [DAGSTER, "asset", "materialize", "-m", "mlassets.definitions", "--select", select]
+        return subprocess.run(
+            cmd + (["-c", config] if config else []),
+            cwd=self.root,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        uri = self.env["MLFLOW_TRACKING_URI"]
+        return MlflowClient(uri, uri)
+
+    def registry_state(self) -> tuple[list[str], str | None]:
+        from mlassets.ml.registry import PRODUCTION, alias_version
+
+        client = self.client()
+        versions = sorted(str(v.version) for v in client.search_model_versions(f"name='{NAME}'"))
+        return versions, alias_version(client, NAME, PRODUCTION)
+
+
+def cli_world_with_version_1(root: Path) -> CliWorld:
+    """A CLI home where `dagster asset materialize --select '*'` put version 1 in production."""
+    from mlassets.synthetic import fraud_frame, write_frame
+    from mlassets_tests.test_cli import cli_env
+
+    w = CliWorld(root, cli_env(root, None))
+    write_frame(fraud_frame(TEST_ROWS, seed=7), w.source)
+    proc = w.materialize("*", w.config("fast", {"candidate_model": {"config": FAST_TRAINING}}))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert w.registry_state() == (["1"], "1")
+    return w

@@ -173,4 +173,4 @@ def test_readme_run_config_is_valid():
     job = defs.resolve_job_def("training_job")
     result = process_config(job.run_config_schema.config_type, config)
     assert result.success, result.errors
-    assert config["ops"]["metric_gates"]["config"]["min_f1"] != 0.80
+    assert config["ops"]["evaluation_report"]["config"]["min_f1"] != 0.80

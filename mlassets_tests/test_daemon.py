@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -27,6 +28,10 @@ def wait_for(predicate, what: str, timeout: float = WAIT_S, every: float = 2.0):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+def home_of(env: dict) -> Path:
+    return Path(env["MLASSETS_HOME"])
 
 
 def sensor_ticks(instance):
@@ -111,7 +116,22 @@ def test_daemon_retrains_on_drift_and_not_on_clean_data(daemon_world, tmp_path):
         fraud_batch(6000, 32, "covariate", first_id=BATCH_FIRST_ID + 100_000),
         landing / "batch_0002.parquet",
     )
-    runs = wait_for(lambda: instance.get_runs(sensor_runs), "drift_sensor to launch a run")
+    runs = wait_for(
+        lambda: instance.get_runs(sensor_runs), "drift_sensor to launch a run", every=0.5
+    )
+    # a manual run beside the sensor's, on the same home: it trains on the source alone and
+    # registers (no alias), while the sensor's run trains on source + batches and promotes
+    manual = subprocess.Popen(
+        [DAGSTER, "asset", "materialize", "-m", "mlassets.definitions"]
+        + ["--select", "*registered_model", "-c", env["MLASSETS_RETRAIN_CONFIG"]],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    manual_log = manual.communicate(timeout=WAIT_S)[0]
+    assert manual.returncode == 0, manual_log[-3000:]
     run = wait_for(
         lambda: (r := instance.get_run_by_id(runs[0].run_id)).is_finished and r,
         "the retraining run to finish",
@@ -120,11 +140,30 @@ def test_daemon_retrains_on_drift_and_not_on_clean_data(daemon_world, tmp_path):
     assert run.job_name == "training_job"
 
     production = client.get_model_version_by_alias("fraud_detection", "production")
-    assert str(production.version) == "2"
+    assert production.tags["dagster_run_id"] == run.run_id
     assert production.tags["trigger"] == "drift_sensor"
     assert "feature drift" in production.tags["retrain_reason"]
     assert str(client.get_model_version_by_alias("fraud_detection", "previous").version) == "1"
 
-    # a few more ticks: the same batches never launch a second run
-    time.sleep(8)
+    # each version was evaluated on its own run's test rows, disjoint from its training rows
+    from mlassets.ml.data import fingerprint
+
+    store = home_of(env) / "storage" / "fraud_detection"
+    new = [v for v in client.search_model_versions("name='fraud_detection'") if v.version != 1]
+    assert len(new) == 2 and {v.tags["trigger"] for v in new} == {"drift_sensor", "manual"}
+    for mv in new:
+        run_id = mv.tags["dagster_run_id"]
+        train = pd.read_parquet(store / "train_set" / run_id / "value.parquet")
+        test = pd.read_parquet(store / "test_set" / run_id / "value.parquet")
+        assert mv.tags["test_fingerprint"] == fingerprint(test)
+        assert mv.tags["train_fingerprint"] == fingerprint(train)
+        assert not set(train["user_id"]) & set(test["user_id"])
+    by_trigger = {v.tags["trigger"]: v for v in new}
+    assert int(by_trigger["drift_sensor"].tags["train_rows"]) > int(
+        by_trigger["manual"].tags["train_rows"]
+    )
+
+    # three more ticks: the same batches never launch a second run
+    ticks = len(sensor_ticks(instance))
+    wait_for(lambda: len(sensor_ticks(instance)) >= ticks + 3, "three more sensor ticks")
     assert len(instance.get_runs(sensor_runs)) == 1

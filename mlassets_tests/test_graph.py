@@ -129,10 +129,9 @@ def test_default_strategy_trains_boosting_through_the_graph_and_registers_it(env
     assert run.data.params["estimator"] == "hist_gradient_boosting"
     assert run.data.metrics["test_f1"] >= 0.80
 
-    import mlflow
+    from mlassets.ml.registry import load_verified_model
 
-    mlflow.set_registry_uri(env.tracking_uri)
-    model = mlflow.sklearn.load_model("models:/fraud_detection@production")
+    model = load_verified_model(client, "fraud_detection", "1")
     assert type(model.estimator.estimator.named_steps["estimator"]).__name__ == (
         "HistGradientBoostingClassifier"
     )
@@ -157,9 +156,14 @@ def test_rerun_is_deterministic_and_keeps_previous_for_rollback(trained_env):
     rollback = trained_env.run("rollback_job", {})
     assert rollback.success
     assert alias(client, "fraud_detection", "production") == str(first.version)
-    assert alias(client, "fraud_detection", "previous") == str(second.version)
-    # put production back where the rest of the module expects it
-    assert trained_env.run("rollback_job", {}).success
+    assert alias(client, "fraud_detection", "staging") == str(first.version)
+    assert alias(client, "fraud_detection", "previous") is None
+    # idempotent: a second rollback has no recorded target and changes nothing
+    assert not trained_env.run("rollback_job", {}).success
+    assert alias(client, "fraud_detection", "production") == str(first.version)
+    # put production back where the rest of the module expects it, by an explicit target
+    to_second = {"ops": {"rollback_production": {"config": {"to_version": str(second.version)}}}}
+    assert trained_env.run("rollback_job", to_second).success
     assert alias(client, "fraud_detection", "production") == str(second.version)
 
 

@@ -5,6 +5,7 @@ from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, M
 from pydantic import Field
 
 from mlassets.assets.metadata import preview, schema_metadata
+from mlassets.checks.data_quality import DATA_QUALITY_SPECS, quality_results
 from mlassets.resources import DatasetResource
 
 
@@ -22,17 +23,21 @@ class RawDataConfig(Config):
     )
 
 
-@asset(group_name="data", kinds={"pandas"})
+@asset(group_name="data", kinds={"pandas"}, check_specs=DATA_QUALITY_SPECS)
 def raw_data(
     context: AssetExecutionContext, config: RawDataConfig, dataset: DatasetResource
-) -> MaterializeResult:
+):  # no return annotation: with check_specs Dagster would read `MaterializeResult` as Nothing
     """The training table read from the spec's `source` (CSV or Parquet, local or fsspec URL).
 
     With `batches` set, those landed files are appended: a retraining run learns from the
-    original data plus what arrived since.
+    original data plus what arrived since. The spec's Great Expectations suite runs in the same
+    step (the blocking data-quality checks) and its verdict travels with the value, so nothing
+    downstream can be built from rows that failed it, whatever a later run selects.
     """
-    from mlassets.ml.data import fingerprint, read_table
+    from mlassets.ml.data import read_table
     from mlassets.ml.landing import list_batches, read_batches
+    from mlassets.ml.provenance import of
+    from mlassets.ml.steps import validate_raw
 
     spec = dataset.spec()
     uri = dataset.source_uri()
@@ -50,14 +55,20 @@ def raw_data(
             raise Failure(f"unreadable batches: {errors}")
         if used:
             df = pd.concat([df, extra.drop(columns="_batch")], ignore_index=True)
-    fp = fingerprint(df)
+    quality = validate_raw(df, spec, [b.as_dict() for b in consumed])
+    fp, failed = of(df)["data"], quality.failed
+    for o in quality.outcomes:
+        if not o.success:
+            context.log.error(f"{o.check}: {o.describe()}")
     context.log.info(
         f"read {len(df):,} rows x {df.shape[1]} columns from {uri}"
         + (f" and {len(used)} landed batch(es)" if used else "")
-        + f" ({fp})"
+        + f" ({fp}); data quality: "
+        + (f"FAILED {failed}" if failed else "passed")
     )
     return MaterializeResult(
         value=df,
+        check_results=quality_results(quality.outcomes),
         metadata={
             "dagster/row_count": len(df),
             "dagster/column_schema": schema_metadata(df),
@@ -65,6 +76,7 @@ def raw_data(
             "batches": MetadataValue.json([b.as_dict() for b in used]),
             "consumed_batches": MetadataValue.json([b.as_dict() for b in consumed]),
             "fingerprint": fp,
+            "data_quality": "passed" if not failed else f"failed: {', '.join(failed)}",
             "preview": preview(df),
         },
     )

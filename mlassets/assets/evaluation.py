@@ -4,7 +4,9 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from mlassets.assets.metadata import md_image
+from mlassets.assets.refusals import as_failure
 from mlassets.config import EvaluationConfig
+from mlassets.ml.provenance import Candidate
 from mlassets.resources import mlflow_run
 
 # Metadata entry for each picture of the report (absent pictures are skipped).
@@ -26,32 +28,38 @@ PICTURES = {
 def evaluation_report(
     context: AssetExecutionContext,
     config: EvaluationConfig,
-    candidate_model,
+    candidate_model: Candidate,
     test_set: pd.DataFrame,
 ) -> MaterializeResult:
     """The candidate on the test set: metrics at 0.5 and at its tuned threshold, the production
     model scored on the same rows (champion/challenger), fairness over the spec's sensitive
     columns, permutation importance, calibration, and the pictures.
 
-    The checks `beats_production` and `fairness` read their verdicts from this value. Figures,
-    `evaluation_report.json` and a self-contained `evaluation.html` go to the Dagster run's MLflow
-    run, the one `registered_model` logs the model version from.
+    Every gate is judged here, once, and kept in the value with the digest of the candidate judged
+    and the fingerprint of the test rows: the checks report these verdicts and `registered_model`
+    registers only the candidate this evaluation judged and passed. Refuses a candidate trained on
+    another split than this `test_set` (a stale candidate). Figures, `evaluation_report.json`
+    and a self-contained `evaluation.html` go to the Dagster run's MLflow run, the one
+    `registered_model` logs the model version from.
     """
-    from mlassets.ml.data import target
-    from mlassets.ml.features import input_frame
-    from mlassets.ml.report import build_evaluation, data_url, load_baseline, log_report
+    from mlassets.ml.report import data_url
+    from mlassets.ml.steps import evaluate_and_log
 
     spec = context.resources.dataset.spec()
-    X, y = input_frame(test_set, spec), target(test_set, spec)
-    baseline = load_baseline(context.resources.registry.client(), spec.name)
-    evaluation = build_evaluation(
-        candidate_model, X, y, test_set[spec.sensitive], baseline, **config.model_dump()
-    )
+    with mlflow_run(context) as run_id, as_failure():
+        evaluation = evaluate_and_log(
+            context.resources.registry.client(),
+            run_id,
+            candidate_model,
+            test_set,
+            spec,
+            config.report_settings(),
+            dagster_run_id=context.run_id,
+        )
     report = evaluation.report
-    with mlflow_run(context) as run_id:
-        report["mlflow_run_id"] = run_id
-        artifacts = log_report(report, evaluation.images)
+    artifacts = report["artifacts"]
     cc, fair = report["champion_challenger"], report["fairness"]
+    failed = [g["name"] for g in report["gates"] if not g["passed"]]
     context.log.info(
         "test metrics at threshold "
         + f"{report['threshold']['value']:g}: "
@@ -81,6 +89,8 @@ def evaluation_report(
             "metrics": MetadataValue.md(evaluation.markdown["metrics"]),
             "confusion_matrix": MetadataValue.json(report["confusion_matrix"]),
             "test_rows": report["rows"],
+            "gates": "all passed" if not failed else f"FAILED: {', '.join(failed)}",
+            "candidate_digest": candidate_model.digest,
             "production_version": cc["production_version"] or "none",
             "champion_challenger": cc["message"],
             "fairness": MetadataValue.md(evaluation.markdown["fairness"]),

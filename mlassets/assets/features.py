@@ -19,12 +19,17 @@ from mlassets.resources import DatasetResource
 
 @asset(group_name="features", kinds={"pandas"})
 def features(raw_data: pd.DataFrame, dataset: DatasetResource) -> Output[pd.DataFrame]:
-    """The raw columns plus the spec's derived features, each from its row's own timestamp."""
-    from mlassets.ml.data import fingerprint
-    from mlassets.ml.features import build_features
+    """The raw columns plus the spec's derived features, each from its row's own timestamp.
+
+    Refuses rows whose blocking data-quality checks failed (the verdict travels with `raw_data`),
+    so selecting `features*` after a failed check cannot train on rejected rows.
+    """
+    from mlassets.ml.provenance import of
+    from mlassets.ml.steps import make_features
 
     spec = dataset.spec()
-    df = build_features(raw_data, spec)
+    df = make_features(raw_data, spec)
+    record = of(df)
     return Output(
         df,
         metadata={
@@ -32,7 +37,8 @@ def features(raw_data: pd.DataFrame, dataset: DatasetResource) -> Output[pd.Data
             "dagster/column_schema": schema_metadata(df),
             "derived": ", ".join(spec.features.derived) or "(none)",
             "model_inputs": ", ".join(spec.input_columns),
-            "fingerprint": fingerprint(df),
+            "fingerprint": record["features"],
+            "data_fingerprint": record["data"],
             "preview": preview(df),
         },
     )
@@ -60,36 +66,31 @@ def splits(
     features: pd.DataFrame,
     dataset: DatasetResource,
 ):
-    """Seeded train/validation/test sets (stratified on the label, or ordered by time)."""
+    """Seeded train/validation/test sets (stratified on the label, or ordered by time).
+
+    Each part carries the fingerprints of all three parts and the split check's verdict, so a
+    candidate, its evaluation and its registration can prove they come from one split.
+    """
     from mlassets.ml.data import target
-    from mlassets.ml.splitting import check_splits, split
+    from mlassets.ml.defaults import SplitSettings
+    from mlassets.ml.provenance import of
+    from mlassets.ml.steps import make_splits
 
     spec = dataset.spec()
-    y = target(features, spec)
-    parts = split(
-        features,
-        y,
-        test_fraction=config.test_fraction,
-        validation_fraction=config.validation_fraction,
-        seed=config.seed,
-        stratify=config.stratify,
-        time_column=spec.timestamp if config.time_ordered else None,
-    )
-    for name, part in zip(SPLITS, (parts.train, parts.validation, parts.test), strict=True):
+    result = make_splits(features, spec, SplitSettings(**config.model_dump()))
+    verdict, ok = result.verdict, result.passed
+    for name, part in result.frames.items():
         yield Output(
             part,
-            output_name=name,
+            output_name=f"{name}_set",
             metadata={
                 "dagster/row_count": len(part),
                 "positive_rate": float(target(part, spec).mean()) if len(part) else 0.0,
                 "dagster/column_schema": schema_metadata(part),
+                "fingerprint": of(part)["split"][name],
                 "preview": preview(part, 5),
             },
         )
-    verdict = check_splits(parts, lambda d: target(d, spec), spec.id)
-    ok = verdict["disjoint"] and (
-        verdict["stratified"] or not config.stratify or config.time_ordered
-    )
     context.log.info(f"split check: {verdict}")
     yield AssetCheckResult(
         check_name="disjoint_and_stratified",

@@ -1,52 +1,11 @@
 """Group `registry`: the registered model version, then the `staging` and `production` aliases."""
 
-import json
-
 import pandas as pd
-from dagster import (
-    AssetCheckKey,
-    AssetExecutionContext,
-    AssetKey,
-    Failure,
-    MaterializeResult,
-    MetadataValue,
-    asset,
-)
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from mlassets.checks.gates import REGISTRATION_CHECKS
+from mlassets.assets.refusals import as_failure
+from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
-
-# Rows of training features kept with each version as the drift reference (a seeded sample).
-REFERENCE_ROWS = 50_000
-
-
-def _latest_gate_results(context: AssetExecutionContext) -> dict[str, dict]:
-    """The latest evaluation of every metric gate on `evaluation_report`, from the instance."""
-    from dagster._core.storage.asset_check_execution_record import (
-        AssetCheckExecutionRecordStatus as Status,
-    )
-
-    keys = [AssetCheckKey(AssetKey("evaluation_report"), name) for name in REGISTRATION_CHECKS]
-    records = context.instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
-    results = {}
-    for key in keys:
-        rec = records.get(key)
-        evaluation = rec.event.dagster_event.event_specific_data if rec and rec.event else None
-        meta = {k: v.value for k, v in (getattr(evaluation, "metadata", None) or {}).items()}
-        results[key.name] = {
-            "passed": rec is not None and rec.status == Status.SUCCEEDED,
-            "status": rec.status.value if rec else "never evaluated",
-            "value": meta.get("value"),
-            "threshold": meta.get("threshold"),
-        }
-    return results
-
-
-def _raw_data_metadata(context: AssetExecutionContext) -> dict:
-    """The latest `raw_data` materialization's metadata: its fingerprint and landed batches."""
-    event = context.instance.get_latest_materialization_event(AssetKey("raw_data"))
-    meta = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    return {k: v.value for k, v in meta.items()}
 
 
 @asset(
@@ -56,78 +15,55 @@ def _raw_data_metadata(context: AssetExecutionContext) -> dict:
 )
 def registered_model(
     context: AssetExecutionContext,
-    candidate_model,
+    candidate_model: Candidate,
     evaluation_report: dict,
     train_set: pd.DataFrame,
     test_set: pd.DataFrame,
 ) -> MaterializeResult:
     """The candidate Pipeline as a new MLflow model version (skops, signature, input example).
 
-    Refuses unless the latest evaluation of every metric gate passed, so a partial run that skips
-    the gates cannot register an unchecked model. Tagged with the Dagster run id, the data
-    fingerprint and the gate results. The training reference (a sample of the training features
-    and the test baseline) is stored with it, for drift monitoring in a fresh process.
+    Registers only when the values it is given agree: the candidate is the one
+    `evaluation_report` judged, on this `test_set`, every gate of that evaluation passed, and the
+    candidate was trained on this `train_set`, from data that passed every blocking data-quality
+    check under the current spec (`mlassets.ml.provenance.registration_refusals`). Nothing is
+    read from the instance, so a partial selection, a re-run or a concurrent run cannot slip an
+    unevaluated model through. The version is created `pending` and marked `registered` only
+    when everything about it is logged; a crash in between leaves a version no alias may take.
     """
-    from mlassets.ml.drift import reference_sample
-    from mlassets.ml.features import input_frame
-    from mlassets.ml.registry import log_pipeline, log_reference, register
+    from mlassets.ml.steps import register_candidate
 
     spec = context.resources.dataset.spec()
-    client = context.resources.registry.client()
-    X = input_frame(test_set, spec)
-    raw = _raw_data_metadata(context)
-    with mlflow_run(context) as run_id:  # a refusal below marks the MLflow run FAILED
-        gates = _latest_gate_results(context)
-        failed = {k: v for k, v in gates.items() if not v["passed"]}
-        if failed:
-            raise Failure(
-                description=f"not registering {spec.name}: gates not passed: {sorted(failed)}",
-                metadata={"gates": MetadataValue.json(gates)},
-            )
-        info = log_pipeline(candidate_model, X)
-        reference = reference_sample(
-            train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
-        )
-        log_reference(
-            reference,
-            {
-                "metrics": evaluation_report["metrics"],
-                "data_fingerprint": raw.get("fingerprint", "unknown"),
-                "batches": raw.get("consumed_batches") or [],
-                "train_rows": len(train_set),
-                "reference_rows": len(reference),
-            },
-        )
-        tags = {
-            "dagster_run_id": context.run_id,
-            "data_fingerprint": str(raw.get("fingerprint", "unknown")),
-            "gates": json.dumps(gates, sort_keys=True),
-            "trigger": context.run.tags.get("mlassets/trigger", "manual"),
-            "retrain_reason": context.run.tags.get("mlassets/retrain_reason", "none (manual run)"),
-            **{f"test_{k}": f"{v:.6f}" for k, v in evaluation_report["metrics"].items()},
-        }
-        mv = register(
-            client,
-            spec.name,
-            info.model_uri,
+    with mlflow_run(context) as run_id, as_failure():  # a refusal marks the MLflow run FAILED
+        registered = register_candidate(
+            context.resources.registry.client(),
             run_id,
-            tags,
+            candidate_model,
+            evaluation_report,
+            train_set,
+            test_set,
+            spec,
+            tags={
+                "dagster_run_id": context.run_id,
+                "trigger": context.run.tags.get("mlassets/trigger", "manual"),
+                "retrain_reason": context.run.tags.get(
+                    "mlassets/retrain_reason", "none (manual run)"
+                ),
+            },
             description=f"Trained by Dagster run {context.run_id}",
         )
-    context.log.info(f"registered {spec.name} version {mv.version} from MLflow run {run_id}")
+    name, version, tags = spec.name, registered.pop("version"), registered.pop("tags")
+    gates = registered.pop("gates")
+    context.log.info(f"registered {name} version {version} from MLflow run {run_id}")
     return MaterializeResult(
-        value={
-            "name": spec.name,
-            "version": str(mv.version),
-            "run_id": run_id,
-            "model_uri": info.model_uri,
-        },
+        value={**registered, "version": version},
         metadata={
-            "model_name": spec.name,
-            "model_version": str(mv.version),
-            "model_uri": f"models:/{spec.name}/{mv.version}",
+            "model_name": name,
+            "model_version": version,
+            "model_uri": f"models:/{name}/{version}",
             "mlflow_run_id": run_id,
+            "candidate_digest": candidate_model.digest,
             "data_fingerprint": tags["data_fingerprint"],
+            "train_fingerprint": tags["train_fingerprint"],
             "gates": MetadataValue.json(gates),
         },
     )
@@ -136,43 +72,47 @@ def registered_model(
 @asset(group_name="registry", kinds={"mlflow"})
 def staging_model(
     registered_model: dict,
-    candidate_model,
+    candidate_model: Candidate,
     test_set: pd.DataFrame,
     dataset: DatasetResource,
     registry: ModelRegistry,
 ) -> MaterializeResult:
-    """The alias `staging` on the new version, moved only once that version loads and predicts."""
-    from mlassets.ml.features import input_frame
-    from mlassets.ml.registry import STAGING, set_alias_verified
+    """The alias `staging` on the new version, moved only once that version loads and predicts
+    exactly like the candidate it was registered from (refused for any other candidate)."""
+    from mlassets.ml.registry import STAGING
+    from mlassets.ml.steps import stage
 
-    spec = dataset.spec()
-    X = input_frame(test_set, spec)
-    name, version = registered_model["name"], registered_model["version"]
-    check = set_alias_verified(
-        registry.client(), name, version, STAGING, X, candidate_model.predict(X)
-    )
+    with as_failure():
+        staged = stage(
+            registry.client(), registered_model, candidate_model, test_set, dataset.spec()
+        )
+    name, version = staged["name"], staged["version"]
     return MaterializeResult(
-        value={"name": name, "version": version},
+        value={k: staged[k] for k in ("name", "version", "candidate", "evaluated_against")},
         metadata={
             "model_uri": f"models:/{name}@{STAGING}",
             "model_version": version,
-            "verified_rows": check["rows"],
+            "candidate_digest": staged["candidate"],
+            "verified_rows": staged["rows"],
         },
     )
 
 
 @asset(group_name="registry", kinds={"mlflow"})
 def production_model(staging_model: dict, registry: ModelRegistry) -> MaterializeResult:
-    """The alias `production` on the verified staging version; the one it replaces becomes `previous`."""
-    from mlassets.ml.registry import promote
+    """The alias `production` on the verified staging version; the one it replaces becomes
+    `previous`. Refused when production moved since the candidate was compared with it (another
+    run promoted, or a rollback) or the version is not `registered` (abandoned, rolled back)."""
+    from mlassets.ml.steps import promote_staged
 
-    name, version = staging_model["name"], staging_model["version"]
-    moved = promote(registry.client(), name, version)
+    with as_failure():
+        moved = promote_staged(registry.client(), staging_model)
+    name = moved["name"]
     return MaterializeResult(
-        value={"name": name, **moved},
+        value=moved,
         metadata={
             "model_uri": f"models:/{name}@production",
-            "model_version": version,
+            "model_version": moved["production"],
             "previous_version": moved["previous"] or "none",
         },
     )

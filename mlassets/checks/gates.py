@@ -1,8 +1,9 @@
 """Blocking gates on `evaluation_report` (metric thresholds, champion/challenger, fairness) and on
 `staging_model` (it serves).
 
-The evaluation gates read their verdicts from the `evaluation_report` value, where the asset
-computed them with its `EvaluationConfig`; a check only turns a verdict into a result.
+Every evaluation gate is judged once, by `evaluation_report` with its `EvaluationConfig`, and kept
+in its value; a check here only reports that verdict. `registered_model` reads the same verdicts
+from the same value, so the UI's checks and the registration decision cannot disagree.
 """
 
 import pandas as pd
@@ -17,13 +18,16 @@ from dagster import (
     multi_asset_check,
 )
 
-from mlassets.config import GateConfig
 from mlassets.ml.evaluation import METRICS
+from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry
 
 GATE_CHECKS = {f"{m}_gate": m for m in METRICS}
-# Every check on evaluation_report whose latest verdict must be a pass before registration.
-REGISTRATION_CHECKS: list[str] = [*GATE_CHECKS, "beats_production", "fairness"]
+
+
+def _verdict(evaluation_report: dict, name: str) -> dict:
+    """The gate `name` as `evaluation_report` judged it."""
+    return next(g for g in evaluation_report["gates"] if g["name"] == name)
 
 
 @multi_asset_check(
@@ -32,31 +36,29 @@ REGISTRATION_CHECKS: list[str] = [*GATE_CHECKS, "beats_production", "fairness"]
             name,
             asset="evaluation_report",
             blocking=True,
-            description=f"Test-set {metric} is at least GateConfig.min_{metric}.",
+            description=f"Test-set {metric} is at least EvaluationConfig.min_{metric} "
+            "(judged by evaluation_report).",
         )
         for name, metric in GATE_CHECKS.items()
     ],
     ins={"evaluation_report": AssetIn("evaluation_report")},
 )
-def metric_gates(context: AssetCheckExecutionContext, config: GateConfig, evaluation_report: dict):
+def metric_gates(context: AssetCheckExecutionContext, evaluation_report: dict):
     """One blocking check per metric threshold; a failure names metric, value and threshold."""
-    from mlassets.ml.evaluation import gate
-
-    results = {r.metric: r for r in gate(evaluation_report["metrics"], config.thresholds())}
     for name, metric in GATE_CHECKS.items():
-        r = results[metric]
-        if not r.passed:
-            context.log.error(r.describe())
+        r = _verdict(evaluation_report, name)
+        if not r["passed"]:
+            context.log.error(r["description"])
         yield AssetCheckResult(
             asset_key="evaluation_report",
             check_name=name,
-            passed=r.passed,
+            passed=bool(r["passed"]),
             severity=AssetCheckSeverity.ERROR,
-            description=r.describe(),
+            description=r["description"],
             metadata={
                 "metric": metric,
-                "value": r.value,
-                "threshold": r.threshold if r.threshold is not None else "none",
+                "value": r["value"],
+                "threshold": r["threshold"] if r["threshold"] is not None else "none",
             },
         )
 
@@ -79,11 +81,11 @@ def beats_production(
     """Champion/challenger: a candidate worse than the production model is not registered."""
     cc = evaluation_report["champion_challenger"]
     figures = cc["figures"]
-    if not cc["passed"]:
+    if not _verdict(evaluation_report, "beats_production")["passed"]:
         context.log.error(cc["message"])
     interval = cc.get("interval") or {}
     return AssetCheckResult(
-        passed=bool(cc["passed"]),
+        passed=bool(_verdict(evaluation_report, "beats_production")["passed"]),
         severity=AssetCheckSeverity.ERROR,
         description=cc["message"],
         metadata={
@@ -114,7 +116,8 @@ def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) 
     from mlassets.assets.metadata import md_table
 
     fair = evaluation_report["fairness"]
-    if not fair["passed"]:
+    passed = bool(_verdict(evaluation_report, "fairness")["passed"])
+    if not passed:
         context.log.error(fair["message"])
     columns = fair["columns"]
     worst = max(
@@ -126,7 +129,7 @@ def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) 
         default=None,
     )
     return AssetCheckResult(
-        passed=bool(fair["passed"]),
+        passed=passed,
         severity=AssetCheckSeverity.ERROR,
         description=fair["message"],
         metadata={
@@ -160,17 +163,20 @@ def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) 
     asset="staging_model",
     blocking=True,
     additional_ins={"test_set": AssetIn("test_set"), "candidate_model": AssetIn("candidate_model")},
-    description="models:/<name>@staging loads through mlflow.pyfunc and predicts exactly like the "
-    "in-memory candidate on the test set.",
+    description="The version this run put behind @staging loads from the registry through "
+    "mlflow.pyfunc and predicts exactly like the in-memory candidate on the test set.",
 )
 def staging_predicts_identically(
     staging_model: dict,
     test_set: pd.DataFrame,
-    candidate_model,
+    candidate_model: Candidate,
     dataset: DatasetResource,
     registry: ModelRegistry,
 ) -> AssetCheckResult:
-    """Serve-time parity: the registry's `staging` model and the trained Pipeline agree row by row."""
+    """Serve-time parity: the registry's `staging` model and the trained Pipeline agree row by row.
+
+    Fails, without loading anything, when the candidate given is not the one the staging version
+    holds (a partial selection or another run's value)."""
     from mlassets.ml.features import input_frame
     from mlassets.ml.registry import STAGING, alias_version, predictions_match
 
@@ -178,14 +184,25 @@ def staging_predicts_identically(
     client = registry.client()
     version = alias_version(client, spec.name, STAGING)
     X = input_frame(test_set, spec)
-    result = predictions_match(f"models:/{spec.name}@{STAGING}", X, candidate_model.predict(X))
-    passed = result["mismatched"] == 0 and version == str(staging_model["version"])
+    held = staging_model.get("candidate")
+    if held != candidate_model.digest:
+        return AssetCheckResult(
+            passed=False,
+            severity=AssetCheckSeverity.ERROR,
+            description=f"staging version {staging_model['version']} holds candidate {held}, "
+            f"not the candidate_model given ({candidate_model.digest}): materialize the "
+            "registry group together with candidate_model",
+        )
+    staged = str(staging_model["version"])
+    # by number: a concurrent run may have moved the alias since this run set it
+    result = predictions_match(f"models:/{spec.name}/{staged}", X, candidate_model.predict(X))
+    moved = "" if version == staged else f" (@staging has since moved to version {version})"
     return AssetCheckResult(
-        passed=passed,
+        passed=result["mismatched"] == 0,
         severity=AssetCheckSeverity.ERROR,
         description=(
-            f"{result['mismatched']} of {result['rows']} predictions differ; "
-            f"@staging is version {version}, expected {staging_model['version']}"
+            f"{result['mismatched']} of {result['rows']} predictions of version {staged}, as "
+            f"served from the registry, differ from the candidate's{moved}"
         ),
-        metadata={**result, "staging_version": str(version)},
+        metadata={**result, "staged_version": staged, "staging_alias_now": str(version)},
     )

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+from mlassets.ml.defaults import METRICS  # noqa: F401  (re-exported; defaults is its home)
 
 
 def classification_metrics(y_true, y_pred, y_score) -> dict[str, float]:

@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlassets.ml.defaults import EVALUATION
+
 MISSING = "(missing)"
 GROUP_METRICS = ("count", "positives", "negatives", "selection_rate", "tpr", "fpr", "precision")
 
@@ -263,9 +265,9 @@ def fairness_report(
     y_pred,
     sensitive: pd.DataFrame | pd.Series,
     *,
-    min_group_size: int = 30,
-    max_demographic_parity: float | None = 0.1,
-    max_equalized_odds: float | None = 0.1,
+    min_group_size: int = EVALUATION.min_group_size,
+    max_demographic_parity: float | None = EVALUATION.max_demographic_parity,
+    max_equalized_odds: float | None = EVALUATION.max_equalized_odds,
 ) -> FairnessResult:
     """Fairness of predictions `y_pred` over each sensitive column, with a verdict.
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlassets.ml.defaults import EVALUATION
 from mlassets.ml.threshold import COUNT_METRICS, count_metric
 
 # ---------------------------------------------------------------------------------------------
@@ -530,17 +531,42 @@ def load_baseline(client, name: str, alias: str = "production") -> Baseline | No
     A version that fails to load is returned with its error (the report says so) rather than
     failing the evaluation.
     """
-    import mlflow
-
-    from mlassets.ml.registry import alias_version
+    from mlassets.ml.registry import alias_version, load_verified_model
 
     version = alias_version(client, name, alias)
     if version is None:
         return None
     try:
-        return Baseline(version, mlflow.sklearn.load_model(f"models:/{name}/{version}"))
+        return Baseline(version, load_verified_model(client, name, version))
     except Exception as e:  # a broken or foreign model must not stop the evaluation
         return Baseline(version, None, f"{type(e).__name__}: {e}")
+
+
+def judge_gates(
+    metrics: Mapping[str, float],
+    thresholds: Mapping[str, float | None],
+    champion_challenger: Mapping[str, Any],
+    fairness: Mapping[str, Any],
+) -> list[dict[str, Any]]:
+    """Every gate's verdict in one list: `<metric>_gate` per threshold, `beats_production`,
+    `fairness`; each with `name`, `passed` and a `description` a person can act on."""
+    from mlassets.ml.evaluation import gate
+
+    verdicts = [
+        {"name": f"{r.metric}_gate", **r.as_dict(), "description": r.describe()}
+        for r in gate(dict(metrics), dict(thresholds))
+    ]
+    verdicts.append(
+        {
+            "name": "beats_production",
+            "passed": bool(champion_challenger["passed"]),
+            "description": champion_challenger["message"],
+        }
+    )
+    verdicts.append(
+        {"name": "fairness", "passed": bool(fairness["passed"]), "description": fairness["message"]}
+    )
+    return verdicts
 
 
 @dataclass
@@ -646,25 +672,30 @@ def build_evaluation(
     sensitive: pd.DataFrame,
     baseline: Baseline | None = None,
     *,
-    primary_metric: str = "f1",
-    tolerance: float = 0.0,
-    bootstrap_resamples: int = 1000,
-    seed: int = 42,
-    max_demographic_parity: float | None = None,
-    max_equalized_odds: float | None = 0.1,
-    min_group_size: int = 30,
-    importance_repeats: int = 5,
-    importance_scoring: str = "roc_auc",
-    importance_max_rows: int = 10_000,
-    top_k: int = 10,
-    calibration_bins: int = 10,
+    thresholds: Mapping[str, float | None] | None = None,
+    primary_metric: str = EVALUATION.primary_metric,
+    tolerance: float = EVALUATION.tolerance,
+    bootstrap_resamples: int = EVALUATION.bootstrap_resamples,
+    seed: int = EVALUATION.seed,
+    max_demographic_parity: float | None = EVALUATION.max_demographic_parity,
+    max_equalized_odds: float | None = EVALUATION.max_equalized_odds,
+    min_group_size: int = EVALUATION.min_group_size,
+    importance_repeats: int = EVALUATION.importance_repeats,
+    importance_scoring: str = EVALUATION.importance_scoring,
+    importance_max_rows: int = EVALUATION.importance_max_rows,
+    top_k: int = EVALUATION.top_k,
+    calibration_bins: int = EVALUATION.calibration_bins,
 ) -> Evaluation:
     """Everything `evaluation_report` holds, for `model` (thresholded) on the test rows (X, y).
 
     Metrics at the model's own threshold (the gates' figures) and at the default; the baseline
     scored on the same rows and compared on `primary_metric`; fairness of the model's predictions
     over each `sensitive` column; permutation importance of the original input columns;
-    calibration; and the pictures. Keyword arguments are `EvaluationConfig`'s fields.
+    calibration; and the pictures. Keyword arguments are `EvaluationConfig.report_settings()`.
+
+    Every gate is judged here, once: `report["gates"]` lists each metric gate (`thresholds`, by
+    metric; default the seed's minimums), `beats_production` and `fairness` with its verdict. The
+    checks on `evaluation_report` report these, and registration requires them all passed.
     """
     from mlassets.ml import explain, fairness
     from mlassets.ml.evaluation import METRICS, evaluate
@@ -732,9 +763,17 @@ def build_evaluation(
     )
     images = {name: png_bytes(fig) for name, fig in figures.items()}
 
+    gates = judge_gates(
+        result["metrics"],
+        EVALUATION.thresholds() if thresholds is None else thresholds,
+        cc,
+        fair.as_dict(),
+    )
     report = jsonable(
         {
             **result,
+            "gates": gates,
+            "passed": all(g["passed"] for g in gates),
             "threshold": {"value": t, "default": marks["default"]},
             "by_threshold": by_threshold,
             "champion_challenger": cc,

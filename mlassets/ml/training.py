@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlassets.ml.defaults import TRAINING
+
 # The seed's search space (27 configurations, 5 folds, F1): the named strategy `seed_grid`.
 SEED_GRID: dict[str, list[Any]] = {
     "n_estimators": [100, 200, 300],
@@ -232,15 +234,15 @@ def train_candidate(
     numeric: list[str],
     categorical: list[str],
     *,
-    strategy: str = "fast",
-    estimator: str = "random_forest",
+    strategy: str = TRAINING.strategy,
+    estimator: str = TRAINING.estimator,
     params: dict[str, Any] | None = None,
     param_grid: dict[str, list[Any]] | None = None,
-    n_iter: int = 20,
-    cv_folds: int = 5,
-    scoring: str = "f1",
-    seed: int = 42,
-    n_jobs: int = 1,
+    n_iter: int = TRAINING.n_iter,
+    cv_folds: int = TRAINING.cv_folds,
+    scoring: str = TRAINING.scoring,
+    seed: int = TRAINING.seed,
+    n_jobs: int = TRAINING.n_jobs,
     progress=None,
 ) -> SearchResult:
     """The Pipeline of the strategy's estimator (`estimator_for`) with fixed `params`, tuned.

@@ -1,0 +1,71 @@
+"""The one home of every step's default settings.
+
+The Dagster `Config` classes (`mlassets.config`) take their defaults from these dataclasses, and
+so do the core's functions, so the launchpad, the benchmarks and a direct call agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# The test-set metrics every evaluation reports and each metric gate is named after.
+METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+
+
+@dataclass(frozen=True)
+class SplitSettings:
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    seed: int = 42
+    stratify: bool = True
+    time_ordered: bool = False
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    strategy: str = "fast"
+    estimator: str = "random_forest"
+    param_grid: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    n_iter: int = 20
+    cv_folds: int = 5
+    scoring: str = "f1"
+    seed: int = 42
+    n_jobs: int = -1  # every core: the search parallelises over folds and candidates
+    tune_threshold: bool = True
+    threshold_metric: str = "f1"
+
+
+@dataclass(frozen=True)
+class EvaluationSettings:
+    primary_metric: str = "f1"
+    tolerance: float = 0.0
+    bootstrap_resamples: int = 1000
+    seed: int = 42
+    # Selection rates differ wherever base rates do (legitimately or by sampling chance), so
+    # demographic parity is reported, not gated, and equalized odds is the gate.
+    max_demographic_parity: float | None = None
+    max_equalized_odds: float | None = 0.1
+    min_group_size: int = 30
+    importance_repeats: int = 5
+    importance_scoring: str = "roc_auc"
+    importance_max_rows: int = 10_000
+    top_k: int = 10
+    calibration_bins: int = 10
+    # The metric gates (None: reported, not gated): the seed's minimums.
+    min_accuracy: float | None = 0.85
+    min_precision: float | None = None
+    min_recall: float | None = None
+    min_f1: float | None = 0.80
+    min_roc_auc: float | None = None
+    min_pr_auc: float | None = None
+
+    def thresholds(self) -> dict[str, float | None]:
+        """The metric gates' minimums by metric name (None: not gated)."""
+        return {m: getattr(self, f"min_{m}") for m in METRICS}
+
+
+SPLIT = SplitSettings()
+TRAINING = TrainingSettings()
+EVALUATION = EvaluationSettings()

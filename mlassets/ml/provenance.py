@@ -1,0 +1,209 @@
+"""Provenance that travels with the values: what each frame, candidate and evaluation was made from.
+
+A decision to register or promote is taken from these records alone, never from whatever the
+Dagster instance recorded last: a partial selection, a re-run, a concurrent run or a stale value
+then shows up as a mismatch between what a value says it was made from and what it is given.
+
+Frames carry their record in `DataFrame.attrs["provenance"]` (pandas keeps `attrs` in Parquet's
+metadata); the candidate model travels as a `Candidate` (the model and its record); the
+evaluation report is a dict with a `provenance` entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+KEY = "provenance"
+
+
+class ProvenanceError(RuntimeError):
+    """A value was not made from what the step needs; the message says what to materialize."""
+
+
+@dataclass
+class Candidate:
+    """A trained model and the record of what it was trained on.
+
+    `provenance` holds `digest` (this candidate's identity), `trained_on` (the train rows'
+    fingerprint), `split` (the fingerprints of the three parts of its split), the data's
+    fingerprint and quality verdict, the spec digest, the landed batches and the runs that made it.
+    """
+
+    model: Any
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        return str(self.provenance.get("digest", "unknown"))
+
+    def predict(self, X):
+        return self.model.predict(X)
+
+
+def spec_digest(spec) -> str:
+    """A digest of everything in the spec that shapes data and model (not its file path)."""
+    payload = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def model_digest(model) -> str:
+    """The content digest of a fitted model: sha256 of its skops serialization.
+
+    Computed once, when the candidate is made, and carried from then on: it is the candidate's
+    identity, compared by equality, so whether two dumps of one model hash alike does not matter.
+    """
+    import skops.io
+
+    return hashlib.sha256(skops.io.dumps(model)).hexdigest()[:16]
+
+
+def of(df: pd.DataFrame) -> dict[str, Any]:
+    """The provenance record a frame carries (empty when it carries none)."""
+    return dict(df.attrs.get(KEY) or {})
+
+
+def stamp(df: pd.DataFrame, record: dict[str, Any]) -> pd.DataFrame:
+    """Attach `record` to `df` (in place) and return it."""
+    df.attrs[KEY] = json.loads(json.dumps(record, default=str))  # JSON-safe, a private copy
+    return df
+
+
+def raw_record(
+    spec, data_fingerprint: str, rows: int, failed_checks: list[str], batches: list[dict]
+) -> dict[str, Any]:
+    """What `raw_data` was made from and whether it passed every blocking data-quality check."""
+    return {
+        "spec": spec.name,
+        "spec_digest": spec_digest(spec),
+        "data": data_fingerprint,
+        "rows": rows,
+        "quality": {"passed": not failed_checks, "failed": sorted(failed_checks)},
+        "batches": batches,
+    }
+
+
+def require_quality(record: dict[str, Any], step: str) -> None:
+    """Refuse to build on data whose blocking data-quality checks did not all pass."""
+    quality = record.get("quality")
+    if not quality:
+        raise ProvenanceError(
+            f"{step}: the input carries no data-quality verdict (made before provenance was "
+            "recorded, or not by raw_data): materialize raw_data and its checks first"
+        )
+    if not quality.get("passed"):
+        raise ProvenanceError(
+            f"{step}: raw_data {record.get('data')} failed its blocking data-quality checks "
+            f"{quality.get('failed')}; fix the source and materialize raw_data (its checks run "
+            "with it) before anything downstream"
+        )
+
+
+def require_spec(record: dict[str, Any], spec, step: str, what: str) -> None:
+    """Refuse a value made under another spec (or another version of this spec's file)."""
+    if record.get("spec") != spec.name:
+        raise ProvenanceError(
+            f"{step}: {what} was made for spec {record.get('spec')!r}, not {spec.name!r}: "
+            f"materialize {what} under this spec"
+        )
+    if record.get("spec_digest") != spec_digest(spec):
+        raise ProvenanceError(
+            f"{step}: the spec of {spec.name} changed since {what} was made (digest "
+            f"{record.get('spec_digest')} -> {spec_digest(spec)}): re-materialize from raw_data"
+        )
+
+
+def require_same_split(step: str, **records: dict[str, Any]) -> dict[str, str]:
+    """Refuse frames that come from different splits; return the split they share."""
+    splits = {name: r.get("split") for name, r in records.items()}
+    missing = [n for n, s in splits.items() if not s]
+    if missing:
+        raise ProvenanceError(
+            f"{step}: {missing} carry no split record: materialize the splits (train_set, "
+            "validation_set, test_set) first"
+        )
+    first = next(iter(splits.values()))
+    if any(s != first for s in splits.values()):
+        raise ProvenanceError(
+            f"{step}: inputs come from different splits ({_short(splits)}): materialize the "
+            "splits, then everything downstream, in one selection"
+        )
+    return first
+
+
+def require_split_passed(record: dict[str, Any], step: str) -> None:
+    if not (record.get("split_check") or {}).get("passed"):
+        raise ProvenanceError(
+            f"{step}: the split {record.get('split')} failed disjoint_and_stratified: fix the "
+            "split config and materialize the splits again"
+        )
+
+
+def registration_refusals(
+    candidate: Candidate,
+    evaluation: dict[str, Any],
+    train_fingerprint: str,
+    test_fingerprint: str,
+    spec,
+) -> list[str]:
+    """Every reason not to register `candidate`, judged from the values alone (empty: register).
+
+    The candidate must be the one `evaluation` judged, on the test rows given here, every gate of
+    that evaluation passed, the candidate was trained on the train rows given here, and those rows
+    come from data that passed every blocking data-quality check under the current spec.
+    """
+    reasons: list[str] = []
+    cp = candidate.provenance
+    ep = evaluation.get(KEY) or {}
+    if not cp.get("digest"):
+        return ["candidate_model carries no provenance: materialize candidate_model again"]
+    if ep.get("candidate") != cp["digest"]:
+        reasons.append(
+            f"evaluation_report judged candidate {ep.get('candidate', 'none')}, not this "
+            f"candidate {cp['digest']}: materialize evaluation_report (with its checks) for "
+            "this candidate_model, then the registry"
+        )
+    if cp.get("trained_on") != train_fingerprint:
+        reasons.append(
+            f"candidate {cp['digest']} was trained on rows {cp.get('trained_on')}, but train_set "
+            f"is {train_fingerprint}: materialize candidate_model and evaluation_report from the "
+            "current train_set"
+        )
+    if ep.get("test_rows") != test_fingerprint:
+        reasons.append(
+            f"evaluation_report scored test rows {ep.get('test_rows')}, but test_set is "
+            f"{test_fingerprint}: materialize evaluation_report on the current test_set"
+        )
+    if ep.get("split") and cp.get("split") != ep.get("split"):
+        reasons.append(
+            "the candidate and its evaluation come from different splits: materialize from the "
+            "splits down in one selection"
+        )
+    gates = evaluation.get("gates") or []
+    failed = [g["name"] for g in gates if not g["passed"]]
+    if not gates:
+        reasons.append("evaluation_report holds no gate verdicts: materialize it again")
+    if failed:
+        reasons.append(f"gates not passed on this evaluation: {failed}")
+    quality = cp.get("quality") or {}
+    if not quality.get("passed"):
+        reasons.append(
+            f"the training data {cp.get('data')} did not pass its blocking data-quality checks "
+            f"{quality.get('failed', '(no verdict recorded)')}: fix the data and run training_job"
+        )
+    if not (cp.get("split_check") or {}).get("passed"):
+        reasons.append("the split the candidate was trained on failed disjoint_and_stratified")
+    if cp.get("spec") != spec.name or cp.get("spec_digest") != spec_digest(spec):
+        reasons.append(
+            f"the candidate was trained under spec {cp.get('spec')!r} ({cp.get('spec_digest')}); "
+            f"the current spec is {spec.name!r} ({spec_digest(spec)}): run training_job"
+        )
+    return reasons
+
+
+def _short(splits: dict[str, Any]) -> str:
+    return ", ".join(f"{n}: {(s or {}).get('train', '?')}" for n, s in splits.items())

@@ -1,0 +1,437 @@
+"""Each step of `training_job`, whole: the assets are thin adapters over these, and
+`benchmarks/direct.py` calls the same functions without Dagster.
+
+A step takes its inputs (carrying their provenance), the spec, its settings and, where it talks
+to MLflow, an explicit `MlflowClient` and run id; it checks that its inputs belong together,
+does its work, logs to that run and returns a value stamped with what it was made from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from mlassets.ml import provenance
+from mlassets.ml.defaults import SPLIT, TRAINING, SplitSettings, TrainingSettings
+from mlassets.ml.faults import failpoint
+from mlassets.ml.provenance import Candidate, ProvenanceError
+
+SPLIT_NAMES = ("train", "validation", "test")
+
+
+@contextlib.contextmanager
+def active_run(client, run_id: str) -> Iterator[None]:
+    """Make `run_id` MLflow's active run for the fluent logging calls (log_model, log_table).
+
+    When it already is (the Dagster shell resumes its run around each step) nothing changes;
+    otherwise it is resumed on the client's tracking URI and ended when the block ends.
+    """
+    import mlflow
+
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    mlflow.set_tracking_uri(client.tracking_uri)
+    with mlflow.start_run(run_id=run_id):
+        yield
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Quality:
+    """One Great Expectations pass over a raw table and the names of the checks that failed."""
+
+    outcomes: list
+    failed: list[str]
+
+
+def validate_raw(df: pd.DataFrame, spec, batches: list[dict] | None = None) -> Quality:
+    """Validate `df` with the spec's suite and stamp it with its fingerprint and verdict."""
+    from mlassets.ml.data import fingerprint
+    from mlassets.ml.validation import validate
+
+    outcomes = validate(df, spec)
+    failed = sorted({o.check for o in outcomes if not o.success})
+    provenance.stamp(
+        df, provenance.raw_record(spec, fingerprint(df), len(df), failed, batches or [])
+    )
+    return Quality(outcomes, failed)
+
+
+def make_features(raw: pd.DataFrame, spec) -> pd.DataFrame:
+    """The spec's features, refused for rows that failed their data-quality checks."""
+    from mlassets.ml.data import fingerprint
+    from mlassets.ml.features import build_features
+
+    record = provenance.of(raw)
+    provenance.require_quality(record, "features")
+    provenance.require_spec(record, spec, "features", "raw_data")
+    df = build_features(raw, spec)
+    return provenance.stamp(df, {**record, "features": fingerprint(df)})
+
+
+@dataclass
+class SplitResult:
+    frames: dict[str, pd.DataFrame]  # train, validation, test
+    verdict: dict[str, Any]
+    passed: bool
+
+
+def make_splits(features: pd.DataFrame, spec, settings: SplitSettings = SPLIT) -> SplitResult:
+    """Seeded split and its check; each part carries the fingerprints of all three parts."""
+    from mlassets.ml.data import fingerprint, target
+    from mlassets.ml.splitting import check_splits, split
+
+    record = provenance.of(features)
+    provenance.require_quality(record, "splits")
+    provenance.require_spec(record, spec, "splits", "features")
+    parts = split(
+        features,
+        target(features, spec),
+        test_fraction=settings.test_fraction,
+        validation_fraction=settings.validation_fraction,
+        seed=settings.seed,
+        stratify=settings.stratify,
+        time_column=spec.timestamp if settings.time_ordered else None,
+    )
+    verdict = check_splits(parts, lambda d: target(d, spec), spec.id)
+    passed = verdict["disjoint"] and (
+        verdict["stratified"] or not settings.stratify or settings.time_ordered
+    )
+    frames = dict(zip(SPLIT_NAMES, (parts.train, parts.validation, parts.test), strict=True))
+    fingerprints = {name: fingerprint(part) for name, part in frames.items()}
+    for name, part in frames.items():
+        provenance.stamp(
+            part,
+            {
+                **record,
+                "split": fingerprints,
+                "split_check": {"passed": passed},
+                "part": name,
+            },
+        )
+    return SplitResult(frames, verdict, passed)
+
+
+# -- training ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trained:
+    candidate: Candidate
+    search: Any  # training.SearchResult
+    choice: Any  # threshold.ThresholdChoice
+    estimator: str
+    seconds: float
+    threshold_plot: bytes | None
+
+
+def train_and_log(
+    client,
+    run_id: str,
+    train_set: pd.DataFrame,
+    validation_set: pd.DataFrame,
+    spec,
+    settings: TrainingSettings | Any = TRAINING,
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+    dagster_run_id: str | None = None,
+) -> Trained:
+    """Tune the Pipeline on `train_set`, its threshold on `validation_set`, log both to `run_id`.
+
+    Refuses a train and validation set from different splits, a failed split check, data that
+    failed its quality checks, or a spec that changed since the data was read.
+    """
+    from mlassets.ml.data import target
+    from mlassets.ml.features import input_frame
+    from mlassets.ml.report import log_threshold_choice
+    from mlassets.ml.threshold import choose_threshold
+    from mlassets.ml.training import estimator_for, train_candidate
+
+    record = provenance.of(train_set)
+    split = provenance.require_same_split(
+        "candidate_model", train_set=record, validation_set=provenance.of(validation_set)
+    )
+    provenance.require_quality(record, "candidate_model")
+    provenance.require_split_passed(record, "candidate_model")
+    provenance.require_spec(record, spec, "candidate_model", "train_set")
+    search_settings = {
+        k: getattr(settings, k)
+        for k in (
+            "strategy",
+            "estimator",
+            "param_grid",
+            "params",
+            "n_iter",
+            "cv_folds",
+            "scoring",
+            "seed",
+            "n_jobs",
+        )
+    }
+    estimator = estimator_for(settings.strategy, settings.estimator)
+    started = time.perf_counter()
+    result = train_candidate(
+        input_frame(train_set, spec),
+        target(train_set, spec),
+        spec.numeric_inputs,
+        spec.features.categorical,
+        **search_settings,
+        progress=progress,
+    )
+    seconds = time.perf_counter() - started
+    choice = choose_threshold(
+        result.model,
+        input_frame(validation_set, spec),
+        target(validation_set, spec),
+        metric=settings.threshold_metric,
+        tune=settings.tune_threshold,
+        seed=settings.seed,
+    )
+    candidate = Candidate(
+        choice.model,
+        {
+            "digest": provenance.model_digest(choice.model),
+            "trained_on": split["train"],
+            **{k: record.get(k) for k in ("spec", "spec_digest", "data", "quality", "batches")},
+            "split": split,
+            "split_check": record.get("split_check"),
+            "dagster_run_id": dagster_run_id,
+            "mlflow_run_id": run_id,
+        },
+    )
+    with active_run(client, run_id):
+        import mlflow
+
+        mlflow.log_params(
+            {
+                "strategy": settings.strategy,
+                "estimator": estimator,
+                "cv_folds": settings.cv_folds,
+                "scoring": settings.scoring,
+                "seed": settings.seed,
+                "train_rows": len(train_set),
+                "train_fingerprint": split["train"],
+                "data_fingerprint": record["data"],
+                "candidate_digest": candidate.digest,
+                **{f"best_{k}": v for k, v in result.best_params.items()},
+            }
+        )
+        plot = log_threshold_choice(choice)
+        mlflow.log_metric("search_seconds", seconds)
+        if result.best_score is not None:
+            mlflow.log_metric(f"best_cv_{settings.scoring}", result.best_score)
+        if not result.cv_table.empty:
+            mlflow.log_table(result.cv_table.astype(str), artifact_file="cv_results.json")
+    return Trained(candidate, result, choice, estimator, seconds, plot)
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def evaluate_and_log(
+    client,
+    run_id: str,
+    candidate: Candidate,
+    test_set: pd.DataFrame,
+    spec,
+    settings: dict[str, Any] | None = None,
+    *,
+    dagster_run_id: str | None = None,
+):
+    """Judge `candidate` on `test_set` against production: every gate, once; log it to `run_id`.
+
+    `settings` are `build_evaluation`'s keyword arguments (`EvaluationConfig.report_settings()`).
+    The report records the candidate's digest and the test rows' fingerprint, which registration
+    compares with what it is given. Refuses a candidate trained on another split (a stale one).
+    """
+    from mlassets.ml.data import fingerprint, target
+    from mlassets.ml.features import input_frame
+    from mlassets.ml.report import build_evaluation, load_baseline, log_report
+
+    record = provenance.of(test_set)
+    split = provenance.require_same_split(
+        "evaluation_report", candidate_model=candidate.provenance, test_set=record
+    )
+    provenance.require_spec(record, spec, "evaluation_report", "test_set")
+    provenance.require_spec(candidate.provenance, spec, "evaluation_report", "candidate_model")
+    X, y = input_frame(test_set, spec), target(test_set, spec)
+    evaluation = build_evaluation(
+        candidate.model,
+        X,
+        y,
+        test_set[spec.sensitive],
+        load_baseline(client, spec.name),
+        **(settings or {}),
+    )
+    report = evaluation.report
+    report[provenance.KEY] = {
+        "candidate": candidate.digest,
+        "test_rows": fingerprint(test_set),
+        "split": split,
+        "spec": spec.name,
+        "spec_digest": provenance.spec_digest(spec),
+        "dagster_run_id": dagster_run_id,
+    }
+    report["mlflow_run_id"] = run_id
+    with active_run(client, run_id):
+        report["artifacts"] = log_report(report, evaluation.images)
+    return evaluation
+
+
+# -- registry ------------------------------------------------------------------------------------
+
+# Rows of training features kept with each version as the drift reference (a seeded sample).
+REFERENCE_ROWS = 50_000
+
+
+def register_candidate(
+    client,
+    run_id: str,
+    candidate: Candidate,
+    evaluation: dict[str, Any],
+    train_set: pd.DataFrame,
+    test_set: pd.DataFrame,
+    spec,
+    tags: dict[str, str] | None = None,
+    description: str = "",
+) -> dict[str, Any]:
+    """Register `candidate` as a new version of `spec.name`, only if the values agree.
+
+    Refused (ProvenanceError, every reason listed) unless the candidate is the one `evaluation`
+    judged on this `test_set`, every gate of that evaluation passed, it was trained on this
+    `train_set`, from data that passed its quality checks under the current spec. The version is
+    created `pending` with its provenance as tags and marked `registered` once its model and
+    drift reference are logged. Returns the registered value (name, version, candidate, ...).
+    """
+    import json
+
+    from mlassets.ml.data import fingerprint
+    from mlassets.ml.drift import reference_sample
+    from mlassets.ml.features import input_frame
+    from mlassets.ml.registry import log_pipeline, log_reference, mark_registered, register
+
+    refusals = provenance.registration_refusals(
+        candidate, evaluation, fingerprint(train_set), fingerprint(test_set), spec
+    )
+    if refusals:
+        raise ProvenanceError(f"not registering {spec.name}: " + " | ".join(refusals))
+    cp, ep = candidate.provenance, evaluation[provenance.KEY]
+    gates = {g["name"]: g for g in evaluation["gates"]}
+    with active_run(client, run_id):
+        info = log_pipeline(candidate.model, input_frame(test_set, spec))
+        reference = reference_sample(
+            train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
+        )
+        log_reference(
+            reference,
+            {
+                "metrics": evaluation["metrics"],
+                "data_fingerprint": cp["data"],
+                "batches": cp.get("batches") or [],
+                "train_rows": len(train_set),
+                "reference_rows": len(reference),
+                "candidate": candidate.digest,
+            },
+        )
+    all_tags = {
+        "data_fingerprint": str(cp["data"]),
+        "train_fingerprint": str(cp["trained_on"]),
+        "train_rows": str(len(train_set)),
+        "test_fingerprint": str(ep["test_rows"]),
+        "candidate_digest": candidate.digest,
+        "spec_digest": str(cp["spec_digest"]),
+        "gates": json.dumps(
+            {
+                k: {f: v[f] for f in ("passed", "value", "threshold") if f in v}
+                for k, v in gates.items()
+            },
+            sort_keys=True,
+        ),
+        **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["metrics"].items()},
+        **(tags or {}),
+    }
+    mv = register(
+        client,
+        spec.name,
+        info.model_uri,
+        run_id,
+        all_tags,
+        description=description,
+        model_id=getattr(info, "model_id", None),
+    )
+    failpoint("version_created")  # a crash here leaves a `pending` version: never promotable
+    mark_registered(client, spec.name, str(mv.version))
+    return {
+        "name": spec.name,
+        "version": str(mv.version),
+        "run_id": run_id,
+        "model_uri": info.model_uri,
+        "candidate": candidate.digest,
+        "test_rows": ep["test_rows"],
+        "evaluated_against": evaluation["champion_challenger"]["production_version"],
+        "gates": gates,
+        "tags": all_tags,
+    }
+
+
+def stage(
+    client, registered: dict[str, Any], candidate: Candidate, test_set: pd.DataFrame, spec
+) -> dict[str, Any]:
+    """Point `staging` at the registered version once it loads from the registry and predicts
+    exactly like `candidate` on `test_set`; refused for any other candidate or test set."""
+    from mlassets.ml.data import fingerprint
+    from mlassets.ml.features import input_frame
+    from mlassets.ml.registry import STAGING, set_alias_verified
+
+    name, version = registered["name"], registered["version"]
+    if registered.get("candidate") != candidate.digest:
+        raise ProvenanceError(
+            f"{name} version {version} holds candidate {registered.get('candidate')}, not the "
+            f"candidate_model given ({candidate.digest}): materialize registered_model with this "
+            "candidate (and its evaluation) first; staging not moved"
+        )
+    if registered.get("test_rows") != fingerprint(test_set):
+        raise ProvenanceError(
+            f"test_set is not the one {name} version {version} was evaluated on: materialize the "
+            "registry group in the run that evaluated it; staging not moved"
+        )
+    X = input_frame(test_set, spec)
+    check = set_alias_verified(client, name, version, STAGING, X, candidate.predict(X))
+    return {
+        "name": name,
+        "version": version,
+        "candidate": candidate.digest,
+        "evaluated_against": registered.get("evaluated_against"),
+        **check,
+    }
+
+
+def promote_staged(client, staged: dict[str, Any]) -> dict[str, Any]:
+    """Make the staged version `production` (the one it replaces becomes `previous`).
+
+    Compare-and-set: refused when `production` is no longer the version the candidate was
+    compared with in its evaluation (another run promoted meanwhile, or a rollback), since
+    beats_production judged it against that one; and, by `registry.promote`, for a version not
+    in the `registered` state (abandoned, rolled back).
+    """
+    from mlassets.ml.registry import PRODUCTION, RegistryError, alias_version, promote
+
+    name, version = staged["name"], str(staged["version"])
+    compared = staged.get("evaluated_against")
+    current = alias_version(client, name, PRODUCTION)
+    if current != compared and current != version:
+        raise RegistryError(
+            f"production of {name} is version {current}, but version {version} was evaluated "
+            f"against {compared or 'no production model'}: materialize evaluation_report and "
+            "the registry again to compare it with the current production; production not moved"
+        )
+    return {"name": name, **promote(client, name, version)}
