@@ -133,7 +133,6 @@ def training_job(
 
     from mlassets.config import EvaluationConfig, SplitConfig, TrainingConfig
     from mlassets.ml import steps
-    from mlassets.ml.data import read_table
     from mlassets.ml.defaults import SplitSettings
     from mlassets.spec import DEFAULT_SPEC, load_spec
 
@@ -152,7 +151,9 @@ def training_job(
     run_id = run.info.run_id
     try:
         with clock("raw_data"):
-            raw = read_table(str(source or home / "data" / "transactions.parquet"), spec)
+            raw, _, _ = steps.read_raw(
+                str(source or home / "data" / "transactions.parquet"), None, spec
+            )
         with clock("data_quality"):
             quality = steps.validate_raw(raw, spec)
         if quality.failed:

@@ -5,7 +5,14 @@ from typing import Any
 from dagster import Config
 from pydantic import Field
 
-from mlassets.ml.defaults import EVALUATION, METRICS, SPLIT, TRAINING
+from mlassets.ml.defaults import (
+    EVALUATION,
+    METRICS,
+    SPLIT,
+    THRESHOLD_SETTINGS,
+    TRAINING,
+    EvaluationSettings,
+)
 from mlassets.ml.drift import DriftThresholds
 
 DRIFT = DriftThresholds()
@@ -81,7 +88,7 @@ class TrainingConfig(Config):
 
     def search_settings(self) -> dict[str, Any]:
         """The keyword arguments of `mlassets.ml.training.train_candidate` these settings give."""
-        return self.model_dump(exclude={"tune_threshold", "threshold_metric"})
+        return self.model_dump(exclude=set(THRESHOLD_SETTINGS))
 
 
 class EvaluationConfig(Config):
@@ -111,8 +118,8 @@ class EvaluationConfig(Config):
     )
 
     def thresholds(self) -> dict[str, float | None]:
-        """The metric gates' minimums by metric name."""
-        return {m: getattr(self, f"min_{m}") for m in METRICS}
+        """The metric gates' minimums by metric name (as `EvaluationSettings.thresholds`)."""
+        return EvaluationSettings.thresholds(self)
 
     def report_settings(self) -> dict[str, Any]:
         """The keyword arguments of `mlassets.ml.report.build_evaluation` these settings give."""
@@ -171,6 +178,12 @@ class EvaluationConfig(Config):
     )
     calibration_bins: int = Field(
         default=EVALUATION.calibration_bins, description="Bins of the reliability curve."
+    )
+    allow_unscored_production: bool = Field(
+        default=EVALUATION.allow_unscored_production,
+        description="beats_production passes when production cannot be scored on the test set "
+        "(e.g. it was trained on other columns); default: it fails, so a load error never opens "
+        "the gate.",
     )
 
 

@@ -17,6 +17,7 @@ Built on Dagster's `UPathIOManager`, so `base_path` may be any fsspec URL (s3://
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import re
 import uuid
@@ -269,9 +270,12 @@ def _write(kind: str, obj: Any, folder: UPath) -> None:
     elif kind == "candidate":
         import skops.io
 
-        with (folder / MODEL).open("wb") as f:
-            skops.io.dump(obj.model, f)
-        (folder / PROVENANCE).write_text(_dumps(obj.provenance))
+        data = skops.io.dumps(obj.model)
+        (folder / MODEL).write_bytes(data)
+        # the record names the exact bytes it belongs to: a model file swapped or rewritten
+        # under a run directory is refused at load instead of passing for this candidate
+        record = {"model_sha256": hashlib.sha256(data).hexdigest(), "provenance": obj.provenance}
+        (folder / PROVENANCE).write_text(_dumps(record))
     else:
         (folder / JSON).write_text(_dumps(obj))
 
@@ -299,8 +303,14 @@ def _read(kind: str, context: InputContext, folder: UPath) -> Any:
             f"{_asset_name(context)}: refusing to load {folder / MODEL}: it holds types outside "
             f"the trusted list (mlassets.ml.training.SKOPS_TRUSTED_TYPES): {untrusted}"
         )
+    record = json.loads((folder / PROVENANCE).read_text())
+    if record.get("model_sha256") != hashlib.sha256(data).hexdigest():
+        raise ValueStoreError(
+            f"{_asset_name(context)}: refusing to load {folder / MODEL}: its bytes are not the "
+            f"ones {PROVENANCE} was written for: materialize {_asset_name(context)} again"
+        )
     model = skops.io.loads(data, trusted=SKOPS_TRUSTED_TYPES)
-    return Candidate(model=model, provenance=json.loads((folder / PROVENANCE).read_text()))
+    return Candidate(model=model, provenance=record["provenance"])
 
 
 # --- Dagster context helpers -------------------------------------------------------------------

@@ -131,6 +131,7 @@ def mlflow_tracking(context):
 
     # Every process this run starts (joblib's workers too) inherits the owner's pid, so a sweep
     # can find them if this process is killed.
+    owner_before = os.environ.get(OWNER_ENV)
     os.environ[OWNER_ENV] = str(os.getpid())
     sweep_debris(context, cfg.get("mlflow_tracking_uri"), cfg["experiment_name"])
     lifecycle = dagster_mlflow_tracking.resource_fn(context)
@@ -145,21 +146,28 @@ def mlflow_tracking(context):
         yield tracker
     finally:
         next(lifecycle, None)  # dagster-mlflow's cleanup (marks the run FAILED on an error)
+        # a long-lived process (a notebook, a test session) must not pass this run's mark on
+        if owner_before is None:
+            os.environ.pop(OWNER_ENV, None)
+        else:
+            os.environ[OWNER_ENV] = owner_before
 
 
 def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
     """What killed runs left behind, cleaned at the next run's start (see `mlassets.ml.recovery`):
     their MLflow runs FAILED, their Dagster runs failed, their `pending` versions abandoned,
-    their child processes killed. Never fails the run that sweeps; says what it did."""
+    their child processes killed. Never fails the run that sweeps; says what it did.
+
+    The experiment is named after the model (`default_resources`), so one name serves both."""
     import mlflow
     from mlflow import MlflowClient
 
     from mlassets.ml.recovery import sweep
 
     uri = tracking_uri or mlflow.get_tracking_uri()
-    client = MlflowClient(uri, uri)
-    experiment = client.get_experiment_by_name(model_name)
     try:
+        client = MlflowClient(uri, uri)
+        experiment = client.get_experiment_by_name(model_name)
         done = sweep(
             client,
             [experiment.experiment_id] if experiment else [],
@@ -169,6 +177,8 @@ def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
     except Exception as e:  # a sweep must never stop the work it precedes
         context.log.warning(f"sweep of killed runs' debris failed: {type(e).__name__}: {e}")
         return {}
+    if done.get("errors"):
+        context.log.warning(f"sweep could not handle everything: {done['errors']}")
     for run_id in done.get("dagster_runs", []):
         run = context.instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:

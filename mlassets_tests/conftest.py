@@ -156,7 +156,6 @@ NAME = "fraud_detection"
 
 
 @dataclass
-@dataclass
 class CliWorld:
     """A home used through the real `dagster` CLI, as a user would (see test_cli.cli_env)."""
 

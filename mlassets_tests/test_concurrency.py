@@ -81,14 +81,15 @@ def test_two_runs_at_once_each_use_only_their_own_values(world):
         stored(world, "test_set", b)["user_id"]
     )
 
-    # the registry ends consistent: whichever promoted second either promoted over the first
-    # (it compared with the same production) or was refused because production had moved
+    # the registry ends consistent: the run that came second was refused because staging or
+    # production had moved since it was evaluated, or it ran late enough to see the first's
+    # promotion in its own evaluation
     production = alias_version(client, NAME, PRODUCTION)
     assert production in {str(v.version) for v in new}
     assert 0 in codes, outputs
     for code, out in zip(codes, outputs, strict=True):
-        if code != 0:
-            assert "production not moved" in out, out[-3000:]
+        if code != 0:  # refused by the compare-and-set at staging or at production
+            assert "production not moved" in out or "staging not moved" in out, out[-3000:]
     assert alias_version(client, NAME, PREVIOUS) in {"1", *(str(v.version) for v in new)} - {
         production
     }

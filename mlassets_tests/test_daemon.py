@@ -149,7 +149,9 @@ def test_daemon_retrains_on_drift_and_not_on_clean_data(daemon_world, tmp_path):
     from mlassets.ml.data import fingerprint
 
     store = home_of(env) / "storage" / "fraud_detection"
-    new = [v for v in client.search_model_versions("name='fraud_detection'") if v.version != 1]
+    new = [
+        v for v in client.search_model_versions("name='fraud_detection'") if str(v.version) != "1"
+    ]
     assert len(new) == 2 and {v.tags["trigger"] for v in new} == {"drift_sensor", "manual"}
     for mv in new:
         run_id = mv.tags["dagster_run_id"]

@@ -247,10 +247,10 @@ def test_impossible_gate_leaves_registry_and_production_untouched(trained_env):
 
 
 def test_registering_without_passed_gates_is_refused(trained_env):
-    """A partial run that skips the gates cannot register: the latest gate verdicts are read."""
+    """A partial run that skips the gates cannot register: the evaluation it is given (the one
+    that failed f1_gate) carries its verdicts, and those are what registration reads."""
     client = trained_env.client()
     before = versions(client, "fraud_detection")
-    # the previous test left a failed f1_gate as the latest verdict
     failed_gate = trained_env.run(config=run_config(gates={"min_f1": 0.999}))
     assert not failed_gate.success
     job = trained_env.defs().resolve_implicit_global_asset_job_def()
@@ -270,3 +270,40 @@ def test_registering_without_passed_gates_is_refused(trained_env):
     assert list(refused["status"]) == ["FAILED"]
     assert "RUNNING" not in set(runs["status"])
     assert mlflow.active_run() is None
+
+
+def _materialize(env, *keys: str):
+    from dagster import AssetKey
+
+    job = env.defs().resolve_implicit_global_asset_job_def()
+    return job.execute_in_process(
+        instance=env.instance,
+        asset_selection=[AssetKey(k) for k in keys],
+        raise_on_error=False,
+    )
+
+
+def _failure(result) -> str:
+    return " ".join(str(e.step_failure_data.error) for e in result.get_step_failure_events())
+
+
+def test_after_a_rollback_stale_staging_and_production_values_cannot_undo_it(trained_env):
+    """The newest staging/production values name the version rolled back from: materializing
+    `production_model` alone, or `staging_model,production_model`, must not re-promote it."""
+    client = trained_env.client()
+    assert trained_env.run().success  # a fresh version in production, its values the newest
+    rolled_from = alias(client, "fraud_detection", "production")
+    assert trained_env.run("rollback_job", {}).success
+    target = alias(client, "fraud_detection", "production")
+    assert target != rolled_from
+
+    alone = _materialize(trained_env, "production_model")
+    assert not alone.success
+    assert f"@staging is version {target}" in _failure(alone)
+
+    restaged = _materialize(trained_env, "staging_model", "production_model")
+    assert not restaged.success
+    assert "rolled_back" in _failure(restaged) or "evaluated against" in _failure(restaged)
+
+    assert alias(client, "fraud_detection", "production") == target
+    assert alias(client, "fraud_detection", "staging") == target

@@ -401,3 +401,28 @@ def test_the_store_works_on_a_non_local_fsspec_filesystem(tmp_path, instance):
         }  # keep_runs=1: run A's directory was pruned
     finally:
         fs.rm(root, recursive=True)
+
+
+@asset
+def candidate_user(candidate: Candidate) -> dict:
+    return {"digest": candidate.digest}
+
+
+def test_a_model_file_swapped_under_its_record_is_refused(tmp_path, instance):
+    """The record names the bytes it was written with: another (trusted) model put in the run
+    directory does not pass for the candidate the record describes."""
+    store = tmp_path / "store"
+    first = run([frame, candidate], store, instance, who="A")
+    assert first.success
+    other = run([frame, candidate], store / "other", instance, who="B")
+    assert other.success
+    mine = store / "candidate" / first.run_id / "model.skops"
+    theirs = store / "other" / "candidate" / other.run_id / "model.skops"
+    assert mine.read_bytes() != theirs.read_bytes()
+    mine.write_bytes(theirs.read_bytes())
+
+    result = run([frame, candidate, candidate_user], store, instance, selection=[candidate_user])
+    assert not result.success
+    text = failure_text(result)
+    assert "candidate: refusing to load" in text
+    assert "its bytes are not the ones provenance.json was written for" in text

@@ -154,3 +154,25 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         assert list(scored.columns) == ["user_id", "_batch", "score", "prediction"]
         assert set(scored["_batch"]) == {"batch_0002.parquet"}
         assert scored["score"].between(0, 1).all() and set(scored["prediction"]) <= {0, 1}
+
+
+def test_drift_report_refuses_recent_rows_computed_for_another_production(tmp_path_factory):
+    """recent_data is "what version N was not trained on": after a promotion, drift_report run
+    alone must not judge those rows against the new version's reference."""
+    from dagster import AssetKey
+
+    with trained_world(tmp_path_factory.mktemp("stale_recent")) as (env, _):
+        write_batch(env, "batch_0001.parquet", "none", 5, rows=2_000)
+        assert env.run("monitoring_job", {}).success  # recent_data for version 1
+        assert env.run().success  # version 2 in production
+        job = env.defs().resolve_implicit_global_asset_job_def()
+        alone = job.execute_in_process(
+            instance=env.instance,
+            asset_selection=[AssetKey("drift_report")],
+            raise_on_error=False,
+        )
+        assert not alone.success
+        error = str(alone.get_step_failure_events()[0].step_failure_data.error)
+        assert "production version 1, but production is now version 2" in error
+        assert "materialize recent_data first" in error
+        assert env.run("monitoring_job", {}).success  # recomputed together, it is consistent

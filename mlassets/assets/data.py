@@ -1,10 +1,10 @@
 """Group `data`: the raw table, as the spec's source holds it (plus any landed batches asked for)."""
 
-import pandas as pd
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from mlassets.assets.metadata import preview, schema_metadata
+from mlassets.assets.refusals import as_failure
 from mlassets.checks.data_quality import DATA_QUALITY_SPECS, quality_results
 from mlassets.resources import DatasetResource
 
@@ -34,27 +34,15 @@ def raw_data(
     step (the blocking data-quality checks) and its verdict travels with the value, so nothing
     downstream can be built from rows that failed it, whatever a later run selects.
     """
-    from mlassets.ml.data import read_table
-    from mlassets.ml.landing import list_batches, read_batches
     from mlassets.ml.provenance import of
-    from mlassets.ml.steps import validate_raw
+    from mlassets.ml.steps import read_raw, validate_raw
 
     spec = dataset.spec()
     uri = dataset.source_uri()
-    df: pd.DataFrame = read_table(uri, spec)
-    used, consumed = [], []
-    if config.batches or config.consumed:
-        landed = {b.name: b for b in list_batches(dataset.landing_uri())}
-        wanted = list(dict.fromkeys([*config.batches, *config.consumed]))
-        missing = [n for n in wanted if n not in landed]
-        if missing:
-            raise Failure(f"batches not found in {dataset.landing_uri()}: {missing}")
-        consumed = [landed[n] for n in wanted]
-        extra, used, errors = read_batches([landed[n] for n in config.batches], spec)
-        if errors:
-            raise Failure(f"unreadable batches: {errors}")
-        if used:
-            df = pd.concat([df, extra.drop(columns="_batch")], ignore_index=True)
+    with as_failure():
+        df, used, consumed = read_raw(
+            uri, dataset.landing_uri(), spec, config.batches, config.consumed
+        )
     quality = validate_raw(df, spec, [b.as_dict() for b in consumed])
     fp, failed = of(df)["data"], quality.failed
     for o in quality.outcomes:

@@ -1,10 +1,23 @@
 """Group `monitoring`: what landed since production was trained, and the drift decision on it."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
 
 from mlassets.assets.metadata import md_image, md_table
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
+
+
+def _same_production(recent_data: pd.DataFrame, prod) -> None:
+    """Refuse recent rows computed against another production version than today's."""
+    from mlassets.ml.provenance import of
+
+    recorded = of(recent_data).get("production_version")
+    current = prod.version if prod else None
+    if recorded != current:
+        raise Failure(
+            f"recent_data holds the batches not yet trained on by production version {recorded}, "
+            f"but production is now version {current}: materialize recent_data first"
+        )
 
 
 def _production_or_reason(registry: ModelRegistry, name: str):
@@ -30,12 +43,16 @@ def recent_data(
     A batch that cannot be read is reported by name and skipped; it never stops the others.
     """
     from mlassets.ml.monitoring import recent
+    from mlassets.ml.provenance import stamp
 
     spec = dataset.spec()
     prod, why_not = _production_or_reason(registry, spec.name)
     if why_not:
         context.log.warning(f"{why_not}; every landed batch counts as recent")
     rec = recent(dataset.landing_uri(), spec, prod)
+    # which production these rows are "recent" for: drift_report and scored_batches judge them
+    # against that version only
+    stamp(rec.rows, {"spec": spec.name, "production_version": prod.version if prod else None})
     for name, error in rec.errors.items():
         context.log.warning(f"skipped unreadable batch {name}: {error}")
     return MaterializeResult(
@@ -71,6 +88,7 @@ def drift_report(
 
     spec = dataset.spec()
     prod, reason = _production_or_reason(registry, spec.name)
+    _same_production(recent_data, prod)
     if prod is None:
         context.log.info(reason)
         return MaterializeResult(
@@ -108,6 +126,7 @@ def scored_batches(
 
     spec = dataset.spec()
     prod, reason = _production_or_reason(registry, spec.name)
+    _same_production(recent_data, prod)
     if prod is None or recent_data.empty:
         why = reason or "no recent rows to score"
         context.log.info(why)

@@ -51,11 +51,11 @@ def registered_model(
             },
             description=f"Trained by Dagster run {context.run_id}",
         )
-    name, version, tags = spec.name, registered.pop("version"), registered.pop("tags")
-    gates = registered.pop("gates")
+    gates, tags = registered.pop("gates"), registered.pop("tags")  # in metadata, not the value
+    name, version = spec.name, registered["version"]
     context.log.info(f"registered {name} version {version} from MLflow run {run_id}")
     return MaterializeResult(
-        value={**registered, "version": version},
+        value=registered,
         metadata={
             "model_name": name,
             "model_version": version,

@@ -6,11 +6,15 @@ so do the core's functions, so the launchpad, the benchmarks and a direct call a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 # The test-set metrics every evaluation reports and each metric gate is named after.
 METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc")
+
+
+# TrainingSettings fields that tune the threshold after the search, not the search itself.
+THRESHOLD_SETTINGS = ("tune_threshold", "threshold_metric")
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,10 @@ class TrainingSettings:
     tune_threshold: bool = True
     threshold_metric: str = "f1"
 
+    def search_settings(self) -> dict[str, Any]:
+        """The keyword arguments of `mlassets.ml.training.train_candidate` these settings give."""
+        return {k: v for k, v in asdict(self).items() if k not in THRESHOLD_SETTINGS}
+
 
 @dataclass(frozen=True)
 class EvaluationSettings:
@@ -53,6 +61,9 @@ class EvaluationSettings:
     importance_max_rows: int = 10_000
     top_k: int = 10
     calibration_bins: int = 10
+    # A production model that cannot be scored on the test set fails beats_production (a load
+    # error must not open the gate) unless this is set, e.g. after a spec change of columns.
+    allow_unscored_production: bool = False
     # The metric gates (None: reported, not gated): the seed's minimums.
     min_accuracy: float | None = 0.85
     min_precision: float | None = None

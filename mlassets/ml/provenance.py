@@ -18,7 +18,11 @@ from typing import Any
 
 import pandas as pd
 
+from mlassets.ml.defaults import METRICS
+
 KEY = "provenance"
+# Every gate an evaluation must have judged, and passed, before its candidate is registered.
+REQUIRED_GATES = (*(f"{m}_gate" for m in METRICS), "beats_production", "fairness")
 
 
 class ProvenanceError(RuntimeError):
@@ -185,8 +189,9 @@ def registration_refusals(
         )
     gates = evaluation.get("gates") or []
     failed = [g["name"] for g in gates if not g["passed"]]
-    if not gates:
-        reasons.append("evaluation_report holds no gate verdicts: materialize it again")
+    missing = sorted(set(REQUIRED_GATES) - {g["name"] for g in gates})
+    if missing:
+        reasons.append(f"evaluation_report holds no verdict for {missing}: materialize it again")
     if failed:
         reasons.append(f"gates not passed on this evaluation: {failed}")
     quality = cp.get("quality") or {}

@@ -416,10 +416,17 @@ def set_alias_verified(client, name: str, version: str, alias: str, X, expected)
     return check
 
 
-def promote(client, name: str, version: str) -> dict[str, str | None]:
+_UNCHECKED = object()
+
+
+def promote(
+    client, name: str, version: str, expected_current: str | None | object = _UNCHECKED
+) -> dict[str, str | None]:
     """Make a registered `version` production; the version it replaces becomes `previous`.
 
-    The new production version records `mlassets.promoted_from` (the replaced version or "none").
+    With `expected_current` it is a compare-and-set: refused (nothing moves) unless production is
+    still that version (None: no production yet), read right before the aliases move. The new
+    production version records `mlassets.promoted_from` (the replaced version or "none").
     Promoting the production version again changes nothing.
     """
     version = str(version)
@@ -428,6 +435,13 @@ def promote(client, name: str, version: str) -> dict[str, str | None]:
     current = before[PRODUCTION]
     if current == version:
         return {"production": version, "previous": None}
+    if expected_current is not _UNCHECKED and current != expected_current:
+        raise RegistryError(
+            f"production of {name} is version {current}, but version {version} was evaluated "
+            f"against {expected_current or 'no production model'}: materialize "
+            "evaluation_report and the registry again to compare it with the current "
+            "production; production not moved"
+        )
     before[PREVIOUS] = alias_version(client, name, PREVIOUS)
     tags_before = {
         PROMOTED_FROM_TAG: _get_version(client, name, version).tags.get(PROMOTED_FROM_TAG)
@@ -493,16 +507,18 @@ def rollback(
         v: {k: _get_version(client, name, v).tags.get(k) for k in keys} for v in (current, target)
     }
     try:
+        # The version left is marked first: killed half-way, it can no longer be promoted
+        # (promote requires `registered`), and no alias has moved yet.
+        client.set_model_version_tag(name, current, STATUS_TAG, ROLLED_BACK)
+        if run_id:
+            client.set_model_version_tag(name, current, ROLLED_BACK_BY_TAG, run_id)
+        if status == ROLLED_BACK:
+            client.set_model_version_tag(name, target, STATUS_TAG, REGISTERED)
+        client.set_model_version_tag(name, target, ROLLED_BACK_FROM_TAG, current)
         client.set_registered_model_alias(name, STAGING, target)
         client.set_registered_model_alias(name, PRODUCTION, target)
         if before[PREVIOUS] is not None:
             client.delete_registered_model_alias(name, PREVIOUS)
-        client.set_model_version_tag(name, current, STATUS_TAG, ROLLED_BACK)
-        if run_id:
-            client.set_model_version_tag(name, current, ROLLED_BACK_BY_TAG, run_id)
-        client.set_model_version_tag(name, target, ROLLED_BACK_FROM_TAG, current)
-        if status == ROLLED_BACK:
-            client.set_model_version_tag(name, target, STATUS_TAG, REGISTERED)
     except BaseException:
         _restore_aliases(client, name, before)
         for version, tags in tags_before.items():

@@ -590,8 +590,11 @@ def _champion_challenger(
     tolerance: float,
     resamples: int,
     seed: int,
+    allow_unscored: bool = False,
 ) -> dict[str, Any]:
-    """Score the baseline on the same rows, compare on `primary`, bootstrap the difference."""
+    """Score the baseline on the same rows, compare on `primary`, bootstrap the difference.
+
+    A production model that cannot be scored fails the comparison unless `allow_unscored`."""
     from mlassets.ml.evaluation import evaluate
     from mlassets.ml.threshold import decision_threshold, scores
 
@@ -616,10 +619,19 @@ def _champion_challenger(
             verdict.message = (
                 f"{primary} = {metrics[primary]:.4f}; no production model yet: nothing to beat"
             )
-        else:
+        elif allow_unscored:
             verdict.message = (
                 f"{primary} = {metrics[primary]:.4f}; production version {baseline.version} "
-                f"could not be scored on the test set ({error}): not compared"
+                f"could not be scored on the test set ({error}): not compared "
+                "(allow_unscored_production is set)"
+            )
+        else:  # fail closed: a load error must not open the gate
+            verdict.passed = False
+            verdict.message = (
+                f"{primary} = {metrics[primary]:.4f}; production version {baseline.version} "
+                f"could not be scored on the test set ({error}): FAILS, since the candidate "
+                "cannot be compared; fix or roll back production, or set "
+                "EvaluationConfig.allow_unscored_production (e.g. after a spec change)"
             )
     else:
         verdict = compare(metrics, production["metrics"], primary, tolerance, interval=interval)
@@ -685,6 +697,7 @@ def build_evaluation(
     importance_max_rows: int = EVALUATION.importance_max_rows,
     top_k: int = EVALUATION.top_k,
     calibration_bins: int = EVALUATION.calibration_bins,
+    allow_unscored_production: bool = EVALUATION.allow_unscored_production,
 ) -> Evaluation:
     """Everything `evaluation_report` holds, for `model` (thresholded) on the test rows (X, y).
 
@@ -722,6 +735,7 @@ def build_evaluation(
         tolerance=tolerance,
         resamples=bootstrap_resamples,
         seed=seed,
+        allow_unscored=allow_unscored_production,
     )
     fair = fairness.fairness_report(
         y,

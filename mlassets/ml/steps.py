@@ -53,6 +53,35 @@ class Quality:
     failed: list[str]
 
 
+def read_raw(
+    source_uri: str,
+    landing_uri: str | None,
+    spec,
+    batches: list[str] = (),
+    consumed: list[str] = (),
+) -> tuple[pd.DataFrame, list, list]:
+    """The source table plus the named landed `batches`; also the batches the run accounts for
+    (`consumed`: trained on, or left out of the window). Returns (rows, batches read, consumed).
+    Refuses batches that are missing or unreadable, naming them."""
+    from mlassets.ml.data import read_table
+    from mlassets.ml.landing import list_batches, read_batches
+
+    df = read_table(source_uri, spec)
+    if not batches and not consumed:
+        return df, [], []
+    landed = {b.name: b for b in list_batches(landing_uri)}
+    wanted = list(dict.fromkeys([*batches, *consumed]))
+    missing = [n for n in wanted if n not in landed]
+    if missing:
+        raise ProvenanceError(f"batches not found in {landing_uri}: {missing}")
+    extra, used, errors = read_batches([landed[n] for n in batches], spec)
+    if errors:
+        raise ProvenanceError(f"unreadable batches: {errors}")
+    if used:
+        df = pd.concat([df, extra.drop(columns="_batch")], ignore_index=True)
+    return df, used, [landed[n] for n in wanted]
+
+
 def validate_raw(df: pd.DataFrame, spec, batches: list[dict] | None = None) -> Quality:
     """Validate `df` with the spec's suite and stamp it with its fingerprint and verdict."""
     from mlassets.ml.data import fingerprint
@@ -163,20 +192,6 @@ def train_and_log(
     provenance.require_quality(record, "candidate_model")
     provenance.require_split_passed(record, "candidate_model")
     provenance.require_spec(record, spec, "candidate_model", "train_set")
-    search_settings = {
-        k: getattr(settings, k)
-        for k in (
-            "strategy",
-            "estimator",
-            "param_grid",
-            "params",
-            "n_iter",
-            "cv_folds",
-            "scoring",
-            "seed",
-            "n_jobs",
-        )
-    }
     estimator = estimator_for(settings.strategy, settings.estimator)
     started = time.perf_counter()
     result = train_candidate(
@@ -184,7 +199,7 @@ def train_and_log(
         target(train_set, spec),
         spec.numeric_inputs,
         spec.features.categorical,
-        **search_settings,
+        **settings.search_settings(),
         progress=progress,
     )
     seconds = time.perf_counter() - started
@@ -326,22 +341,7 @@ def register_candidate(
         raise ProvenanceError(f"not registering {spec.name}: " + " | ".join(refusals))
     cp, ep = candidate.provenance, evaluation[provenance.KEY]
     gates = {g["name"]: g for g in evaluation["gates"]}
-    with active_run(client, run_id):
-        info = log_pipeline(candidate.model, input_frame(test_set, spec))
-        reference = reference_sample(
-            train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
-        )
-        log_reference(
-            reference,
-            {
-                "metrics": evaluation["metrics"],
-                "data_fingerprint": cp["data"],
-                "batches": cp.get("batches") or [],
-                "train_rows": len(train_set),
-                "reference_rows": len(reference),
-                "candidate": candidate.digest,
-            },
-        )
+    compared = evaluation["champion_challenger"]["production_version"]
     all_tags = {
         "data_fingerprint": str(cp["data"]),
         "train_fingerprint": str(cp["trained_on"]),
@@ -359,17 +359,35 @@ def register_candidate(
         **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["metrics"].items()},
         **(tags or {}),
     }
-    mv = register(
-        client,
-        spec.name,
-        info.model_uri,
-        run_id,
-        all_tags,
-        description=description,
-        model_id=getattr(info, "model_id", None),
-    )
-    failpoint("version_created")  # a crash here leaves a `pending` version: never promotable
-    mark_registered(client, spec.name, str(mv.version))
+    # the run stays active until the version is marked registered: a sweep abandons a pending
+    # version only once its run has ended
+    with active_run(client, run_id):
+        info = log_pipeline(candidate.model, input_frame(test_set, spec))
+        reference = reference_sample(
+            train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
+        )
+        log_reference(
+            reference,
+            {
+                "metrics": evaluation["metrics"],
+                "data_fingerprint": cp["data"],
+                "batches": cp.get("batches") or [],
+                "train_rows": len(train_set),
+                "reference_rows": len(reference),
+                "candidate": candidate.digest,
+            },
+        )
+        mv = register(
+            client,
+            spec.name,
+            info.model_uri,
+            run_id,
+            all_tags,
+            description=description,
+            model_id=getattr(info, "model_id", None),
+        )
+        failpoint("version_created")  # a crash here leaves a `pending` version: never promotable
+        mark_registered(client, spec.name, str(mv.version))
     return {
         "name": spec.name,
         "version": str(mv.version),
@@ -377,7 +395,7 @@ def register_candidate(
         "model_uri": info.model_uri,
         "candidate": candidate.digest,
         "test_rows": ep["test_rows"],
-        "evaluated_against": evaluation["champion_challenger"]["production_version"],
+        "evaluated_against": None if compared is None else str(compared),
         "gates": gates,
         "tags": all_tags,
     }
@@ -390,7 +408,7 @@ def stage(
     exactly like `candidate` on `test_set`; refused for any other candidate or test set."""
     from mlassets.ml.data import fingerprint
     from mlassets.ml.features import input_frame
-    from mlassets.ml.registry import STAGING, set_alias_verified
+    from mlassets.ml.registry import PRODUCTION, STAGING, alias_version, set_alias_verified
 
     name, version = registered["name"], registered["version"]
     if registered.get("candidate") != candidate.digest:
@@ -403,6 +421,13 @@ def stage(
         raise ProvenanceError(
             f"test_set is not the one {name} version {version} was evaluated on: materialize the "
             "registry group in the run that evaluated it; staging not moved"
+        )
+    production = alias_version(client, name, PRODUCTION)
+    if production != registered.get("evaluated_against"):
+        raise ProvenanceError(
+            f"production of {name} is version {production}, but version {version} was evaluated "
+            f"against {registered.get('evaluated_against') or 'no production model'}: "
+            "materialize evaluation_report and the registry again; staging not moved"
         )
     X = input_frame(test_set, spec)
     check = set_alias_verified(client, name, version, STAGING, X, candidate.predict(X))
@@ -418,20 +443,19 @@ def stage(
 def promote_staged(client, staged: dict[str, Any]) -> dict[str, Any]:
     """Make the staged version `production` (the one it replaces becomes `previous`).
 
-    Compare-and-set: refused when `production` is no longer the version the candidate was
-    compared with in its evaluation (another run promoted meanwhile, or a rollback), since
-    beats_production judged it against that one; and, by `registry.promote`, for a version not
-    in the `registered` state (abandoned, rolled back).
+    Refused unless `staging` still names this version (a rollback, or a newer run, moved it) and,
+    compare-and-set, `production` is still the version the candidate was compared with in its
+    evaluation (beats_production judged it against that one); `registry.promote` also refuses a
+    version not `registered` (abandoned, rolled back).
     """
-    from mlassets.ml.registry import PRODUCTION, RegistryError, alias_version, promote
+    from mlassets.ml.registry import STAGING, RegistryError, alias_version, promote
 
     name, version = staged["name"], str(staged["version"])
-    compared = staged.get("evaluated_against")
-    current = alias_version(client, name, PRODUCTION)
-    if current != compared and current != version:
+    current = alias_version(client, name, STAGING)
+    if current != version:
         raise RegistryError(
-            f"production of {name} is version {current}, but version {version} was evaluated "
-            f"against {compared or 'no production model'}: materialize evaluation_report and "
-            "the registry again to compare it with the current production; production not moved"
+            f"staging_model says {name} version {version}, but @staging is version {current} "
+            "(moved by a rollback or a newer run): materialize the registry group again; "
+            "production not moved"
         )
-    return {"name": name, **promote(client, name, version)}
+    return {"name": name, **promote(client, name, version, staged.get("evaluated_against"))}

@@ -403,3 +403,27 @@ def test_figures_png_and_self_contained_html(model, data, tuned):
     assert checker.external == []
     assert "data:image/png;base64," in doc
     assert "<script>" not in doc  # text is escaped
+
+
+@pytest.mark.parametrize("allow", [False, True])
+def test_a_production_model_that_cannot_be_scored_fails_closed(model, data, allow):
+    """A load error (a refused MLmodel, an unreachable artifact store) must not open the gate."""
+    _, _, test = data
+    broken = report.Baseline("3", None, "RegistryError: models:/m/3 declares 'pickle'")
+    evaluation = report.build_evaluation(
+        model,
+        test[INPUTS],
+        test["label"],
+        test[["category"]],
+        broken,
+        bootstrap_resamples=0,
+        importance_repeats=0,
+        allow_unscored_production=allow,
+    )
+    gate = next(g for g in evaluation.report["gates"] if g["name"] == "beats_production")
+    assert gate["passed"] is allow
+    assert "could not be scored" in gate["description"] and "pickle" in gate["description"]
+    assert evaluation.report["passed"] is (
+        allow
+        and all(g["passed"] for g in evaluation.report["gates"] if g["name"] != "beats_production")
+    )

@@ -33,12 +33,10 @@ def _candidate(spec, **overrides) -> Candidate:
     return Candidate(model=None, provenance=prov)
 
 
-def _evaluation(spec, candidate="c1", test_rows="s1", gates_passed=True):
+def _evaluation(spec, candidate="c1", test_rows="s1", gates_passed=True, gates=None):
+    names = provenance.REQUIRED_GATES if gates is None else gates
     return {
-        "gates": [
-            {"name": "f1_gate", "passed": gates_passed},
-            {"name": "beats_production", "passed": True},
-        ],
+        "gates": [{"name": n, "passed": gates_passed or n != "f1_gate"} for n in names],
         provenance.KEY: {
             "candidate": candidate,
             "test_rows": test_rows,
@@ -74,6 +72,7 @@ def test_consistent_values_register(spec):
         ("failed_split", "failed disjoint_and_stratified"),
         ("changed_spec", "the current spec is"),
         ("no_provenance", "carries no provenance"),
+        ("missing_gate", "holds no verdict for ['fairness']"),
     ],
 )
 def test_each_inconsistency_is_refused_with_what_to_do(spec, case, expected):
@@ -92,6 +91,8 @@ def test_each_inconsistency_is_refused_with_what_to_do(spec, case, expected):
         candidate = _candidate(spec, split_check={"passed": False})
     elif case == "changed_spec":
         candidate = _candidate(spec, spec_digest="0" * 16)
+    elif case == "missing_gate":
+        evaluation = _evaluation(spec, gates=provenance.REQUIRED_GATES[:-1])
     elif case == "no_provenance":
         candidate = Candidate(model=None, provenance={})
     reasons = provenance.registration_refusals(candidate, evaluation, train, test, spec)
