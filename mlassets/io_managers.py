@@ -304,7 +304,12 @@ def _read(kind: str, context: InputContext, folder: UPath) -> Any:
             f"the trusted list (mlassets.ml.training.SKOPS_TRUSTED_TYPES): {untrusted}"
         )
     record = json.loads((folder / PROVENANCE).read_text())
-    if record.get("model_sha256") != hashlib.sha256(data).hexdigest():
+    if "model_sha256" not in record:
+        raise ValueStoreError(
+            f"{_asset_name(context)}: {folder} was written by an older mlassets, before values "
+            f"recorded their checksum: materialize {_asset_name(context)} again"
+        )
+    if record["model_sha256"] != hashlib.sha256(data).hexdigest():
         raise ValueStoreError(
             f"{_asset_name(context)}: refusing to load {folder / MODEL}: its bytes are not the "
             f"ones {PROVENANCE} was written for: materialize {_asset_name(context)} again"

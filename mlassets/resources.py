@@ -103,6 +103,13 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
 @resource(
     config_schema={
         "experiment_name": Field(StringSource, description="MLflow experiment name."),
+        "model_name": Field(
+            Noneable(StringSource),
+            default_value=None,
+            is_required=False,
+            description="Registered model whose pending versions the start-of-run sweep may "
+            "abandon (default: the experiment name, as default_resources names it).",
+        ),
         "mlflow_tracking_uri": Field(Noneable(StringSource), default_value=None, is_required=False),
         "artifact_location": Field(
             Noneable(StringSource),
@@ -133,19 +140,23 @@ def mlflow_tracking(context):
     # can find them if this process is killed.
     owner_before = os.environ.get(OWNER_ENV)
     os.environ[OWNER_ENV] = str(os.getpid())
-    sweep_debris(context, cfg.get("mlflow_tracking_uri"), cfg["experiment_name"])
-    lifecycle = dagster_mlflow_tracking.resource_fn(context)
-    tracker = next(lifecycle)
-    if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
-        tracker.mlflow_run_id = mlflow.active_run().info.run_id
-    mlflow.set_tags({"mlassets.host": socket.gethostname(), "mlassets.pid": str(os.getpid())})
-    # Detach now: each step that logs resumes the run and closes it (`mlflow_run`), so a step
-    # that fails before logging cannot leave it RUNNING and active in this process.
-    mlflow.end_run()
     try:
-        yield tracker
+        sweep_debris(
+            context, cfg.get("mlflow_tracking_uri"), cfg.get("model_name") or cfg["experiment_name"]
+        )
+        lifecycle = dagster_mlflow_tracking.resource_fn(context)
+        tracker = next(lifecycle)
+        if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
+            tracker.mlflow_run_id = mlflow.active_run().info.run_id
+        mlflow.set_tags({"mlassets.host": socket.gethostname(), "mlassets.pid": str(os.getpid())})
+        # Detach now: each step that logs resumes the run and closes it (`mlflow_run`), so a
+        # step that fails before logging cannot leave it RUNNING and active in this process.
+        mlflow.end_run()
+        try:
+            yield tracker
+        finally:
+            next(lifecycle, None)  # dagster-mlflow's cleanup (marks the run FAILED on an error)
     finally:
-        next(lifecycle, None)  # dagster-mlflow's cleanup (marks the run FAILED on an error)
         # a long-lived process (a notebook, a test session) must not pass this run's mark on
         if owner_before is None:
             os.environ.pop(OWNER_ENV, None)
@@ -156,9 +167,7 @@ def mlflow_tracking(context):
 def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
     """What killed runs left behind, cleaned at the next run's start (see `mlassets.ml.recovery`):
     their MLflow runs FAILED, their Dagster runs failed, their `pending` versions abandoned,
-    their child processes killed. Never fails the run that sweeps; says what it did.
-
-    The experiment is named after the model (`default_resources`), so one name serves both."""
+    their child processes killed. Never fails the run that sweeps; says what it did."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -178,7 +187,7 @@ def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
         context.log.warning(f"sweep of killed runs' debris failed: {type(e).__name__}: {e}")
         return {}
     if done.get("errors"):
-        context.log.warning(f"sweep could not handle everything: {done['errors']}")
+        context.log.warning(f"sweep could not handle everything: {str(done['errors'])[:2000]}")
     for run_id in done.get("dagster_runs", []):
         run = context.instance.get_run_by_id(run_id)
         if run is not None and not run.is_finished:
@@ -186,7 +195,7 @@ def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
                 run, "its process died (found by the next run's sweep)"
             )
     if any(done.get(k) for k in ("failed_runs", "abandoned_versions", "killed_processes")):
-        context.log.warning(f"swept what killed runs left behind: {done}")
+        context.log.warning(f"swept what killed runs left behind: {str(done)[:2000]}")
     return done
 
 
@@ -239,6 +248,7 @@ def default_resources(spec: DatasetSpec) -> dict:
         "mlflow": mlflow_tracking.configured(
             {
                 "experiment_name": spec.name,
+                "model_name": spec.name,
                 "mlflow_tracking_uri": uri,
                 "artifact_location": settings.artifact_root() if local else None,
             }

@@ -7,12 +7,23 @@ from mlassets.assets.metadata import md_image, md_table
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
-def _same_production(recent_data: pd.DataFrame, prod) -> None:
-    """Refuse recent rows computed against another production version than today's."""
+def _production_alias(registry: ModelRegistry, name: str) -> str | None:
+    from mlassets.ml.registry import PRODUCTION, alias_version
+
+    return alias_version(registry.client(), name, PRODUCTION)
+
+
+def _same_production(recent_data: pd.DataFrame, registry: ModelRegistry, name: str) -> None:
+    """Refuse recent rows computed for another production version than the one serving now."""
     from mlassets.ml.provenance import of
 
-    recorded = of(recent_data).get("production_version")
-    current = prod.version if prod else None
+    record = of(recent_data)
+    if "production_version" not in record:
+        raise Failure(
+            "recent_data carries no production record (written by an older mlassets): "
+            "materialize recent_data first"
+        )
+    recorded, current = record["production_version"], _production_alias(registry, name)
     if recorded != current:
         raise Failure(
             f"recent_data holds the batches not yet trained on by production version {recorded}, "
@@ -52,7 +63,10 @@ def recent_data(
     rec = recent(dataset.landing_uri(), spec, prod)
     # which production these rows are "recent" for: drift_report and scored_batches judge them
     # against that version only
-    stamp(rec.rows, {"spec": spec.name, "production_version": prod.version if prod else None})
+    stamp(
+        rec.rows,
+        {"spec": spec.name, "production_version": _production_alias(registry, spec.name)},
+    )
     for name, error in rec.errors.items():
         context.log.warning(f"skipped unreadable batch {name}: {error}")
     return MaterializeResult(
@@ -87,8 +101,8 @@ def drift_report(
     from mlassets.ml.monitoring import Recent, decide
 
     spec = dataset.spec()
+    _same_production(recent_data, registry, spec.name)
     prod, reason = _production_or_reason(registry, spec.name)
-    _same_production(recent_data, prod)
     if prod is None:
         context.log.info(reason)
         return MaterializeResult(
@@ -125,8 +139,8 @@ def scored_batches(
     from mlassets.ml.monitoring import production_model, score_batches
 
     spec = dataset.spec()
+    _same_production(recent_data, registry, spec.name)
     prod, reason = _production_or_reason(registry, spec.name)
-    _same_production(recent_data, prod)
     if prod is None or recent_data.empty:
         why = reason or "no recent rows to score"
         context.log.info(why)

@@ -73,7 +73,8 @@ def _shown(value, empty: str = "none"):
     blocking=True,
     description="The candidate's primary metric (EvaluationConfig.primary_metric, f1) on the test "
     "set is at least production's on the same rows minus EvaluationConfig.tolerance (0.0). "
-    "Passes, and says so, when there is no production model.",
+    "Passes, and says so, when there is no production model; fails when production exists but "
+    "cannot be scored, unless EvaluationConfig.allow_unscored_production.",
 )
 def beats_production(
     context: AssetCheckExecutionContext, evaluation_report: dict

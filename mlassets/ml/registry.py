@@ -378,8 +378,12 @@ def alias_version(client, name: str, alias: str) -> str | None:
 
     try:
         return str(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
-        return None
+    except MlflowException as e:
+        # "no such model" / "no such alias" only: any other error (a server fault) must not
+        # read as "no production model", which would let a candidate skip its comparison
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def _restore_aliases(client, name: str, before: dict[str, str | None]) -> None:
@@ -402,8 +406,14 @@ def _restore_tags(client, name: str, version: str, before: dict[str, str | None]
                 client.set_model_version_tag(name, version, key, value)
 
 
-def set_alias_verified(client, name: str, version: str, alias: str, X, expected) -> dict:
-    """Point `alias` at `version` only if it is registered, loads and predicts exactly `expected`."""
+def set_alias_verified(
+    client, name: str, version: str, alias: str, X, expected, precondition=None
+) -> dict:
+    """Point `alias` at `version` only if it is registered, loads and predicts exactly `expected`.
+
+    `precondition(client)`, if given, runs right before the alias moves (after the seconds the
+    load and prediction take) and refuses by raising: a check that must still hold then.
+    """
     version = str(version)
     _require_registered(client, name, version, f"alias {alias!r}")
     check = predictions_match(f"models:/{name}/{version}", X, expected)
@@ -412,6 +422,8 @@ def set_alias_verified(client, name: str, version: str, alias: str, X, expected)
             f"{name} version {version} mispredicts {check['mismatched']} of {check['rows']} rows "
             f"after loading from the registry; alias {alias!r} not moved"
         )
+    if precondition is not None:
+        precondition(client)
     client.set_registered_model_alias(name, alias, version)
     return check
 
@@ -489,6 +501,11 @@ def rollback(
             "(to go further back, run rollback_job with to_version)"
         )
     status = version_status(client, name, target)
+    if status == ROLLED_BACK and to_version is None:
+        raise RegistryError(
+            f"{name} version {target} (named by 'previous') was itself rolled back; return to it "
+            "only by number (to_version)"
+        )
     if status in (PENDING, ABANDONED):
         raise RegistryError(
             f"{name} version {target} has {STATUS_TAG} {status!r}; not rolling back to it "

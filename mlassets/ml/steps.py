@@ -422,15 +422,22 @@ def stage(
             f"test_set is not the one {name} version {version} was evaluated on: materialize the "
             "registry group in the run that evaluated it; staging not moved"
         )
-    production = alias_version(client, name, PRODUCTION)
-    if production != registered.get("evaluated_against"):
-        raise ProvenanceError(
-            f"production of {name} is version {production}, but version {version} was evaluated "
-            f"against {registered.get('evaluated_against') or 'no production model'}: "
-            "materialize evaluation_report and the registry again; staging not moved"
-        )
+    compared = registered.get("evaluated_against")
+
+    def production_unchanged(client) -> None:
+        production = alias_version(client, name, PRODUCTION)
+        if production not in (compared, version):
+            raise ProvenanceError(
+                f"production of {name} is version {production}, but version {version} was "
+                f"evaluated against {compared or 'no production model'}: materialize "
+                "evaluation_report and the registry again; staging not moved"
+            )
+
+    production_unchanged(client)  # before the seconds of loading, and again right before moving
     X = input_frame(test_set, spec)
-    check = set_alias_verified(client, name, version, STAGING, X, candidate.predict(X))
+    check = set_alias_verified(
+        client, name, version, STAGING, X, candidate.predict(X), production_unchanged
+    )
     return {
         "name": name,
         "version": version,

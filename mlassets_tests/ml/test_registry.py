@@ -229,6 +229,31 @@ def test_promoting_the_production_version_again_changes_nothing(world, name):
     assert aliases(world, name) == {PRODUCTION: "2", PREVIOUS: "1"}
 
 
+def test_promote_as_compare_and_set_refuses_when_production_moved(world, name):
+    # expected: no production yet (None); then production must still be the compared version
+    assert promote(world.client, name, "1", expected_current=None)["production"] == "1"
+    with pytest.raises(RegistryError, match="production of .* is version 1, but version 2 was"):
+        promote(world.client, name, "2", expected_current=None)
+    assert aliases(world, name) == {PRODUCTION: "1"}
+    assert promote(world.client, name, "2", expected_current="1")["production"] == "2"
+    # the version already in production: nothing to compare, nothing moves
+    assert promote(world.client, name, "2", expected_current="1")["previous"] is None
+    assert aliases(world, name) == {PRODUCTION: "2", PREVIOUS: "1"}
+
+
+def test_a_failed_precondition_leaves_the_alias_where_it_was(world, name):
+    set_alias_verified(world.client, name, "1", STAGING, world.X, world.expected(0))
+
+    def production_moved(client) -> None:
+        raise RegistryError("production moved meanwhile; staging not moved")
+
+    with pytest.raises(RegistryError, match="staging not moved"):
+        set_alias_verified(
+            world.client, name, "2", STAGING, world.X, world.expected(1), production_moved
+        )
+    assert alias_version(world.client, name, STAGING) == "1"
+
+
 def promoted_twice(world, name) -> None:
     """Production 2, previous 1, staging 2: what two successful training runs leave."""
     set_alias_verified(world.client, name, "1", STAGING, world.X, world.expected(0))
@@ -275,6 +300,12 @@ def test_a_rolled_back_version_takes_no_alias_except_by_rollback_to_version(worl
         set_alias_verified(world.client, name, "2", STAGING, world.X, world.expected(1))
     assert aliases(world, name) == {PRODUCTION: "1", STAGING: "1"}
 
+    # `previous` may come to name a rolled-back version (a later promotion over a production
+    # left on it by a killed rollback): back to it only by number
+    world.client.set_registered_model_alias(name, PREVIOUS, "2")
+    with pytest.raises(RegistryError, match="was itself rolled back; return to it only by number"):
+        rollback(world.client, name)
+    world.client.delete_registered_model_alias(name, PREVIOUS)
     moved = rollback(world.client, name, to_version=2)
     assert moved == {"production": "2", "rolled_back_from": "1", "staging": "2"}
     assert aliases(world, name) == {PRODUCTION: "2", STAGING: "2"}
