@@ -43,7 +43,7 @@ def _production(tracking_uri: str, name: str, version: str, run_id: str) -> Prod
     from mlassets.ml.registry import load_reference
 
     client = MlflowClient(tracking_uri, tracking_uri)
-    mv, sample, baseline = load_reference(client, name, tracking_uri=tracking_uri)
+    mv, sample, baseline = load_reference(client, name, tracking_uri=tracking_uri, version=version)
     return Production(str(mv.version), mv.run_id, sample, baseline)
 
 

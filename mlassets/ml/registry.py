@@ -569,9 +569,14 @@ def log_reference(sample: pd.DataFrame, baseline: dict[str, Any]) -> None:
 
 
 def load_reference(
-    client, name: str, alias: str = PRODUCTION, tracking_uri: str | None = None
+    client,
+    name: str,
+    alias: str = PRODUCTION,
+    tracking_uri: str | None = None,
+    version: str | None = None,
 ) -> tuple[Any, pd.DataFrame, dict]:
-    """The model version behind `alias` with its stored reference sample and baseline.
+    """The model version behind `alias` (or `version`, when given: a promotion between looking
+    the alias up and reading the reference cannot swap it) with its reference and baseline.
 
     Raises RegistryError when there is no such version or it has no reference stored.
     """
@@ -583,9 +588,14 @@ def load_reference(
     from mlflow.exceptions import MlflowException
 
     try:
-        mv = client.get_model_version_by_alias(name, alias)
+        mv = (
+            client.get_model_version(name, str(version))
+            if version is not None
+            else client.get_model_version_by_alias(name, alias)
+        )
     except MlflowException as e:
-        raise RegistryError(f"model {name} has no {alias!r} version") from e
+        what = f"version {version}" if version is not None else f"{alias!r} version"
+        raise RegistryError(f"model {name} has no {what}") from e
     with tempfile.TemporaryDirectory() as tmp:
         try:
             local = mlflow.artifacts.download_artifacts(
