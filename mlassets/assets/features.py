@@ -13,6 +13,7 @@ from dagster import (
 )
 
 from mlassets.assets.metadata import preview, schema_metadata
+from mlassets.assets.refusals import as_failure
 from mlassets.config import SplitConfig
 from mlassets.resources import DatasetResource
 
@@ -28,7 +29,8 @@ def features(raw_data: pd.DataFrame, dataset: DatasetResource) -> Output[pd.Data
     from mlassets.ml.steps import make_features
 
     spec = dataset.spec()
-    df = make_features(raw_data, spec)
+    with as_failure():
+        df = make_features(raw_data, spec)
     record = of(df)
     return Output(
         df,
@@ -77,7 +79,8 @@ def splits(
     from mlassets.ml.steps import make_splits
 
     spec = dataset.spec()
-    result = make_splits(features, spec, SplitSettings(**config.model_dump()))
+    with as_failure():
+        result = make_splits(features, spec, SplitSettings(**config.model_dump()))
     verdict, ok = result.verdict, result.passed
     for name, part in result.frames.items():
         yield Output(
