@@ -1,9 +1,10 @@
 """Group `monitoring`: what landed since production was trained, and the drift decision on it."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, Failure, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from mlassets.assets.metadata import md_image, md_table
+from mlassets.assets.refusals import as_failure
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
@@ -14,21 +15,11 @@ def _production_alias(registry: ModelRegistry, name: str) -> str | None:
 
 
 def _same_production(recent_data: pd.DataFrame, registry: ModelRegistry, name: str) -> None:
-    """Refuse recent rows computed for another production version than the one serving now."""
+    from mlassets.ml.monitoring import require_same_production
     from mlassets.ml.provenance import of
 
-    record = of(recent_data)
-    if "production_version" not in record:
-        raise Failure(
-            "recent_data carries no production record (written by an older mlassets): "
-            "materialize recent_data first"
-        )
-    recorded, current = record["production_version"], _production_alias(registry, name)
-    if recorded != current:
-        raise Failure(
-            f"recent_data holds the batches not yet trained on by production version {recorded}, "
-            f"but production is now version {current}: materialize recent_data first"
-        )
+    with as_failure():
+        require_same_production(of(recent_data), _production_alias(registry, name))
 
 
 def _production_or_reason(registry: ModelRegistry, name: str):

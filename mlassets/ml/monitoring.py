@@ -111,6 +111,25 @@ def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, trackin
     )
 
 
+def require_same_production(record: dict[str, Any], current: str | None) -> None:
+    """Refuse recent rows computed for another production version than the one serving now:
+    "recent" means "not yet trained on by that version", so judging them against another
+    version's reference would mix two models' lineage."""
+    from mlassets.ml.provenance import ProvenanceError
+
+    if "production_version" not in record:
+        raise ProvenanceError(
+            "recent_data carries no production record (written by an older mlassets): "
+            "materialize recent_data first"
+        )
+    if record["production_version"] != current:
+        raise ProvenanceError(
+            "recent_data holds the batches not yet trained on by production version "
+            f"{record['production_version']}, but production is now version {current}: "
+            "materialize recent_data first"
+        )
+
+
 def score_batches(model, rows: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     """The positive-class score and prediction of `model` for each row, with its id and batch."""
     from mlassets.ml.evaluation import positive_scores
