@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         cold, warm = [], []
         for _ in range(args.runs):
             monitoring._production.cache_clear()
-            monitoring.production_model.cache_clear()
+            monitoring._production_model.cache_clear()
             t = time.perf_counter()
             result = _tick(instance, resources)
             cold.append(time.perf_counter() - t)

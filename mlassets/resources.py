@@ -96,8 +96,39 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
     exp = client.get_experiment_by_name(name)
     if exp is not None:
         return exp.experiment_id
-    location = Path(artifact_location).resolve().as_uri() if artifact_location else None
-    return client.create_experiment(name, artifact_location=location)
+    return client.create_experiment(name, artifact_location=artifact_uri(artifact_location))
+
+
+def _scheme(uri: str) -> str:
+    """A URI's scheme without its SQLAlchemy driver (`postgresql+psycopg2` -> `postgresql`);
+    empty for a local path (a Windows drive letter is a path, not a scheme)."""
+    from urllib.parse import urlsplit
+
+    scheme = urlsplit(uri).scheme.lower()
+    return "" if len(scheme) <= 1 else scheme.split("+", 1)[0]
+
+
+def artifact_uri(location: str | None) -> str | None:
+    """An experiment's artifact location as MLflow wants it: a local path becomes an absolute
+    `file://` URI (else MLflow resolves it against whatever folder a process runs in); a URL
+    (`s3://`, `gs://`, `mlflow-artifacts:/`, `file://`) is already absolute and passes through."""
+    if not location:
+        return None
+    return location if _scheme(location) else Path(location).resolve().as_uri()
+
+
+# Tracking stores the MLflow client talks to directly (a database, a folder): the client writes
+# artifacts itself, so it must be told where. Any other scheme (http, https, databricks) is a
+# server, which decides where artifacts go; so are MLflow's bare names for Databricks.
+CLIENT_SIDE_STORES = frozenset({"", "file", "sqlite", "postgresql", "postgres", "mysql", "mssql"})
+BARE_SERVERS = frozenset({"databricks", "databricks-uc", "uc"})
+
+
+def client_writes_artifacts(tracking_uri: str) -> bool:
+    """Whether an MLflow client on `tracking_uri` writes artifacts itself (see CLIENT_SIDE_STORES)."""
+    if tracking_uri.strip().lower() in BARE_SERVERS:
+        return False
+    return _scheme(tracking_uri) in CLIENT_SIDE_STORES
 
 
 @resource(
@@ -115,7 +146,8 @@ def ensure_experiment(tracking_uri: str, name: str, artifact_location: str | Non
             Noneable(StringSource),
             default_value=None,
             is_required=False,
-            description="Artifact folder for a new experiment (local tracking stores only).",
+            description="Artifact folder or URL (s3://...) for a new experiment (tracking "
+            "stores the client writes artifacts for: a database or a folder, not a server).",
         ),
         "extra_tags": Field(Permissive(), is_required=False),
     },
@@ -175,7 +207,7 @@ def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
 
     uri = tracking_uri or mlflow.get_tracking_uri()
     try:
-        client = MlflowClient(uri, uri)
+        client = MlflowClient(uri, settings.registry_uri() or uri)
         experiment = client.get_experiment_by_name(model_name)
         done = sweep(
             client,
@@ -232,7 +264,6 @@ def value_store_path(root: str, model_name: str) -> str:
 def default_resources(spec: DatasetSpec) -> dict:
     """The embedded default's resources, honouring the environment (see `mlassets.settings`)."""
     uri = settings.tracking_uri()
-    local = uri.startswith(("sqlite:", "file:", "/", "postgresql:", "mysql:"))
     from mlassets.io_managers import ValueStore
 
     return {
@@ -240,7 +271,7 @@ def default_resources(spec: DatasetSpec) -> dict:
         "dataset": DatasetResource(
             spec_path=str(spec.path or DEFAULT_SPEC), data_root=settings.data_root()
         ),
-        "registry": ModelRegistry(tracking_uri=uri),
+        "registry": ModelRegistry(tracking_uri=uri, registry_uri=settings.registry_uri()),
         "monitoring": MonitoringResource(
             drift=DriftConfig(**settings.drift_overrides()),
             retrain_run_config=settings.retrain_run_config(),
@@ -250,7 +281,9 @@ def default_resources(spec: DatasetSpec) -> dict:
                 "experiment_name": spec.name,
                 "model_name": spec.name,
                 "mlflow_tracking_uri": uri,
-                "artifact_location": settings.artifact_root() if local else None,
+                "artifact_location": settings.artifact_root()
+                if client_writes_artifacts(uri)
+                else None,
             }
         ),
     }

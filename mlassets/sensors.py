@@ -61,7 +61,7 @@ def drift_sensor(
     if not new:
         return _skip(context, f"no new batches in {landing} ({len(landed)} seen before)", None)
     try:
-        prod = production(registry.tracking_uri, spec.name)
+        prod = production(registry.client(), spec.name)
     except RegistryError as e:
         return _skip(context, f"{e}: run training_job to promote a version that has one", None)
     if prod is None:
@@ -79,7 +79,7 @@ def drift_sensor(
         context.log.warning(f"skipped unreadable batch {name}: {error}")
     if not rec.batches:
         return _skip(context, f"no readable batches to judge{unreadable}", cursor)
-    report = decide(spec, prod, rec, monitoring.drift.thresholds(), registry.tracking_uri)
+    report = decide(spec, prod, rec, monitoring.drift.thresholds(), registry.client())
     if not report.retrain:
         figures = "; ".join(report.reasons)
         return _skip(context, f"{figures}{unreadable}", cursor)

@@ -70,8 +70,11 @@ def production_lines(client, model_name: str) -> list[str]:
     ]
 
 
-def summarize(instance: DagsterInstance, tracking_uri: str, model_name: str) -> str:
-    """A few lines a person reads after a run: what was read, checked, measured and what serves."""
+def summarize(
+    instance: DagsterInstance, tracking_uri: str, model_name: str, registry_uri: str | None = None
+) -> str:
+    """A few lines a person reads after a run: what was read, checked, measured and what serves
+    (the latter from the registry: `registry_uri`, default the tracking store)."""
     from mlflow import MlflowClient
 
     lines = _last_run_lines(instance)
@@ -83,8 +86,10 @@ def summarize(instance: DagsterInstance, tracking_uri: str, model_name: str) -> 
         lines.append(
             "test metrics: " + ", ".join(f"{m}={report[m]:.4f}" for m in METRICS if m in report)
         )
-    lines += production_lines(MlflowClient(tracking_uri, tracking_uri), model_name)
+    lines += production_lines(MlflowClient(tracking_uri, registry_uri or tracking_uri), model_name)
     lines.append(f"MLflow: {tracking_uri}")
+    if registry_uri and registry_uri != tracking_uri:
+        lines.append(f"MLflow registry: {registry_uri}")
     return "\n".join(lines)
 
 
@@ -92,7 +97,7 @@ def main() -> None:
     """Command line entry point."""
     spec = load_spec(settings.spec_path())
     with DagsterInstance.get() as instance:
-        print(summarize(instance, settings.tracking_uri(), spec.name))
+        print(summarize(instance, settings.tracking_uri(), spec.name, settings.registry_uri()))
 
 
 if __name__ == "__main__":

@@ -117,6 +117,43 @@ def make_env(root: Path, instance, rows: int = TEST_ROWS) -> Env:
     )
 
 
+_URI_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+_SESSION_MLFLOW_URIS = {k: os.environ.get(k) for k in _URI_KEYS}
+
+
+def _restore_mlflow_uris(saved: dict) -> None:
+    import sys
+
+    if "mlflow" in sys.modules:
+        import mlflow
+
+        mlflow.set_tracking_uri(saved["MLFLOW_TRACKING_URI"])
+        mlflow.set_registry_uri(saved["MLFLOW_REGISTRY_URI"])
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(autouse=True)
+def _mlflow_uris_restored():
+    """`mlflow.set_tracking_uri` / `set_registry_uri` also write `MLFLOW_TRACKING_URI` /
+    `MLFLOW_REGISTRY_URI` into `os.environ` (so that subprocesses inherit them), and
+    `settings.registry_uri()` reads the latter: without this, one test's store leaks into the
+    next test's CLI runs and resources. A test gets back what it started with (its module's
+    fixtures may have set them on purpose); a module, what the session started with."""
+    saved = {k: os.environ.get(k) for k in _URI_KEYS}
+    yield
+    _restore_mlflow_uris(saved)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _mlflow_uris_restored_per_module():
+    yield
+    _restore_mlflow_uris(_SESSION_MLFLOW_URIS)
+
+
 @pytest.fixture
 def dagster_instance(tmp_path):
     from dagster import instance_for_test

@@ -59,6 +59,7 @@ def cli_env(tmp_path: Path, spec: Path | None) -> dict:
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
+    env.pop("MLFLOW_REGISTRY_URI", None)  # the registry is the tracking store
     if spec:
         env["MLASSETS_SPEC"] = str(spec)
     return env

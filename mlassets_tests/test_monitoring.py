@@ -116,7 +116,7 @@ def test_sensor_decisions_cursor_and_run_key(world):
     from mlassets.ml.monitoring import production, recent
 
     spec = world.resources()["dataset"].spec()
-    prod = production(world.tracking_uri, "fraud_detection")
+    prod = production(world.client(), "fraud_detection")
     rec = recent(str(world.landing), spec, prod)
     assert rec.batches == [] and "batch_0003.csv" in rec.errors
 

@@ -28,7 +28,7 @@ def _production_or_reason(registry: ModelRegistry, name: str):
     from mlassets.ml.registry import RegistryError
 
     try:
-        prod = production(registry.tracking_uri, name)
+        prod = production(registry.client(), name)
     except RegistryError as e:
         return None, f"{e}: run training_job to promote a version that has one"
     if prod is None:
@@ -100,7 +100,7 @@ def drift_report(
             value={"retrain": False, "reasons": [reason]}, metadata={"decision": reason}
         )
     report = decide(
-        spec, prod, Recent([], recent_data), monitoring.drift.thresholds(), registry.tracking_uri
+        spec, prod, Recent([], recent_data), monitoring.drift.thresholds(), registry.client()
     )
     context.log.info(report.summary)
     metadata = {
@@ -136,7 +136,7 @@ def scored_batches(
         why = reason or "no recent rows to score"
         context.log.info(why)
         return MaterializeResult(value=pd.DataFrame(), metadata={"note": why})
-    model = production_model(registry.tracking_uri, spec.name, prod.version)
+    model = production_model(registry.client(), spec.name, prod.version)
     scored = score_batches(model, recent_data, spec)
     per_batch = scored.groupby("_batch", sort=True)["prediction"].agg(["size", "mean"])
     return MaterializeResult(

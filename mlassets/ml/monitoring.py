@@ -36,47 +36,59 @@ class Recent:
     landed: int = 0
 
 
-@lru_cache(maxsize=4)
-def _production(tracking_uri: str, name: str, version: str, run_id: str) -> Production:
+def _uris(client) -> tuple[str, str]:
+    """The stores a client talks to: the cache key below, as client objects differ per tick
+    (MlflowClient keeps its registry URI private; without one MLflow uses the tracking URI)."""
+    return client.tracking_uri, getattr(client, "_registry_uri", None) or client.tracking_uri
+
+
+def _client(tracking_uri: str, registry_uri: str):
+    import mlflow
     from mlflow import MlflowClient
 
+    mlflow.set_tracking_uri(tracking_uri)  # the SQLite registry resolves `models:/m-` globally
+    mlflow.set_registry_uri(registry_uri)
+    return MlflowClient(tracking_uri, registry_uri)
+
+
+@lru_cache(maxsize=4)
+def _production(tracking_uri: str, registry_uri: str, name: str, version: str) -> Production:
     from mlassets.ml.registry import load_reference
 
-    client = MlflowClient(tracking_uri, tracking_uri)
+    client = _client(tracking_uri, registry_uri)
     mv, sample, baseline = load_reference(client, name, tracking_uri=tracking_uri, version=version)
     return Production(str(mv.version), mv.run_id, sample, baseline)
 
 
-def production(tracking_uri: str, name: str) -> Production | None:
+def production(client, name: str) -> Production | None:
     """The `production` version and its stored reference, or None when there is none yet.
 
-    Cached per version: a sensor ticking every minute downloads a reference once.
+    `client` is the registry resource's (`ModelRegistry.client()`), so a registry apart from the
+    tracking store is honoured. Cached per version: a sensor ticking every minute downloads a
+    reference once.
     """
-    from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from mlassets.ml.registry import PRODUCTION
 
-    client = MlflowClient(tracking_uri, tracking_uri)
     try:
         mv = client.get_model_version_by_alias(name, PRODUCTION)
     except MlflowException:
         return None
-    return _production(tracking_uri, name, str(mv.version), mv.run_id)
+    return _production(*_uris(client), name, str(mv.version))
 
 
 @lru_cache(maxsize=2)
-def production_model(tracking_uri: str, name: str, version: str):
-    """The production Pipeline itself: skops with mlassets' trusted list, refused in any other
-    format (`registry.load_verified_model`)."""
-    import mlflow
-    from mlflow import MlflowClient
-
+def _production_model(tracking_uri: str, registry_uri: str, name: str, version: str):
     from mlassets.ml.registry import load_verified_model
 
-    mlflow.set_tracking_uri(tracking_uri)  # the SQLite registry resolves `models:/m-` globally
-    mlflow.set_registry_uri(tracking_uri)
-    return load_verified_model(MlflowClient(tracking_uri, tracking_uri), name, version)
+    return load_verified_model(_client(tracking_uri, registry_uri), name, version)
+
+
+def production_model(client, name: str, version: str):
+    """The production Pipeline itself: skops with mlassets' trusted list, refused in any other
+    format (`registry.load_verified_model`). Cached per version."""
+    return _production_model(*_uris(client), name, str(version))
 
 
 def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) -> Recent:
@@ -91,12 +103,12 @@ def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) 
     return Recent(read, rows, errors, len(landed))
 
 
-def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, tracking_uri: str):
+def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, client):
     """The drift report of `rec` against `prod`'s reference, with degradation when labelled."""
     from mlassets.ml.drift import drift_report
 
     labelled = spec.label.column in rec.rows and rec.rows[spec.label.column].notna().any()
-    model = production_model(tracking_uri, spec.name, prod.version) if labelled else None
+    model = production_model(client, spec.name, prod.version) if labelled else None
     frame = rec.rows if len(rec.rows) else pd.DataFrame(columns=prod.reference.columns)
     return drift_report(
         prod.reference,
