@@ -75,6 +75,17 @@ class TrainingConfig(Config):
     n_jobs: int = Field(
         default=TRAINING.n_jobs, description="Parallel fits (joblib); -1 uses every core."
     )
+    parallel_backend: str = Field(
+        default=TRAINING.parallel_backend,
+        description="Where the search's fits run: loky (processes on the step's host; threads "
+        "when the step runs in a daemonic Celery or Dask worker), dask (the cluster at "
+        "scheduler_address) or ray (needs the .[ray] extra).",
+    )
+    scheduler_address: str | None = Field(
+        default=TRAINING.scheduler_address,
+        description="The dask scheduler (e.g. tcp://127.0.0.1:8786) or ray cluster address of "
+        "parallel_backend dask or ray.",
+    )
     tune_threshold: bool = Field(
         default=TRAINING.tune_threshold,
         description="Tune the decision threshold on the validation set and keep it in the model "

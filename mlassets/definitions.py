@@ -3,7 +3,7 @@
 from collections.abc import Mapping
 from typing import Any
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions, ExecutorDefinition
 
 from mlassets import settings
 from mlassets.assets.data import raw_data
@@ -18,6 +18,7 @@ from mlassets.checks.gates import (
     metric_gates,
     staging_predicts_identically,
 )
+from mlassets.executors import executor_def
 from mlassets.jobs import monitoring_job, rollback_job, training_job
 from mlassets.resources import default_resources
 from mlassets.schedules import daily_monitoring
@@ -40,11 +41,12 @@ ASSETS = [
 CHECKS = [metric_gates, beats_production, fairness_gate, staging_predicts_identically]
 
 
-def build_defs(resources: Mapping[str, Any] | None = None) -> Definitions:
-    """The Definitions with the given resources (default: the environment's, see settings).
-
-    Steps run in one process: the graph is a chain, and one process keeps the frames in memory
-    and imports sklearn and MLflow once.
+def build_defs(
+    resources: Mapping[str, Any] | None = None, executor: ExecutorDefinition | None = None
+) -> Definitions:
+    """The Definitions with the given resources and executor (default: the environment's, see
+    settings; the executor is `MLASSETS_EXECUTOR`'s, `in_process` unless set: the graph is a
+    chain, and one process keeps the frames in memory and imports sklearn and MLflow once).
     """
     return Definitions(
         assets=ASSETS,
@@ -53,7 +55,7 @@ def build_defs(resources: Mapping[str, Any] | None = None) -> Definitions:
         sensors=[drift_sensor],
         schedules=[daily_monitoring],
         resources=dict(resources or default_resources(load_spec(settings.spec_path()))),
-        executor=in_process_executor,
+        executor=executor or executor_def(),
     )
 
 

@@ -1,8 +1,8 @@
 """Where things live: the embedded default under `.mlassets/`, overridden by the environment.
 
 `MLASSETS_HOME` (default `./.mlassets`) holds the Dagster home, the MLflow SQLite database and
-artifacts, and generated data. `DAGSTER_HOME`, `MLFLOW_TRACKING_URI` and `MLASSETS_SPEC` override
-their parts.
+artifacts, and generated data. `DAGSTER_HOME`, `MLFLOW_TRACKING_URI` (`MLFLOW_REGISTRY_URI`),
+`MLASSETS_ARTIFACT_ROOT`, `MLASSETS_STORAGE` and `MLASSETS_SPEC` override their parts.
 """
 
 from __future__ import annotations
@@ -29,9 +29,16 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{home() / 'mlflow.db'}"
 
 
+def registry_uri() -> str | None:
+    """`$MLFLOW_REGISTRY_URI` (MLflow's own variable), or None: the registry is the tracking store."""
+    return os.environ.get("MLFLOW_REGISTRY_URI") or None
+
+
 def artifact_root() -> str:
-    """Where new MLflow experiments keep artifacts when the tracking store is local."""
-    return str(home() / "mlartifacts")
+    """Where new MLflow experiments keep artifacts when the client writes them (a database or
+    folder tracking store): `$MLASSETS_ARTIFACT_ROOT`, a folder or a URL such as
+    `s3://bucket/mlartifacts`, default `<home>/mlartifacts`. A tracking server decides for itself."""
+    return os.environ.get("MLASSETS_ARTIFACT_ROOT") or str(home() / "mlartifacts")
 
 
 def storage_root() -> str:
@@ -69,3 +76,18 @@ def retrain_run_config() -> dict:
 
     path = os.environ.get("MLASSETS_RETRAIN_CONFIG")
     return (yaml.safe_load(Path(path).read_text()) or {}) if path else {}
+
+
+# Executors `MLASSETS_EXECUTOR` may name (mlassets.executors maps each to Dagster's).
+EXECUTORS = ("in_process", "multiprocess", "celery", "dask", "k8s_job")
+
+
+def executor() -> str:
+    """`$MLASSETS_EXECUTOR`: how a run's steps execute (default `in_process`); see
+    `mlassets.executors`. An unknown name fails the code location's load, naming the variable."""
+    name = (os.environ.get("MLASSETS_EXECUTOR") or "in_process").strip()
+    if name not in EXECUTORS:
+        raise ValueError(
+            f"MLASSETS_EXECUTOR={name!r} is not an executor (known: {', '.join(EXECUTORS)})"
+        )
+    return name

@@ -54,6 +54,8 @@ def candidate_model(
         )
     candidate: Candidate = trained.candidate
     result, choice = trained.search, trained.choice
+    if result.placement is not None:
+        context.log.info(result.placement.summary())
     context.log.info(f"decision threshold {choice.threshold:g}: {choice.reason}")
     context.log.info(
         f"candidate {candidate.digest} trained on rows {candidate.provenance['trained_on']}"
@@ -91,6 +93,7 @@ def candidate_model(
             if result.best_score is not None
             else "n/a (no search)",
             "search_seconds": round(trained.seconds, 2),
+            "search_placement": result.placement.summary() if result.placement else "no search",
             "cv_results": MetadataValue.md(
                 result.cv_table.head(15).to_markdown(index=False)
                 if not result.cv_table.empty

@@ -37,6 +37,10 @@ class TrainingSettings:
     scoring: str = "f1"
     seed: int = 42
     n_jobs: int = -1  # every core: the search parallelises over folds and candidates
+    # joblib backend of the search's fits (mlassets.ml.parallel): loky on this host, or a
+    # dask / ray cluster at scheduler_address
+    parallel_backend: str = "loky"
+    scheduler_address: str | None = None
     tune_threshold: bool = True
     threshold_metric: str = "f1"
 

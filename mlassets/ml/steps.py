@@ -242,6 +242,9 @@ def train_and_log(
         )
         plot = log_threshold_choice(choice)
         mlflow.log_metric("search_seconds", seconds)
+        if result.placement is not None:  # which joblib backend ran the fits, and where
+            mlflow.log_param("search_backend", result.placement.backend)
+            mlflow.set_tag("mlassets.search_placement", result.placement.summary())
         if result.best_score is not None:
             mlflow.log_metric(f"best_cv_{settings.scoring}", result.best_score)
         if not result.cv_table.empty:

@@ -115,6 +115,7 @@ class SearchResult:
     best_score: float | None
     cv_table: pd.DataFrame
     candidates: int
+    placement: Any = None  # parallel.Placement: the joblib backend that ran the fits, and where
 
 
 def _prefixed(grid: dict[str, Any]) -> dict[str, Any]:
@@ -157,6 +158,8 @@ def tune(
     seed: int = 42,
     n_jobs: int = 1,
     progress=None,
+    parallel_backend: str = TRAINING.parallel_backend,
+    scheduler_address: str | None = TRAINING.scheduler_address,
 ) -> SearchResult:
     """Tune `pipeline` on (X, y) with a named strategy and return the refitted best Pipeline.
 
@@ -165,7 +168,9 @@ def tune(
     estimator (`STRATEGY_ESTIMATORS`): the pipeline's is replaced unless it is already of that
     kind. `grid`, `random` (n_iter samples) and `halving` (successive halving over n_iter
     samples) search `param_grid`; `fixed` fits once, no search. Grid keys may omit the
-    `estimator__` prefix. Folds are stratified and seeded.
+    `estimator__` prefix. Folds are stratified and seeded. The fits run on `parallel_backend`
+    (`mlassets.ml.parallel.search_backend`: loky, dask or ray at `scheduler_address`); the result
+    says where they ran, and no loky worker outlives the call.
     """
     from sklearn.model_selection import ParameterGrid, StratifiedKFold
 
@@ -210,7 +215,12 @@ def tune(
             random_state=seed,
             **common,
         )
-    with classes.reporting(progress):
+    from mlassets.ml.parallel import search_backend
+
+    with (
+        classes.reporting(progress),
+        search_backend(parallel_backend, scheduler_address, n_jobs) as placement,
+    ):
         search.fit(X, y)
     table = pd.DataFrame(search.cv_results_)
     keep = [c for c in table if c.startswith("param_")]
@@ -225,6 +235,7 @@ def tune(
         float(search.best_score_),
         table,
         len(search.cv_results_["params"]),
+        placement,
     )
 
 
@@ -244,6 +255,8 @@ def train_candidate(
     seed: int = TRAINING.seed,
     n_jobs: int = TRAINING.n_jobs,
     progress=None,
+    parallel_backend: str = TRAINING.parallel_backend,
+    scheduler_address: str | None = TRAINING.scheduler_address,
 ) -> SearchResult:
     """The Pipeline of the strategy's estimator (`estimator_for`) with fixed `params`, tuned.
 
@@ -267,6 +280,8 @@ def train_candidate(
         seed=seed,
         n_jobs=n_jobs,
         progress=progress,
+        parallel_backend=parallel_backend,
+        scheduler_address=scheduler_address,
     )
 
 
