@@ -29,6 +29,8 @@ SECTIONS = {
     "scaling": "Scaling: time per stage",
     "drift": "Drift decision on large batches",
     "sensor": "drift_sensor tick",
+    "executors": "Executors: every step in its own process against one process",
+    "memory": "Memory of training_job: peak PSS of all its processes, per stage",
 }
 
 
@@ -43,6 +45,10 @@ def _run(name: str) -> str:
         from benchmarks.bench_overhead import main
     elif name == "scaling":
         from benchmarks.bench_scaling import main
+    elif name == "executors":
+        from benchmarks.bench_executors import main
+    elif name == "memory":
+        from benchmarks.bench_memory import main
     elif name == "drift":
         from benchmarks.bench_drift import main
 

@@ -183,13 +183,25 @@ class ValueStoreIOManager(UPathIOManager):
                 _write(kind, obj, staging)
                 if self.path_exists(path):
                     self.fs.rm(path.path, recursive=True)
-                self.fs.mv(staging.path, path.path, recursive=True)
+                self._move_into_place(staging, path)
             finally:
                 if self.path_exists(staging):
                     self.fs.rm(staging.path, recursive=True)
         if context.has_asset_key:
             self._point_latest(path.parent, path.name)
             self._prune(path.parent, written=path.name)
+
+    def _move_into_place(self, staging: UPath, path: UPath) -> None:
+        """A folder on disk is renamed in one step. An object store (s3://, gs://) has no folders
+        to rename (fsspec's recursive `mv` there fails copying the folder's own name): each file
+        is copied, each copy complete or absent, and `LATEST` moves only after the last one."""
+        from fsspec.implementations.local import LocalFileSystem
+
+        if isinstance(self.fs, LocalFileSystem):
+            self.fs.mv(staging.path, path.path, recursive=True)
+            return
+        files = self.fs.find(staging.path)
+        self.fs.copy(files, [f"{path.path}/{_name(f)}" for f in files])
 
     def get_metadata(self, context: OutputContext, obj: Any) -> dict[str, MetadataValue]:
         """The run that wrote the value (the base class adds its `path`; none for None)."""
@@ -286,10 +298,11 @@ def _read(kind: str, context: InputContext, folder: UPath) -> Any:
     if kind == "json":
         return json.loads((folder / JSON).read_text())
     if kind == "frame":
-        import pandas as pd
+        from mlassets.ml.data import read_parquet
 
+        # each consumer reads its own copy: read it lean (Arrow's buffers freed as converted)
         with (folder / FRAME).open("rb") as f:
-            return pd.read_parquet(f)
+            return read_parquet(f)
     import skops.io
 
     from mlassets.ml.provenance import Candidate

@@ -633,11 +633,11 @@ def reference_sample(
         raise KeyError(f"reference columns {missing} are not in the features")
     if max_rows < 1:
         raise ValueError(f"max_rows must be positive, got {max_rows}")
-    df = features_df[columns]
-    if len(df) > max_rows:
+    df = features_df
+    if len(df) > max_rows:  # rows first, then columns: never a copy of every row's columns
         rng = np.random.default_rng(seed)
         df = df.iloc[np.sort(rng.choice(len(df), max_rows, replace=False))]
-    return df.reset_index(drop=True)
+    return df[columns].reset_index(drop=True)
 
 
 def batches_fingerprint(batches: Iterable[tuple[str, str]]) -> str:

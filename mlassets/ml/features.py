@@ -50,8 +50,12 @@ def build_features(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
 
 
 def input_frame(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
-    """The model's input: the spec's feature columns, in the order the Pipeline expects."""
-    return df[spec.input_columns]
+    """The model's input: the spec's feature columns, in the order the Pipeline expects.
+
+    A frame of the columns themselves, not a copy: `df[columns]` copies every selected column
+    (~40 MiB per 700,000 training rows, again for each consumer), and the Pipeline only reads.
+    """
+    return pd.DataFrame({name: df[name] for name in spec.input_columns}, copy=False)
 
 
 def positive_rate(y: pd.Series | np.ndarray) -> float:

@@ -75,11 +75,14 @@ def check_splits(splits: Splits, y_of, id_column: str | None, max_rate_gap: floa
     a split frame to its 0/1 target. Returns the overlaps, per-split rates and a verdict.
     """
     parts = {"train": splits.train, "validation": splits.validation, "test": splits.test}
+    # pandas indexes, not Python sets: a set of 700,000 ids holds 700,000 int objects (~60 MiB);
+    # an index shares the column's array and intersects with a hash table or a merge
     keys = {
-        name: set(part[id_column]) if id_column else set(part.index) for name, part in parts.items()
+        name: pd.Index(part[id_column] if id_column else part.index, copy=False)
+        for name, part in parts.items()
     }
     overlaps = {
-        f"{a}&{b}": len(keys[a] & keys[b])
+        f"{a}&{b}": len(keys[a].intersection(keys[b]))
         for a, b in (("train", "validation"), ("train", "test"), ("validation", "test"))
     }
     rates = {name: float(y_of(part).mean()) if len(part) else None for name, part in parts.items()}

@@ -155,3 +155,22 @@ def test_target_compares_with_a_non_numeric_positive_value():
     y = target(df, spec)
     assert y.tolist() == [1, 0, 0, 1]
     assert y.dtype == "int64"
+
+
+def test_read_parquet_gives_what_pandas_gives_with_attrs_and_chosen_columns(tmp_path, raw):
+    from mlassets.ml.data import read_parquet
+
+    df = raw.set_index(raw.index * 3)  # a non-default index, as a split part has
+    df.attrs["mlassets"] = {"data": "abc", "split": {"train": "def"}}
+    path = tmp_path / "v.parquet"
+    df.to_parquet(path)
+    expected = pd.read_parquet(path)
+    for source in (str(path), path.as_uri()):
+        got = read_parquet(source)
+        pd.testing.assert_frame_equal(got, expected)
+        assert got.attrs == df.attrs
+    with open(path, "rb") as f:  # an open file, as the value store passes
+        pd.testing.assert_frame_equal(read_parquet(f), expected)
+    some = read_parquet(str(path), columns=["category", "label"])
+    pd.testing.assert_frame_equal(some, expected[["category", "label"]])
+    some.loc[some.index[0], "label"] = 7  # writable, like pandas' own frames

@@ -118,3 +118,12 @@ def test_input_frame_selects_the_model_inputs_in_order(spec, featured):
 )
 def test_positive_rate(y, expected):
     assert positive_rate(y) == expected
+
+
+def test_input_frame_shares_the_columns_instead_of_copying_them(spec, featured):
+    # each consumer of a 700,000-row train_set would otherwise hold a second copy of its inputs
+    X = input_frame(featured, spec)
+    for name in spec.input_columns:
+        assert np.shares_memory(X[name].to_numpy(), featured[name].to_numpy()), name
+    assert X.index.equals(featured.index)
+    pd.testing.assert_frame_equal(X, featured[spec.input_columns])

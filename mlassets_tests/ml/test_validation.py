@@ -110,3 +110,18 @@ def test_too_few_rows_fails_min_row_count(spec):
     assert failed.observed == spec.min_rows - 1
     assert failed_checks(outcomes) == {"min_row_count"}
     assert f"observed {spec.min_rows - 1}" in failed.describe()
+
+
+def test_validation_does_not_keep_the_frame_alive(spec):
+    # Great Expectations' module-level context held the validated frame (the whole raw table)
+    # for the life of the process
+    import gc
+    import weakref
+
+    df = fraud_frame(2000, seed=4)
+    ref = weakref.ref(df)
+    assert all(o.success for o in validate(df, spec))
+    del df
+    gc.collect()
+    assert ref() is None
+    assert all(o.success for o in validate(fraud_frame(2000, seed=5), spec))  # and again
