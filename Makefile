@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
 DEMO_ROWS ?= 10000
 
-.PHONY: demo dev test lint format bench install home clean
+.PHONY: demo dev test test-fast lint format bench install home clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ format: install
 
 test: install lint
 	$(BIN)/pytest -q
+
+# Everything but the tests that start or need real services (PostgreSQL, RabbitMQ, servers).
+test-fast: install lint
+	$(BIN)/pytest -q -m "not services"
 
 bench: install
 	$(BIN)/python -m benchmarks

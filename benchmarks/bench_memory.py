@@ -197,7 +197,11 @@ def report(results: dict[int, dict], training: dict) -> str:
             f"{r['processes']} processes{verdict}; the main process alone at "
             f"{_gib(r['peak_main'])}; {secs(r['wall'])} wall time."
         )
-    config = json.dumps(training) if training else "(defaults: strategy fast, n_jobs -1)"
+    config = (
+        json.dumps(training)
+        if training
+        else "(defaults: strategy fast, n_jobs unset: one process, each fit on every core)"
+    )
     return (
         f"`dagster job execute -j training_job`, in-process executor, training config {config}; "
         "peak PSS sampled every 0.2 s over the job's process and its descendants (loky workers), "

@@ -72,8 +72,11 @@ class TrainingConfig(Config):
     seed: int = Field(
         default=TRAINING.seed, description="Seed of the estimator, folds and sampling."
     )
-    n_jobs: int = Field(
-        default=TRAINING.n_jobs, description="Parallel fits (joblib); -1 uses every core."
+    n_jobs: int | None = Field(
+        default=TRAINING.n_jobs,
+        description="Parallel fits (joblib); -1 uses every core. Default: 1 for "
+        "hist_gradient_boosting (the `fast` strategy), whose fits already use every core "
+        "(OpenMP) so that more processes would only copy the data; every core otherwise.",
     )
     parallel_backend: str = Field(
         default=TRAINING.parallel_backend,

@@ -36,7 +36,9 @@ class TrainingSettings:
     cv_folds: int = 5
     scoring: str = "f1"
     seed: int = 42
-    n_jobs: int = -1  # every core: the search parallelises over folds and candidates
+    # Parallel fits of the search; None: `training.search_jobs` decides (1 process for an estimator
+    # that uses every core itself, every core otherwise, the whole cluster on dask or ray)
+    n_jobs: int | None = None
     # joblib backend of the search's fits (mlassets.ml.parallel): loky on this host, or a
     # dask / ray cluster at scheduler_address
     parallel_backend: str = "loky"
