@@ -24,19 +24,10 @@ from mlassets_tests.services import (
     running,
 )
 from mlassets_tests.test_cli import DAGSTER, ROOT, cli_env
+from mlassets_tests.test_graph import ALL_ASSETS
 
-VALUE_ASSETS = (
-    "raw_data",
-    "features",
-    "train_set",
-    "validation_set",
-    "test_set",
-    "candidate_model",
-    "evaluation_report",
-    "registered_model",
-    "staging_model",
-    "production_model",
-)
+# every asset training_job materializes, each a value in the store
+VALUE_ASSETS = tuple(sorted(ALL_ASSETS))
 
 
 def profile_env(profile: str) -> dict[str, str]:
