@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mlassets.ml.bounded import VALUE_BYTES, clip, clip_value
 
 BUNDLED_SPECS = Path(__file__).parent / "specs"
 DEFAULT_SPEC = BUNDLED_SPECS / "fraud.yaml"
@@ -25,8 +27,21 @@ DERIVED_FEATURES: dict[str, tuple[str, ...]] = {
 }
 
 
+# A spec is a page of YAML: a file larger than this, or whose aliases expand to more values than
+# this, is refused before it is built (a 1.6 KB file of nested aliases expands to 10**9 values).
+MAX_SPEC_BYTES = 8 * 1024**2
+MAX_SPEC_VALUES = 1_000_000
+# Offending keys listed in one error; the rest are counted.
+MAX_REPORTED_ERRORS = 20
+
+
 class SpecError(ValueError):
-    """A dataset spec that cannot be used; the message names the file and the key."""
+    """A dataset spec that cannot be used; the message names the file and the key.
+
+    The message is clipped to `bounded.MESSAGE_BYTES` whatever it quotes."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(clip(str(message)))
 
 
 class _Strict(BaseModel):
@@ -45,6 +60,8 @@ class ColumnSpec(_Strict):
     min: float | None = None
     max: float | None = None
     values: list[Any] | None = None
+    # numeric columns must hold finite values (no inf/-inf) unless this is set
+    allow_infinite: bool = False
 
     @model_validator(mode="after")
     def _check_bounds(self) -> ColumnSpec:
@@ -64,7 +81,7 @@ class FeatureSpec(_Strict):
 class DatasetSpec(_Strict):
     """A validated dataset spec (see DESIGN.md, "The dataset spec")."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=200)  # a Dagster/MLflow name
     source: str
     landing: str | None = None
     label: LabelSpec
@@ -72,6 +89,14 @@ class DatasetSpec(_Strict):
     timestamp: str | None = None
     sensitive: list[str] = Field(default_factory=list)
     min_rows: int = Field(default=1, ge=1)
+    # ceilings on what a source or landed batch may hold (rows; uncompressed bytes: a CSV's text
+    # after decompression, a Parquet file's column data as its footer records); None takes the
+    # default in mlassets.ml.defaults
+    max_rows: int | None = Field(default=None, ge=1)
+    max_bytes: int | None = Field(default=None, ge=1)
+    # a source or landing folder outside the spec's folder (an absolute path elsewhere, a URL such
+    # as s3://... or file://...) is refused unless the spec opts in
+    allow_external: bool = False
     columns: dict[str, ColumnSpec]
     features: FeatureSpec
     path: Path | None = Field(default=None, exclude=True)
@@ -130,39 +155,157 @@ class DatasetSpec(_Strict):
         return [*self.features.numeric, *self.features.derived]
 
     def resolve(self, location: str, root: str | Path | None = None) -> str:
-        """Resolve a source or landing location: URLs stay, relative paths join `root`.
+        """Resolve a source or landing location against `root` (default: the spec file's folder).
 
-        `root` defaults to the spec file's folder, so a spec can sit beside its data.
+        The location must stay inside that folder: a URL, an absolute path elsewhere, or a `..` or
+        symlink that leads out of it is refused (`SpecError` naming the key and the value) unless
+        the spec sets `allow_external: true`; otherwise a spec could read any file the process
+        can (`file:///etc/os-release#.csv`) and show it in a check message. With
+        `allow_external`, URLs and absolute paths pass unchanged.
         """
-        if "://" in location or os.path.isabs(location):
-            return location
+        key = (
+            "source" if location == self.source else "landing" if location == self.landing else None
+        )
         base = Path(root) if root is not None else (self.path.parent if self.path else Path.cwd())
-        return str((base / location).resolve())
+        is_url = "://" in location
+        if self.allow_external and (is_url or os.path.isabs(location)):
+            return location
+        if is_url:
+            self._refuse(key, location, f"is a URL; sources must lie in {base}")
+        try:
+            folder = base.resolve()
+            target = (base / location).resolve()
+        except (OSError, RuntimeError) as e:  # a name too long, a symlink loop
+            self._refuse(key, location, f"cannot be resolved: {e}")
+        if self.allow_external or target.is_relative_to(folder):
+            return str(target)
+        self._refuse(key, location, f"leads to {target}, outside {folder}")
+
+    def _refuse(self, key: str | None, location: str, why: str) -> NoReturn:
+        where = f"dataset spec {self.path}" if self.path else "dataset spec"
+        name = f"`{key}`" if key else "location"
+        raise SpecError(
+            f"{where}: {name} {clip_value(location)!r} {clip(why, VALUE_BYTES * 2)}. "
+            "Put the data in the spec's folder, or set `allow_external: true` in the spec to "
+            "read it from elsewhere."
+        )
 
 
 def _format_error(path: Path, err: ValidationError) -> str:
+    """One line per offending key (at most `MAX_REPORTED_ERRORS`), each value clipped: a key can
+    hold a megabyte, and the message must stay readable (and bounded: `SpecError` clips it)."""
+    errors = err.errors()
     lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"].removeprefix("Value error, ")
+    for e in errors[:MAX_REPORTED_ERRORS]:
+        key = ".".join(str(clip_value(str(p), VALUE_BYTES // 2)) for p in e["loc"]) or "(top level)"
+        msg = clip(e["msg"].removeprefix("Value error, "), VALUE_BYTES * 3)
         got = e.get("input")
-        shown = "" if isinstance(got, dict) or e["type"] == "missing" else f" (got {got!r})"
+        shown = (
+            ""
+            if isinstance(got, dict) or e["type"] == "missing"
+            else f" (got {clip(_short_repr(got), VALUE_BYTES * 6)})"
+        )
         lines.append(f"  {key}: {msg}{shown}")
+    if len(errors) > MAX_REPORTED_ERRORS:
+        lines.append(f"  ... and {len(errors) - MAX_REPORTED_ERRORS} more")
     return f"dataset spec {path} is invalid:\n" + "\n".join(lines)
+
+
+def _short_repr(value: Any) -> str:
+    """`repr` of a spec value without building a huge string first (a list of long strings)."""
+    if isinstance(value, list | tuple):
+        head = ", ".join(_short_repr(v) for v in value[:5])
+        return f"[{head}{', ...' if len(value) > 5 else ''}]"
+    return repr(clip_value(value))
+
+
+class _SpecLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when installed
+    """YAML's safe loader; `load_spec` checks the composed node graph before building values."""
+
+
+class _Cycle(Exception):
+    """An alias inside the value it refers to: an infinite spec."""
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_: set[int]) -> int:
+    """How many values `node` becomes once its aliases are expanded (each shared node counted
+    once per use, but computed once: linear in the file, not in the expansion)."""
+    known = sizes.get(id(node))
+    if known is not None:
+        return known
+    if id(node) in open_:
+        raise _Cycle("a YAML alias refers to a value that contains it")
+    open_.add(id(node))
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, sizes, open_) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            size += _expanded_size(k, sizes, open_) + _expanded_size(v, sizes, open_)
+    open_.discard(id(node))
+    sizes[id(node)] = size
+    return size
+
+
+def _parse_yaml(path: Path, text: str) -> Any:
+    """The spec's YAML as Python values, refusing a file whose aliases expand past
+    `MAX_SPEC_VALUES` (or refer to themselves) before anything is built from it."""
+    loader = _SpecLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+        open_: set[int] = set()
+        parts = node.value if isinstance(node, yaml.MappingNode) else [(None, node)]
+        for key, value in parts:
+            name = (
+                str(clip_value(key.value, VALUE_BYTES))
+                if isinstance(key, yaml.ScalarNode)
+                else "(top level)"
+            )
+            try:
+                size = _expanded_size(value, sizes, open_)
+            except _Cycle as e:
+                raise SpecError(f"dataset spec {path}: key `{name}`: {e}") from None
+            except RecursionError:
+                raise SpecError(f"dataset spec {path}: key `{name}` nests too deeply") from None
+            if size > MAX_SPEC_VALUES:
+                raise SpecError(
+                    f"dataset spec {path}: key `{name}` expands (through YAML aliases) to "
+                    f"{size:,} values, more than the {MAX_SPEC_VALUES:,} a spec may hold"
+                )
+        if _expanded_size(node, sizes, open_) > MAX_SPEC_VALUES:
+            raise SpecError(
+                f"dataset spec {path}: expands (through YAML aliases) to more than "
+                f"{MAX_SPEC_VALUES:,} values"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def load_spec(path: str | Path | None = None) -> DatasetSpec:
     """Load and validate a dataset spec; `None` means `$MLASSETS_SPEC` or the bundled fraud spec.
 
-    Raises `SpecError` naming the file and every offending key.
+    Raises `SpecError` naming the file and every offending key, bounded in size: a file over
+    `MAX_SPEC_BYTES`, or whose YAML aliases expand past `MAX_SPEC_VALUES`, is refused unread.
     """
     path = Path(path or os.environ.get("MLASSETS_SPEC") or DEFAULT_SPEC).expanduser().resolve()
     try:
-        raw = yaml.safe_load(path.read_text())
+        size = path.stat().st_size
+        if size > MAX_SPEC_BYTES:
+            raise SpecError(
+                f"dataset spec {path} is {size:,} bytes, more than the {MAX_SPEC_BYTES:,} a spec "
+                "may hold"
+            )
+        raw = _parse_yaml(path, path.read_text())
     except FileNotFoundError as e:
         raise SpecError(f"dataset spec {path} does not exist") from e
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(f"dataset spec {path} cannot be read: {e}") from e
     except yaml.YAMLError as e:
-        raise SpecError(f"dataset spec {path} is not valid YAML: {e}") from e
+        raise SpecError(f"dataset spec {path} is not valid YAML: {clip(str(e), 1000)}") from e
     if not isinstance(raw, dict):
         raise SpecError(f"dataset spec {path}: expected a mapping at the top level")
     try:

@@ -3,40 +3,178 @@
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Sequence
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from mlassets.ml import bounded
 from mlassets.spec import DatasetSpec
 
-SUPPORTED_SUFFIXES = (".csv", ".parquet", ".pq")
+# The one list of file types a source or a landed batch may be (landing.list_batches matches
+# names with `endswith`). Parquet carries its own compression (snappy, gzip, zstd, ...).
+SUPPORTED_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
 class DataError(ValueError):
-    """A data file that cannot be used; the message names the file, the column and the values."""
+    """A data file that cannot be used; the message names the file, the column and the values.
+
+    The message is clipped to `bounded.MESSAGE_BYTES` whatever it quotes."""
+
+    def __init__(self, message: object) -> None:
+        super().__init__(bounded.clip(str(message)))
+
+
+def file_kind(uri: str) -> str:
+    """`csv` or `parquet`, from the name's suffix (a URL's query and fragment do not count:
+    `file:///etc/os-release#.csv` is not a CSV file)."""
+    from urllib.parse import urlsplit
+
+    path = urlsplit(uri).path if "://" in uri else uri
+    name = PurePosixPath(path).name.lower()
+    for suffix in SUPPORTED_SUFFIXES:
+        if name.endswith(suffix):
+            return "csv" if suffix.startswith(".csv") else "parquet"
+    shown = bounded.clip_value(PurePosixPath(path).suffix.lower())
+    raise DataError(
+        f"{uri}: unsupported file type {shown!r} (expected {', '.join(SUPPORTED_SUFFIXES)})"
+    )
+
+
+def ceilings(spec: DatasetSpec | None) -> tuple[int, int]:
+    """(max rows, max bytes) of one file: the spec's `max_rows` / `max_bytes`, else the defaults."""
+    from mlassets.ml.defaults import MAX_BYTES, MAX_ROWS
+
+    if spec is None:
+        return MAX_ROWS, MAX_BYTES
+    return spec.max_rows or MAX_ROWS, spec.max_bytes or MAX_BYTES
 
 
 def read_table(uri: str, spec: DatasetSpec | None = None) -> pd.DataFrame:
-    """Read a CSV or Parquet file (local path or fsspec URL); parse the spec's datetime columns.
+    """Read a CSV (.csv, .csv.gz) or Parquet file (local path or fsspec URL); parse the spec's
+    datetime columns.
 
-    A datetime value that does not parse is an error naming the file, the column and the values,
-    rather than a silent NaT that a later check would misreport as a missing value.
+    A file over the spec's `max_rows` / `max_bytes` is refused early: Parquet from its footer,
+    before any row is read; CSV as soon as reading passes the ceiling. A datetime value that does
+    not parse is an error naming the file, the column and the values, rather than a silent NaT
+    that a later check would misreport as a missing value.
     """
-    suffix = PurePosixPath(uri.split("?")[0]).suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        raise DataError(f"{uri}: unsupported file type {suffix!r} (expected .csv or .parquet)")
+    kind = file_kind(uri)
+    max_rows, max_bytes = ceilings(spec)
+    if spec is not None and not spec.allow_external:
+        _refuse_escaping_link(uri, spec)
     try:
-        df = pd.read_csv(uri) if suffix == ".csv" else read_parquet(uri)
+        if kind == "parquet":
+            _check_parquet_footer(uri, spec, max_rows, max_bytes)
+            df = read_parquet(uri)
+        else:
+            df = _read_csv(uri, spec, max_rows, max_bytes)
+    except DataError:
+        raise
     except FileNotFoundError as e:
         raise DataError(f"{uri}: file not found") from e
     except Exception as e:  # pandas/pyarrow raise many types for a corrupt file
-        raise DataError(f"{uri}: cannot be read as {suffix[1:]}: {e}") from e
+        raise DataError(f"{uri}: cannot be read as {kind}: {bounded.clip(str(e), 1000)}") from e
     if spec is not None:
         df = _parse_datetimes(df, spec, uri)
     return df
+
+
+def _too_big(uri: str, spec: DatasetSpec | None, what: str, key: str, ceiling: int) -> DataError:
+    where = f"in {spec.path}" if spec is not None and spec.path else "in the dataset spec"
+    return DataError(
+        f"{uri}: {what}, more than the ceiling of {ceiling:,} (`{key}`); raise `{key}` {where} "
+        "to read it"
+    )
+
+
+def _check_parquet_footer(uri: str, spec: DatasetSpec | None, max_rows: int, max_bytes: int):
+    """Refuse a Parquet file over the ceilings from its footer alone: a few MB of compressed
+    Parquet can expand to millions of rows, which would otherwise be read before any check."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    with fsspec.open(uri, "rb") as f:
+        meta = pq.ParquetFile(f).metadata
+    rows = meta.num_rows
+    if rows > max_rows:
+        raise _too_big(
+            uri, spec, f"{rows:,} rows (from its footer, nothing read)", "max_rows", max_rows
+        )
+    size = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    if size > max_bytes:
+        raise _too_big(
+            uri,
+            spec,
+            f"{size:,} bytes uncompressed (from its footer, nothing read)",
+            "max_bytes",
+            max_bytes,
+        )
+
+
+class _TooManyBytes(Exception):
+    pass
+
+
+class _Capped(io.RawIOBase):
+    """A binary stream that fails once more than `limit` bytes were read from it (after
+    decompression): a CSV is refused while it is read, not after it filled the memory."""
+
+    def __init__(self, raw: Any, limit: int) -> None:
+        self.raw, self.limit, self.count = raw, limit, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.raw.read(len(buffer))
+        self.count += len(data)
+        if self.count > self.limit:
+            raise _TooManyBytes
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_csv(uri: str, spec: DatasetSpec | None, max_rows: int, max_bytes: int) -> pd.DataFrame:
+    """Read at most `max_rows` + 1 rows and `max_bytes` + 1 bytes of text (a `.gz` file is
+    decompressed on the way); more than either is an error, found without reading the rest."""
+    import fsspec
+
+    with fsspec.open(uri, "rb", compression="infer") as f:
+        try:
+            df = pd.read_csv(io.BufferedReader(_Capped(f, max_bytes)), nrows=max_rows + 1)
+        except _TooManyBytes:
+            raise _too_big(
+                uri,
+                spec,
+                f"more than {max_bytes:,} bytes of CSV text (read stopped there)",
+                "max_bytes",
+                max_bytes,
+            ) from None
+    if len(df) > max_rows:
+        raise _too_big(
+            uri, spec, f"more than {max_rows:,} rows (read stopped there)", "max_rows", max_rows
+        )
+    return df
+
+
+def _refuse_escaping_link(uri: str, spec: DatasetSpec) -> None:
+    """A local file that is a symlink out of its own folder (a landed batch pointing at
+    /etc/passwd) is refused unless the spec sets `allow_external` (see `DatasetSpec.resolve`)."""
+    if "://" in uri:
+        return
+    path = Path(uri)
+    if not path.is_symlink():
+        return
+    target, folder = path.resolve(), path.parent.resolve()
+    if not target.is_relative_to(folder):
+        raise DataError(
+            f"{uri}: a symlink to {target}, outside {folder}; set `allow_external: true` in "
+            f"{spec.path or 'the dataset spec'} to read it"
+        )
 
 
 def read_parquet(source: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -89,7 +227,7 @@ def _parse_datetimes(df: pd.DataFrame, spec: DatasetSpec, uri: str) -> pd.DataFr
         if len(bad):
             raise DataError(
                 f"{uri}: column {name!r} is declared datetime but {len(bad)} value(s) do not parse, "
-                f"e.g. {bad.astype(str).unique()[:5].tolist()}"
+                f"e.g. {bounded.sample(bad.drop_duplicates())}"
             )
         df[name] = parsed
     return df

@@ -86,3 +86,12 @@ class EvaluationSettings:
 SPLIT = SplitSettings()
 TRAINING = TrainingSettings()
 EVALUATION = EvaluationSettings()
+
+
+# Ceilings on one source file or landed batch (a spec's `max_rows` / `max_bytes` override them):
+# a small compressed file that expands to far more rows than a machine can hold is refused from
+# its metadata (Parquet) or while reading (CSV), not after minutes of work. 50,000,000 rows is
+# five times the largest table the benchmarks train on; 16 GiB in memory is two thirds of this
+# project's reference machine.
+MAX_ROWS = 50_000_000
+MAX_BYTES = 16 * 1024**3
