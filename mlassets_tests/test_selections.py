@@ -95,7 +95,7 @@ def test_features_after_failed_data_checks_is_refused(world):
     before = world.registry_state()
     good = pd.read_parquet(world.source)
     bad = good.copy()
-    bad.loc[[3, 4], "label"] = 2
+    bad.loc[[3, 4], "category"] = "toys"
     from mlassets.synthetic import write_frame
 
     try:

@@ -1,9 +1,9 @@
 """Group `data`: the raw table, as the spec's source holds it (plus any landed batches asked for)."""
 
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
-from mlassets.assets.metadata import preview, schema_metadata
+from mlassets.assets.metadata import json_list, preview, schema_metadata
 from mlassets.assets.refusals import as_failure
 from mlassets.checks.data_quality import DATA_QUALITY_SPECS, quality_results
 from mlassets.resources import DatasetResource
@@ -23,6 +23,22 @@ class RawDataConfig(Config):
     )
 
 
+def _rows_per_class(run_config: dict) -> int:
+    """Rows each label class needs for this run's own split and search (its `splits` and
+    `candidate_model` config), so `label_classes` fails before any training would."""
+    from mlassets.config import SplitConfig, TrainingConfig
+    from mlassets.ml.validation import min_rows_per_class
+
+    ops = (run_config or {}).get("ops") or {}
+
+    def config(op: str) -> dict:
+        return (ops.get(op) or {}).get("config") or {}
+
+    return min_rows_per_class(
+        SplitConfig(**config("splits")), TrainingConfig(**config("candidate_model"))
+    )
+
+
 @asset(group_name="data", kinds={"pandas"}, check_specs=DATA_QUALITY_SPECS)
 def raw_data(
     context: AssetExecutionContext, config: RawDataConfig, dataset: DatasetResource
@@ -34,25 +50,35 @@ def raw_data(
     step (the blocking data-quality checks) and its verdict travels with the value, so nothing
     downstream can be built from rows that failed it, whatever a later run selects.
     """
+    from mlassets.ml.bounded import clip
+    from mlassets.ml.data import DataError
     from mlassets.ml.provenance import of
     from mlassets.ml.steps import read_raw, validate_raw
+    from mlassets.spec import SpecError
 
     spec = dataset.spec()
-    uri = dataset.source_uri()
-    with as_failure():
-        df, used, consumed = read_raw(
-            uri, dataset.landing_uri(), spec, config.batches, config.consumed
-        )
-    quality = validate_raw(df, spec, [b.as_dict() for b in consumed])
+    try:  # a source outside the spec's folder, too big, unreadable: one bounded line, no trace
+        uri = dataset.source_uri()
+        with as_failure():
+            df, used, consumed = read_raw(
+                uri, dataset.landing_uri(), spec, config.batches, config.consumed
+            )
+    except (DataError, SpecError) as e:
+        raise Failure(description=str(e)) from None
+    quality = validate_raw(
+        df, spec, [b.as_dict() for b in consumed], _rows_per_class(context.run.run_config)
+    )
     fp, failed = of(df)["data"], quality.failed
     for o in quality.outcomes:
         if not o.success:
-            context.log.error(f"{o.check}: {o.describe()}")
+            context.log.error(clip(f"{o.check}: {o.describe()}"))
     context.log.info(
-        f"read {len(df):,} rows x {df.shape[1]} columns from {uri}"
-        + (f" and {len(used)} landed batch(es)" if used else "")
-        + f" ({fp}); data quality: "
-        + (f"FAILED {failed}" if failed else "passed")
+        clip(
+            f"read {len(df):,} rows x {df.shape[1]} columns from {uri}"
+            + (f" and {len(used)} landed batch(es)" if used else "")
+            + f" ({fp}); data quality: "
+            + (f"FAILED {failed}" if failed else "passed")
+        )
     )
     return MaterializeResult(
         value=df,
@@ -60,9 +86,9 @@ def raw_data(
         metadata={
             "dagster/row_count": len(df),
             "dagster/column_schema": schema_metadata(df),
-            "source": MetadataValue.path(uri),
-            "batches": MetadataValue.json([b.as_dict() for b in used]),
-            "consumed_batches": MetadataValue.json([b.as_dict() for b in consumed]),
+            "source": MetadataValue.path(clip(uri)),
+            "batches": json_list([b.as_dict() for b in used]),
+            "consumed_batches": json_list([b.as_dict() for b in consumed]),
             "fingerprint": fp,
             "data_quality": "passed" if not failed else f"failed: {', '.join(failed)}",
             "preview": preview(df),

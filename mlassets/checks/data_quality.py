@@ -10,6 +10,9 @@ from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, Metada
 from mlassets.assets.metadata import md_table
 from mlassets.ml.validation import CHECKS
 
+# Failed expectations listed per check in its metadata (a spec can declare hundreds of columns).
+SHOWN = 20
+
 DATA_QUALITY_SPECS = [
     AssetCheckSpec(name, asset="raw_data", blocking=True, description=description)
     for name, description in CHECKS.items()
@@ -18,22 +21,26 @@ DATA_QUALITY_SPECS = [
 
 def quality_results(outcomes: list) -> list[AssetCheckResult]:
     """One check result per rule family from one Great Expectations pass."""
+    from mlassets.ml.bounded import MESSAGE_BYTES, clip
     from mlassets.ml.validation import by_check
 
     results = []
     for name, group in by_check(outcomes).items():
         failed = [o for o in group if not o.success]
+        shown = failed[:SHOWN]  # each outcome's sample and text are bounded; so is their number
         results.append(
             AssetCheckResult(
                 asset_key="raw_data",
                 check_name=name,
                 passed=not failed,
                 severity=AssetCheckSeverity.ERROR,
-                description="; ".join(o.describe() for o in failed) if failed else None,
+                description=clip("; ".join(o.describe() for o in failed), MESSAGE_BYTES)
+                if failed
+                else None,
                 metadata={
                     "expectations": len(group),
                     "failed": len(failed),
-                    "columns": ", ".join(sorted({o.column for o in failed if o.column})) or "",
+                    "columns": clip(", ".join(sorted({o.column for o in failed if o.column}))),
                     "offending_rows": sum(o.unexpected_count or 0 for o in failed),
                     "failures": md_table(
                         [
@@ -46,7 +53,7 @@ def quality_results(outcomes: list) -> list[AssetCheckResult]:
                                 else o.observed,
                                 "error": o.error or "",
                             }
-                            for o in failed
+                            for o in shown
                         ]
                     ),
                     "details": MetadataValue.json(
@@ -59,7 +66,7 @@ def quality_results(outcomes: list) -> list[AssetCheckResult]:
                                 "observed": o.observed,
                                 "error": o.error,
                             }
-                            for o in failed
+                            for o in shown
                         ]
                     ),
                 },

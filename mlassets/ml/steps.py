@@ -82,12 +82,20 @@ def read_raw(
     return df, used, [landed[n] for n in wanted]
 
 
-def validate_raw(df: pd.DataFrame, spec, batches: list[dict] | None = None) -> Quality:
-    """Validate `df` with the spec's suite and stamp it with its fingerprint and verdict."""
+def validate_raw(
+    df: pd.DataFrame,
+    spec,
+    batches: list[dict] | None = None,
+    min_per_class: int | None = None,
+) -> Quality:
+    """Validate `df` with the spec's suite and stamp it with its fingerprint and verdict.
+
+    `min_per_class`: rows each label class needs for the run's split and folds (default: for
+    the default settings, `validation.min_rows_per_class`)."""
     from mlassets.ml.data import fingerprint
     from mlassets.ml.validation import validate
 
-    outcomes = validate(df, spec)
+    outcomes = validate(df, spec, min_per_class=min_per_class)
     failed = sorted({o.check for o in outcomes if not o.success})
     provenance.stamp(
         df, provenance.raw_record(spec, fingerprint(df), len(df), failed, batches or [])
@@ -153,6 +161,22 @@ def make_splits(features: pd.DataFrame, spec, settings: SplitSettings = SPLIT) -
 # -- training ------------------------------------------------------------------------------------
 
 
+def require_folds(y: pd.Series, cv_folds: int, label: str) -> None:
+    """Refuse, naming the label and the counts, a training set whose classes cannot fill the
+    search's stratified folds (sklearn would fail mid-search, naming neither). `raw_data`'s
+    `label_classes` check catches this for the run's settings; this is for a partial run whose
+    split or folds differ from those the data was checked for."""
+    from mlassets.ml.data import DataError
+
+    counts = {int(k): int(v) for k, v in y.value_counts().items()}
+    if len(counts) < 2 or min(counts.values()) < cv_folds:
+        raise DataError(
+            f"the training set's label {label!r} has {counts} rows per class (1 = positive): "
+            f"each class needs at least cv_folds={cv_folds} for the search's folds; add rows or "
+            "lower cv_folds"
+        )
+
+
 @dataclass
 class Trained:
     candidate: Candidate
@@ -192,6 +216,8 @@ def train_and_log(
     provenance.require_quality(record, "candidate_model")
     provenance.require_split_passed(record, "candidate_model")
     provenance.require_spec(record, spec, "candidate_model", "train_set")
+    if settings.strategy != "fixed":  # every other strategy cross-validates
+        require_folds(target(train_set, spec), settings.cv_folds, spec.label.column)
     estimator = estimator_for(settings.strategy, settings.estimator)
     started = time.perf_counter()
     result = train_candidate(

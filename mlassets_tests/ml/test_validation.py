@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from mlassets.ml.validation import CHECKS, build_suite, by_check, validate
+from mlassets.ml.validation import (
+    BATCH_CHECKS,
+    CHECKS,
+    PANDAS_CHECKS,
+    build_suite,
+    by_check,
+    min_rows_per_class,
+    validate,
+)
 from mlassets.synthetic import fraud_frame
 
 
@@ -18,7 +26,7 @@ def failed_checks(outcomes) -> set[str]:
 def test_the_suite_tags_every_expectation_with_a_known_check(spec):
     suite = build_suite(spec)
     checks = [e.meta["check"] for e in suite.expectations]
-    assert set(checks) == set(CHECKS)
+    assert set(checks) == set(CHECKS) - set(PANDAS_CHECKS)
     assert checks.count("columns_match_spec") == 1 and checks.count("min_row_count") == 1
     in_range = {e.column for e in suite.expectations if e.meta["check"] == "values_in_range"}
     assert in_range == {"feature_1", "feature_2", "total_purchases"}
@@ -80,7 +88,14 @@ def test_an_unknown_label_fails_values_allowed(dirty):
 
 
 def test_the_defects_fail_only_their_own_checks(dirty):
-    assert failed_checks(dirty) == {"not_null", "unique", "values_in_range", "values_allowed"}
+    # the third label value breaks the allowed set and the binary label alike
+    assert failed_checks(dirty) == {
+        "not_null",
+        "unique",
+        "values_in_range",
+        "values_allowed",
+        "label_classes",
+    }
 
 
 def test_a_missing_column_fails_columns_match_spec_listing_it(spec):
@@ -125,3 +140,143 @@ def test_validation_does_not_keep_the_frame_alive(spec):
     gc.collect()
     assert ref() is None
     assert all(o.success for o in validate(fraud_frame(2000, seed=5), spec))  # and again
+
+
+# -- declared types, finiteness, empty features, label classes ----------------------------------
+
+
+def own_spec(spec, **changes):
+    """The bundled spec with some keys replaced (columns merged by name)."""
+    data = spec.model_dump()
+    columns = data["columns"]
+    for name, col in changes.pop("columns", {}).items():
+        columns[name] = {**columns[name], **col}
+    return type(spec).model_validate({**data, **changes, "columns": columns})
+
+
+def test_strings_in_an_integer_column_fail_types_match_spec_with_the_strings(spec):
+    df = fraud_frame(1200, seed=3)
+    df["total_purchases"] = df["total_purchases"].astype(object)
+    df.loc[[5, 9], "total_purchases"] = ["seven", "lots"]
+    outcomes = validate(df, spec)
+    (failed,) = failures(outcomes, "types_match_spec")
+    assert failed.column == "total_purchases"
+    assert failed.unexpected_count == 2 and sorted(failed.sample) == ["lots", "seven"]
+    assert "'total_purchases'" in failed.describe() and "seven" in failed.describe()
+    # the range rule is not run on a column of the wrong type: one clear failure, not two
+    assert not failures(outcomes, "values_in_range")
+
+
+def test_fractions_in_an_integer_column_fail_but_a_missing_value_does_not(spec):
+    df = fraud_frame(1200, seed=3)
+    df["total_purchases"] = df["total_purchases"].astype("float64")
+    df.loc[3, "total_purchases"] = np.nan  # read from CSV, an integer column with a gap is float
+    assert not failures(validate(df, spec), "types_match_spec")
+    df.loc[4, "total_purchases"] = 2.5
+    (failed,) = failures(validate(df, spec), "types_match_spec")
+    assert failed.sample == [2.5] and failed.observed == "float64"
+
+
+def test_infinity_fails_finite_values_unless_the_spec_allows_it(spec):
+    df = fraud_frame(1200, seed=3)
+    df.loc[[1, 2], "feature_2"] = [np.inf, -np.inf]  # feature_2 has a min and no max
+    (failed,) = failures(validate(df, spec), "finite_values")
+    assert failed.column == "feature_2" and failed.unexpected_count == 2
+    assert "inf" in failed.describe()
+    relaxed = own_spec(spec, columns={"feature_2": {"allow_infinite": True, "min": None}})
+    assert not failures(validate(df, relaxed), "finite_values")
+
+
+def test_an_entirely_null_feature_fails_features_not_empty(spec):
+    df = fraud_frame(1200, seed=3)
+    df["feature_1"] = np.nan
+    outcomes = validate(df, spec)
+    (failed,) = failures(outcomes, "features_not_empty")
+    assert failed.column == "feature_1"
+    assert failed_checks(outcomes) == {"features_not_empty"}
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        (lambda df: df.assign(label=0), "there is no negative class"),  # one class, positive absent
+        (lambda df: df.assign(label=1), "no negative class"),
+        (lambda df: df.head(8), "fewer than"),
+    ],
+    ids=["only_negatives", "only_positives", "eight_rows"],
+)
+def test_a_label_without_two_usable_classes_fails_label_classes(spec, change, says):
+    relaxed = own_spec(spec, min_rows=1)
+    (failed,) = failures(validate(change(fraud_frame(1200, seed=3)), relaxed), "label_classes")
+    assert failed.column == "label"
+    assert says in failed.describe() or "absent" in failed.describe()
+    assert "classes seen" in failed.describe()
+
+
+def test_a_mistyped_positive_value_is_named_with_a_suggestion(spec):
+    df = fraud_frame(1200, seed=3)
+    df["label"] = np.where(df["label"] == 1, "malignant", "benign")
+    wrong = own_spec(
+        spec,
+        label={"column": "label", "positive": "Malignant"},
+        columns={"label": {"type": "string", "values": None}},
+    )
+    (failed,) = failures(validate(df, wrong), "label_classes")
+    text = failed.describe()
+    assert "'Malignant' (label.positive) is absent" in text
+    assert "did you mean 'malignant'?" in text
+
+
+def test_a_third_label_class_fails_even_without_a_values_rule(spec):
+    df = fraud_frame(1200, seed=3)
+    df.loc[:20, "label"] = 2
+    loose = own_spec(spec, columns={"label": {"values": None}})
+    outcomes = validate(df, loose)
+    (failed,) = failures(outcomes, "label_classes")
+    assert "2 values besides the positive one" in failed.describe()
+    assert failed_checks(outcomes) == {"label_classes"}
+
+
+def test_min_rows_per_class_follows_the_split_and_the_folds():
+    from mlassets.ml.defaults import SplitSettings, TrainingSettings
+
+    assert min_rows_per_class() == 10  # 1 / validation_fraction 0.1
+    assert min_rows_per_class(training=TrainingSettings(cv_folds=10)) == 15  # 10 / 0.7
+    assert min_rows_per_class(SplitSettings(validation_fraction=0.0)) == 7  # 5 / 0.8
+
+
+@pytest.mark.parametrize("cv_folds", [3, 5, 10])
+def test_that_many_rows_per_class_are_enough_for_the_real_split_and_folds(cv_folds):
+    import pandas as pd
+    from sklearn.model_selection import StratifiedKFold
+
+    from mlassets.ml.defaults import TrainingSettings
+    from mlassets.ml.splitting import split
+
+    n = min_rows_per_class(training=TrainingSettings(cv_folds=cv_folds))
+    df = pd.DataFrame({"x": range(2 * n), "y": [0, 1] * n})
+    parts = split(df, df["y"])
+    assert set(parts.validation["y"]) == set(parts.test["y"]) == {0, 1}
+    folds = StratifiedKFold(cv_folds).split(parts.train, parts.train["y"])
+    assert len(list(folds)) == cv_folds  # sklearn raises when a class has fewer rows than folds
+
+
+def test_a_batch_is_judged_without_the_row_count_and_label_rules(spec):
+    df = fraud_frame(50, seed=3).assign(label=0)  # few rows, one class: fine for a batch
+    outcomes = validate(df, spec, batch=True)
+    assert {o.check for o in outcomes} <= set(BATCH_CHECKS)
+    assert all(o.success for o in outcomes), [o.describe() for o in outcomes if not o.success]
+    df.loc[0, "category"] = "toys"
+    (failed,) = [o for o in validate(df, spec, batch=True) if not o.success]
+    assert failed.check == "values_allowed" and failed.sample == ["toys"]
+
+
+def test_long_values_are_cut_in_samples_and_descriptions(spec):
+    from mlassets.ml.bounded import MESSAGE_BYTES, VALUE_BYTES
+
+    df = fraud_frame(1200, seed=3)
+    df.loc[:2, "category"] = "x" * 5_000_000
+    (failed,) = failures(validate(df, spec), "values_allowed")
+    assert all(len(str(v).encode()) <= VALUE_BYTES for v in failed.sample)
+    assert "cut" in str(failed.sample[0])
+    assert len(failed.describe().encode()) <= MESSAGE_BYTES
