@@ -16,9 +16,14 @@ from mlassets.jobs import training_job
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 TAG = "mlassets"
+# Bytes of one run tag the sensor writes from user data (batch names, reasons).
+TAG_BYTES = 1_000
 
 
 def _skip(context: SensorEvaluationContext, message: str, cursor: dict | None) -> SensorResult:
+    from mlassets.ml.bounded import clip
+
+    message = clip(message)
     context.log.info(message)
     return SensorResult(
         skip_reason=SkipReason(message),
@@ -32,7 +37,7 @@ def _skip(context: SensorEvaluationContext, message: str, cursor: dict | None) -
     default_status=DefaultSensorStatus.RUNNING,
     description="Retrains when landed batches drift from the production model's reference or "
     "its accuracy/F1 on recent labels drops, and enough rows arrived. Never twice for the same "
-    "batches.",
+    "batches; a batch that breaks the spec's rules is skipped by name.",
 )
 def drift_sensor(
     context: SensorEvaluationContext,
@@ -46,8 +51,49 @@ def drift_sensor(
     decision always covers every batch the production model has not been trained on, so a
     batch that did not trigger a retrain on its own still counts towards the next decision,
     across daemon restarts too (the cursor lives in Dagster's storage).
+
+    A tick never raises: an error while judging (an unreadable landing folder, a registry that
+    does not answer, a bug) is a skip that says what went wrong, and the cursor stays put so the
+    next tick tries again. A raised error would only show as a failed tick, and every later tick
+    would fail the same way with no decision on the batches that are fine.
     """
-    from mlassets.ml.landing import batches_key, list_batches
+    import traceback
+
+    from mlassets.ml.bounded import clip
+
+    try:
+        return _judge(context, dataset, registry, monitoring)
+    except Exception as e:
+        # where it failed (the innermost frames) and what, each bounded like any message
+        frames = "".join(traceback.format_tb(e.__traceback__)[-3:])
+        context.log.error(
+            f"drift_sensor could not judge the landed batches: {type(e).__name__}: "
+            f"{clip(str(e), 2_000)}\n{clip(frames)}"
+        )
+        where = _landing_or_unknown(dataset)
+        return _skip(
+            context,
+            f"drift_sensor could not judge the batches in {where}: "
+            f"{type(e).__name__}: {clip(str(e), 2_000)}",
+            None,
+        )
+
+
+def _landing_or_unknown(dataset: DatasetResource) -> str:
+    try:
+        return dataset.landing_uri() or "(no landing folder)"
+    except Exception:  # the spec itself may be what failed
+        return "the landing folder"
+
+
+def _judge(
+    context: SensorEvaluationContext,
+    dataset: DatasetResource,
+    registry: ModelRegistry,
+    monitoring: MonitoringResource,
+) -> SensorResult:
+    from mlassets.ml.bounded import clip
+    from mlassets.ml.landing import batches_key, describe_skipped, list_batches
     from mlassets.ml.monitoring import decide, production, recent
     from mlassets.ml.registry import RegistryError
 
@@ -72,17 +118,21 @@ def drift_sensor(
             "run training_job first",
             None,
         )
+    # every landed batch is marked seen, skipped ones too: a bad batch is reported each time a
+    # decision is made but does not make every tick a new one; fixing it changes its digest
     cursor = {b.name: b.digest for b in landed}
     rec = recent(landing, spec, prod)
-    unreadable = "".join(f"; skipped unreadable batch {n}: {e}" for n, e in rec.errors.items())
     for name, error in rec.errors.items():
-        context.log.warning(f"skipped unreadable batch {name}: {error}")
+        context.log.warning(clip(f"skipped batch {name}: {error}"))
+    skipped = f"; {describe_skipped(rec.errors)}" if rec.errors else ""
     if not rec.batches:
-        return _skip(context, f"no readable batches to judge{unreadable}", cursor)
+        return _skip(context, f"no valid batches to judge{skipped}", cursor)
     report = decide(spec, prod, rec, monitoring.drift.thresholds(), registry.client())
     if not report.retrain:
-        figures = "; ".join(report.reasons)
-        return _skip(context, f"{figures}{unreadable}", cursor)
+        # the skipped batches right after the decision: the figures that follow can be long,
+        # and a message too long is cut at its end
+        head, *figures = report.reasons
+        return _skip(context, "; ".join([f"{head}{skipped}", *figures]), cursor)
 
     window = monitoring.drift.window_batches
     train_on = rec.batches[-window:] if window > 0 else rec.batches
@@ -95,13 +145,14 @@ def drift_sensor(
         ),
         tags={
             f"{TAG}/trigger": "drift_sensor",
-            f"{TAG}/retrain_reason": report.summary[:1000],
+            f"{TAG}/retrain_reason": clip(report.summary, TAG_BYTES),
             f"{TAG}/drifted_features": ",".join(report.drifted) or "none",
             f"{TAG}/degraded": str(report.degraded).lower(),
             f"{TAG}/batches_key": key,
             f"{TAG}/production_version": prod.version,
-            f"{TAG}/skipped_batches": ",".join(sorted(rec.errors)) or "none",
+            f"{TAG}/skipped_batches": clip(",".join(sorted(rec.errors)), TAG_BYTES) or "none",
+            f"{TAG}/skipped_reasons": clip(describe_skipped(rec.errors), TAG_BYTES) or "none",
         },
     )
-    context.log.info(f"requesting training_job ({key}): {reasons[:2000]}")
+    context.log.info(clip(f"requesting training_job ({key}): {reasons}{skipped}"))
     return SensorResult(run_requests=[request], cursor=json.dumps(cursor, sort_keys=True))

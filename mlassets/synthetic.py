@@ -8,11 +8,19 @@ Usage: python -m mlassets.synthetic --rows 10000 --seed 42 --out data/transactio
 
 New batches for monitoring, with or without drift (`fraud_batch`), one file each:
 python -m mlassets.synthetic --rows 20000 --seed 1 --batches 3 --drift covariate --out data/landing
+
+Nothing is overwritten. Batches continue after the highest batch_NNNN already in the folder (a
+batch a model was trained on keeps its bytes), with ids after the highest one there. An existing
+--out file is left as is when it already holds exactly these rows, and refused otherwise unless
+--force is given; so `make demo` can run again, and a table of your own is never replaced.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -141,34 +149,126 @@ def batch_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
+# A batch of ours or anyone's, in any format the landing folder takes (`data.SUPPORTED_SUFFIXES`).
+BATCH_NAME = re.compile(r"batch_(\d+)\.(?:parquet|pq|csv|csv\.gz)", re.IGNORECASE)
+
+
 def write_batches(
     out: str | Path,
     batches: int,
     rows: int,
     seed: int,
     drift: str = "none",
-    first_id: int = BATCH_FIRST_ID,
+    first_id: int | None = None,
     start: pd.Timestamp = BATCH_START,
 ) -> list[Path]:
-    """Write `batches` files batch_0001.parquet, ... into the folder `out`; ids never repeat."""
+    """Write `batches` new files batch_NNNN.parquet into the folder `out`, never overwriting one.
+
+    Numbering continues after the highest batch_NNNN already there, and batch N always takes the
+    seed `batch_seed(seed, N)`: writing 2 batches then 1 gives the same files as 3 at once.
+    User ids start at `first_id`, by default `BATCH_FIRST_ID` for batch 1 and never at or below
+    an id already in the folder's batches, so landed batches appended to a source stay unique.
+    """
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise FileExistsError(f"{folder}: is a file, not a folder for batches")
+    existing = _existing_batches(folder)
+    last = max(existing, default=0)
+    if first_id is None:
+        first_id = max(BATCH_FIRST_ID + last * rows, _highest_id(existing.values()) + 1)
     paths = []
-    for i in range(1, batches + 1):
-        df = fraud_batch(rows, batch_seed(seed, i), drift, first_id + (i - 1) * rows, start)
-        paths.append(write_frame(df, Path(out) / f"batch_{i:04d}.parquet"))
+    for k, i in enumerate(range(last + 1, last + batches + 1)):
+        df = fraud_batch(rows, batch_seed(seed, i), drift, first_id + k * rows, start)
+        paths.append(write_frame(df, folder / f"batch_{i:04d}.parquet", overwrite=False))
     return paths
 
 
-def write_frame(df: pd.DataFrame, out: str | Path) -> Path:
-    """Write a frame as Parquet or CSV (by the file's suffix), creating parent folders."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+def _existing_batches(folder: Path) -> dict[int, Path]:
+    """The batch_NNNN files already in `folder`, by number."""
+    if not folder.is_dir():
+        return {}
+    found = {}
+    for p in folder.iterdir():
+        m = BATCH_NAME.fullmatch(p.name)
+        if m:
+            found[int(m.group(1))] = p
+    return found
+
+
+def _highest_id(paths) -> int:
+    """The highest `user_id` in the given Parquet batches (0 when none can tell)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    highest = 0
+    for p in paths:
+        if p.suffix.lower() not in (".parquet", ".pq"):
+            continue
+        try:
+            ids = pq.read_table(p, columns=["user_id"]).column("user_id")
+            top = pc.max(ids).as_py()
+        except Exception:  # not ours, or not readable: its ids cannot clash with what we know
+            continue
+        if isinstance(top, int):
+            highest = max(highest, top)
+    return highest
+
+
+def _encode(df: pd.DataFrame, out: Path) -> bytes:
+    """The bytes `write_frame` writes for `df` at `out` (format by suffix)."""
+    import io
+
     if out.suffix == ".csv":
-        df.to_csv(out, index=False)
-    elif out.suffix in (".parquet", ".pq"):
-        df.to_parquet(out, index=False)
-    else:
-        raise ValueError(f"{out}: unsupported suffix {out.suffix!r} (use .csv or .parquet)")
+        return df.to_csv(index=False).encode()
+    if out.suffix in (".parquet", ".pq"):
+        buffer = io.BytesIO()
+        df.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+    raise ValueError(f"{out}: unsupported suffix {out.suffix!r} (use .csv or .parquet)")
+
+
+def write_frame(df: pd.DataFrame, out: str | Path, overwrite: bool = True) -> Path:
+    """Write a frame as Parquet or CSV (by the file's suffix), creating parent folders.
+
+    The file appears whole or not at all (written beside it under a hidden name, then moved in),
+    so a sensor watching the folder never reads half a batch. With `overwrite=False` an
+    existing file is refused (FileExistsError naming it), even one created meanwhile.
+    """
+    out = Path(out)
+    data = _encode(df, out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    try:
+        if overwrite:
+            os.replace(tmp, out)
+        else:
+            try:
+                try:
+                    os.link(tmp, out)  # atomic, and fails if `out` exists
+                except FileExistsError:
+                    raise
+                except OSError:  # no hard links on this file system: exclusive create
+                    with open(out, "xb") as f:
+                        f.write(data)
+            except FileExistsError:
+                raise FileExistsError(f"{out}: already exists; not overwritten") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
+
+
+def _holds(path: Path, df: pd.DataFrame) -> bool:
+    """Whether the file at `path` already holds exactly `df` (the same bytes, or for Parquet
+    the same frame: another pyarrow writes other metadata bytes for the same rows)."""
+    if path.read_bytes() == _encode(df, path):
+        return True
+    if path.suffix not in (".parquet", ".pq"):
+        return False
+    try:
+        return pd.read_parquet(path).equals(df)
+    except Exception:
+        return False
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -194,7 +294,8 @@ def main(argv: list[str] | None = None) -> None:
         "--first-id",
         type=int,
         default=None,
-        help=f"the first user_id (default 1; {BATCH_FIRST_ID:,} with --batches)",
+        help=f"the first user_id (default 1; with --batches {BATCH_FIRST_ID:,}, or after the "
+        "highest id in the folder's batches)",
     )
     parser.add_argument(
         "--start",
@@ -203,28 +304,55 @@ def main(argv: list[str] | None = None) -> None:
         help=f"the first day of the timestamps (default {START.date()}; "
         f"{BATCH_START.date()} with --batches)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing --out file that holds other rows (never a batch)",
+    )
     args = parser.parse_args(argv)
     if args.batches < 0 or args.rows < 0:
         parser.error("--rows and --batches cannot be negative")
+    if args.batches and args.force:
+        parser.error("--force does not apply to --batches: batches are never overwritten")
     if args.batches:
-        paths = write_batches(
-            args.out,
-            args.batches,
-            args.rows,
-            args.seed,
-            args.drift,
-            BATCH_FIRST_ID if args.first_id is None else args.first_id,
-            BATCH_START if args.start is None else args.start,
-        )
+        try:
+            paths = write_batches(
+                args.out,
+                args.batches,
+                args.rows,
+                args.seed,
+                args.drift,
+                args.first_id,
+                BATCH_START if args.start is None else args.start,
+            )
+        except FileExistsError as e:
+            sys.exit(f"python -m mlassets.synthetic: {e}")
         print(
             f"wrote {len(paths)} batch(es) of {args.rows:,} rows ({args.drift} drift) "
-            f"to {Path(args.out)}"
+            f"to {Path(args.out)}: {', '.join(p.name for p in paths)}"
         )
         return
     first_id = 1 if args.first_id is None else args.first_id
     start = START if args.start is None else args.start
     df = fraud_batch(args.rows, args.seed, args.drift, first_id, start)  # "none": fraud_frame
-    path = write_frame(df, args.out)
+    out = Path(args.out)
+    if out.is_dir():
+        sys.exit(
+            f"python -m mlassets.synthetic: {out} is a folder (use --batches to write into it)"
+        )
+    if out.exists() and not args.force:
+        _encode(df, out)  # an unsupported suffix is said first
+        if _holds(out, df):
+            print(f"{out} already holds these {len(df):,} rows: left as is")
+            return
+        sys.exit(
+            f"python -m mlassets.synthetic: {out} already exists and holds other rows; "
+            "not overwritten (--force replaces it)"
+        )
+    try:
+        path = write_frame(df, out, overwrite=args.force)
+    except FileExistsError as e:  # created meanwhile by someone else
+        sys.exit(f"python -m mlassets.synthetic: {e}")
     print(f"wrote {len(df):,} rows ({df['label'].mean():.1%} positive) to {path}")
 
 

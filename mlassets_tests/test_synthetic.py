@@ -100,3 +100,103 @@ def test_cli_rejects_an_unsupported_suffix(tmp_path):
     assert proc.returncode != 0
     assert "unsupported suffix" in proc.stderr
     assert not (tmp_path / "t.txt").exists()
+
+
+# --- nothing is overwritten -----------------------------------------------------------------------
+
+
+def _batches(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_writing_batches_twice_keeps_the_first_files_and_continues_the_numbering(tmp_path):
+    from mlassets.synthetic import main
+
+    landing = tmp_path / "landing"
+    main(["--rows", "200", "--seed", "5", "--batches", "2", "--out", str(landing)])
+    first = _batches(landing)
+    assert list(first) == ["batch_0001.parquet", "batch_0002.parquet"]
+
+    main(
+        [
+            "--rows",
+            "200",
+            "--seed",
+            "5",
+            "--batches",
+            "1",
+            "--drift",
+            "covariate",
+            "--out",
+            str(landing),
+        ]
+    )
+    after = _batches(landing)
+    assert list(after) == ["batch_0001.parquet", "batch_0002.parquet", "batch_0003.parquet"]
+    assert {n: after[n] for n in first} == first  # byte-identical: a trained-on batch stays
+    ids = pd.concat(pd.read_parquet(landing / n) for n in after)["user_id"]
+    assert ids.is_unique and ids.min() == 1_000_000_001 and ids.max() == 1_000_000_600
+
+    # 2 then 1 batches write what 3 at once write (same seed, same drift): numbering is content
+    once = tmp_path / "once"
+    main(["--rows", "200", "--seed", "5", "--batches", "2", "--out", str(once)])
+    main(["--rows", "200", "--seed", "5", "--batches", "1", "--out", str(once)])
+    at_once = tmp_path / "at_once"
+    main(["--rows", "200", "--seed", "5", "--batches", "3", "--out", str(at_once)])
+    assert _batches(once) == _batches(at_once)
+
+
+def test_batches_continue_after_foreign_files_and_ids(tmp_path):
+    """A folder holding someone's batch_0007.csv.gz and larger ids: the next is batch_0008, with
+    ids above any already landed."""
+    from mlassets.synthetic import write_batches
+
+    landing = tmp_path / "landing"
+    write_frame(fraud_frame(50, seed=1, first_id=5_000_000_000), landing / "batch_0005.parquet")
+    (landing / "batch_0007.csv.gz").write_bytes(b"not ours")
+    (landing / "notes.txt").write_text("left alone\n")
+    before = _batches(landing)
+    paths = write_batches(landing, 2, 100, seed=3)
+    assert [p.name for p in paths] == ["batch_0008.parquet", "batch_0009.parquet"]
+    assert {n: b for n, b in _batches(landing).items() if n in before} == before
+    ids = pd.concat(pd.read_parquet(p) for p in paths)["user_id"]
+    assert ids.min() == 5_000_000_050 and ids.is_unique
+
+
+def test_write_frame_refuses_an_existing_file_when_asked(tmp_path):
+    path = write_frame(fraud_frame(10, seed=1), tmp_path / "t.parquet")
+    kept = path.read_bytes()
+    with pytest.raises(FileExistsError, match=r"t\.parquet: already exists; not overwritten"):
+        write_frame(fraud_frame(20, seed=2), path, overwrite=False)
+    assert path.read_bytes() == kept
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]  # no temporary left
+
+
+def test_the_source_file_is_kept_unless_forced(tmp_path, capsys):
+    """`make demo` runs the same command again: the same rows are left as is; other rows (a
+    table of your own, another seed) are refused unless --force."""
+    from mlassets.synthetic import main
+
+    out = tmp_path / "data" / "transactions.parquet"
+    args = ["--rows", "300", "--seed", "42", "--out", str(out)]
+    main(args)
+    first = out.read_bytes()
+    stamp = out.stat().st_mtime_ns
+
+    main(args)  # make demo, twice
+    assert "already holds these 300 rows: left as is" in capsys.readouterr().out
+    assert out.read_bytes() == first and out.stat().st_mtime_ns == stamp
+
+    with pytest.raises(SystemExit) as refused:
+        main(["--rows", "300", "--seed", "7", "--out", str(out)])
+    message = str(refused.value.code)
+    assert str(out) in message and "holds other rows" in message and "--force" in message
+    assert out.read_bytes() == first
+
+    main(["--rows", "300", "--seed", "7", "--out", str(out), "--force"])
+    expected = write_frame(fraud_frame(300, seed=7), tmp_path / "expected.parquet")
+    assert out.read_bytes() == expected.read_bytes()
+
+    with pytest.raises(SystemExit) as folder:
+        main(["--rows", "10", "--out", str(tmp_path / "data")])
+    assert "is a folder (use --batches" in str(folder.value.code)

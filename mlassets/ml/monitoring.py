@@ -28,7 +28,11 @@ class Production:
 
 @dataclass
 class Recent:
-    """Batches that landed after the production model's training data, read and featurised."""
+    """Batches that landed after the production model's training data, read and featurised.
+
+    `batches` passed the spec's per-batch rules and make up `rows`; `errors` says, by batch name,
+    why each other batch was skipped (unreadable, other columns, or a broken rule).
+    """
 
     batches: list[Batch]
     rows: pd.DataFrame
@@ -73,8 +77,12 @@ def production(client, name: str) -> Production | None:
 
     try:
         mv = client.get_model_version_by_alias(name, PRODUCTION)
-    except MlflowException:
-        return None
+    except MlflowException as e:
+        # no such model, or no such alias; any other error (a broken or unreachable store) is
+        # not "no production model" and must say what it is
+        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
     return _production(*_uris(client), name, str(mv.version))
 
 
@@ -92,12 +100,13 @@ def production_model(client, name: str, version: str):
 
 
 def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) -> Recent:
-    """Landed batches not yet trained on by `prod` (all of them when there is no production)."""
+    """Landed batches not yet trained on by `prod` (all of them when there is no production),
+    each validated on its own before any statistic: a batch that fails is skipped, with why."""
     from mlassets.ml.features import build_features
 
     landed = list_batches(landing_uri)
     fresh = not_yet_trained_on(landed, prod.baseline.get("batches", []) if prod else [])
-    rows, read, errors = read_batches(fresh, spec)
+    rows, read, errors = read_batches(fresh, spec, check=True)
     if len(rows):
         rows = build_features(rows, spec)
     return Recent(read, rows, errors, len(landed))
