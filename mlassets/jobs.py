@@ -6,7 +6,6 @@ from dagster import (
     AssetMaterialization,
     AssetSelection,
     Config,
-    Failure,
     OpExecutionContext,
     Out,
     Output,
@@ -16,6 +15,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.resources import DatasetResource, ModelRegistry
 
 monitoring_job = define_asset_job(
@@ -40,7 +40,7 @@ class RollbackConfig(Config):
     )
 
 
-@op(out=Out(dict))
+@op(out=Out(dict), retry_policy=MLFLOW_RETRY_POLICY)
 def rollback_production(
     context: OpExecutionContext,
     config: RollbackConfig,
@@ -52,15 +52,13 @@ def rollback_production(
     The materialization keeps the UI's `production_model` truthful after a rollback; a refusal
     fails the run with the registry's message and moves nothing.
     """
-    from mlassets.ml.registry import PRODUCTION, RegistryError, rollback
+    from mlassets.ml.registry import PRODUCTION, rollback
 
     name = dataset.spec().name
-    try:
+    with retry_if_transient(), as_failure():  # a refusal is not retried; a dropped connection is
         moved = rollback(
             registry.client(), name, to_version=config.to_version, run_id=context.run_id
         )
-    except RegistryError as e:
-        raise Failure(description=str(e)) from None
     context.log.info(
         f"production is now {name} version {moved['production']} "
         f"(rolled back from {moved['rolled_back_from']}); previous cleared"

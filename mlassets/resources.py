@@ -55,11 +55,39 @@ class DatasetResource(ConfigurableResource):
         return spec.resolve(spec.landing, self.data_root) if spec.landing else None
 
 
+# What to change when the local MLflow store cannot be written.
+STORE_HINT = (
+    "Set MLASSETS_HOME to a writable folder (the default store is <MLASSETS_HOME>/mlflow.db), "
+    "or MLFLOW_TRACKING_URI to another store."
+)
+
+
 class ModelRegistry(ConfigurableResource):
     """The MLflow model registry (an `MlflowClient` on the tracking/registry URI)."""
 
     tracking_uri: str
     registry_uri: str | None = None
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """A store that cannot be used fails here, naming it: a local one that cannot be written
+        (not two minutes later inside MLflow with a bare `sqlite3.OperationalError`), a server
+        that does not answer (not after every step's retries). One request to a server.
+        Only for a run: a sensor's tick says its own errors as a skip (`drift_sensor`), which an
+        error here would pre-empt with a failed tick."""
+        from mlassets.ml.services import check_local_store, first_contact, local_store_path
+
+        if context.dagster_run is None:
+            return
+        registry = self.registry_uri or self.tracking_uri
+        for uri in dict.fromkeys([self.tracking_uri, registry]):
+            check_local_store(uri, STORE_HINT)
+        if local_store_path(registry) is None:
+            first_contact(
+                registry,
+                lambda: self.client().search_registered_models(max_results=1),
+                role="model registry",
+                variable="MLFLOW_REGISTRY_URI" if self.registry_uri else "MLFLOW_TRACKING_URI",
+            )
 
     def client(self):
         """A client bound to this registry; also points mlflow's globals at it for `models:/` URIs."""
@@ -161,10 +189,17 @@ def mlflow_tracking(context):
     """
     from dagster_mlflow import mlflow_tracking as dagster_mlflow_tracking
 
+    from mlassets.ml.services import check_local_store, first_contact
+
     cfg = context.resource_config
     if cfg.get("mlflow_tracking_uri"):
-        ensure_experiment(
-            cfg["mlflow_tracking_uri"], cfg["experiment_name"], cfg.get("artifact_location")
+        # the run's first request to the store: a store that is down or cannot be written fails
+        # here, naming its URI, within MLflow's own retry settings (`mlassets.settings`)
+        uri = cfg["mlflow_tracking_uri"]
+        check_local_store(uri, STORE_HINT)
+        first_contact(
+            uri,
+            lambda: ensure_experiment(uri, cfg["experiment_name"], cfg.get("artifact_location")),
         )
     import mlflow
 
@@ -242,6 +277,8 @@ def mlflow_run(context) -> Iterator[str]:
     """
     import mlflow
 
+    from mlassets.ml.faults import transient_fault
+
     run_id = context.resources.mlflow.mlflow_run_id
     active = mlflow.active_run()
     if active is None or active.info.run_id != run_id:
@@ -249,6 +286,7 @@ def mlflow_run(context) -> Iterator[str]:
             mlflow.end_run()
         mlflow.start_run(run_id=run_id)
     try:
+        transient_fault(context.op_def.name)  # only the retry tests set it
         yield run_id
     except BaseException:
         mlflow.end_run(status="FAILED")

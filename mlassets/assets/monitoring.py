@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from mlassets.assets.metadata import md_image, md_table
-from mlassets.assets.refusals import as_failure
+from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
@@ -22,6 +22,13 @@ def _same_production(recent_data: pd.DataFrame, registry: ModelRegistry, name: s
         require_same_production(of(recent_data), _production_alias(registry, name))
 
 
+def _skipped(recent_data: pd.DataFrame) -> list[dict]:
+    """The batches recent_data skipped, with why (carried in its provenance record)."""
+    from mlassets.ml.provenance import of
+
+    return list(of(recent_data).get("skipped_batches") or [])
+
+
 def _production_or_reason(registry: ModelRegistry, name: str):
     """(production, None) or (None, why monitoring cannot compare against it yet)."""
     from mlassets.ml.monitoring import production
@@ -36,46 +43,63 @@ def _production_or_reason(registry: ModelRegistry, name: str):
     return prod, None
 
 
-@asset(group_name="monitoring", kinds={"pandas"}, deps=["production_model"])
+@asset(
+    group_name="monitoring",
+    kinds={"pandas"},
+    deps=["production_model"],
+    retry_policy=MLFLOW_RETRY_POLICY,
+)
 def recent_data(
     context: AssetExecutionContext, dataset: DatasetResource, registry: ModelRegistry
 ) -> MaterializeResult:
     """Landed batches the production model was not trained on, with their derived features.
 
-    A batch that cannot be read is reported by name and skipped; it never stops the others.
+    Each batch is validated on its own (the spec's per-batch rules) before it joins the others;
+    a batch that cannot be read or breaks a rule is reported by name with why, and skipped: it
+    never stops the others.
     """
-    from mlassets.ml.monitoring import recent
-    from mlassets.ml.provenance import stamp
+    with retry_if_transient():  # outermost: RegistryError is handled inside
+        from mlassets.ml.bounded import clip
+        from mlassets.ml.landing import skipped_records
+        from mlassets.ml.monitoring import recent
+        from mlassets.ml.provenance import stamp
 
-    spec = dataset.spec()
-    prod, why_not = _production_or_reason(registry, spec.name)
-    if why_not:
-        context.log.warning(f"{why_not}; every landed batch counts as recent")
-    rec = recent(dataset.landing_uri(), spec, prod)
-    # which production these rows are "recent" for: drift_report and scored_batches judge them
-    # against that version only
-    stamp(
-        rec.rows,
-        {"spec": spec.name, "production_version": _production_alias(registry, spec.name)},
-    )
-    for name, error in rec.errors.items():
-        context.log.warning(f"skipped unreadable batch {name}: {error}")
-    return MaterializeResult(
-        value=rec.rows,
-        metadata={
-            "dagster/row_count": len(rec.rows),
-            "landing": MetadataValue.path(dataset.landing_uri() or "(no landing folder in spec)"),
-            "production_version": prod.version if prod else "none",
-            "batches_landed": rec.landed,
-            "recent_batches": md_table(
-                [{"batch": b.name, "digest": b.digest} for b in rec.batches]
-            ),
-            "unreadable_batches": MetadataValue.json(rec.errors),
-        },
-    )
+        spec = dataset.spec()
+        prod, why_not = _production_or_reason(registry, spec.name)
+        if why_not:
+            context.log.warning(f"{why_not}; every landed batch counts as recent")
+        rec = recent(dataset.landing_uri(), spec, prod)
+        skipped = skipped_records(rec.errors)
+        # which production these rows are "recent" for: drift_report and scored_batches judge them
+        # against that version only; and which batches were left out, which they show too
+        stamp(
+            rec.rows,
+            {
+                "spec": spec.name,
+                "production_version": _production_alias(registry, spec.name),
+                "skipped_batches": skipped,
+            },
+        )
+        for name, error in rec.errors.items():
+            context.log.warning(clip(f"skipped batch {name}: {error}"))
+        return MaterializeResult(
+            value=rec.rows,
+            metadata={
+                "dagster/row_count": len(rec.rows),
+                "landing": MetadataValue.path(
+                    dataset.landing_uri() or "(no landing folder in spec)"
+                ),
+                "production_version": prod.version if prod else "none",
+                "batches_landed": rec.landed,
+                "recent_batches": md_table(
+                    [{"batch": b.name, "digest": b.digest} for b in rec.batches]
+                ),
+                "skipped_batches": MetadataValue.json(skipped),
+            },
+        )
 
 
-@asset(group_name="monitoring", kinds={"scipy"})
+@asset(group_name="monitoring", kinds={"scipy"}, retry_policy=MLFLOW_RETRY_POLICY)
 def drift_report(
     context: AssetExecutionContext,
     recent_data: pd.DataFrame,
@@ -87,39 +111,46 @@ def drift_report(
 
     The same function (`mlassets.ml.drift.drift_report`) decides for `drift_sensor`.
     """
-    from mlassets.ml.drift import plot_drift
-    from mlassets.ml.evaluation import png_data_url
-    from mlassets.ml.monitoring import Recent, decide
+    with retry_if_transient():  # outermost: RegistryError is handled inside
+        from mlassets.ml.drift import plot_drift
+        from mlassets.ml.evaluation import png_data_url
+        from mlassets.ml.monitoring import Recent, decide
 
-    spec = dataset.spec()
-    _same_production(recent_data, registry, spec.name)
-    prod, reason = _production_or_reason(registry, spec.name)
-    if prod is None:
-        context.log.info(reason)
-        return MaterializeResult(
-            value={"retrain": False, "reasons": [reason]}, metadata={"decision": reason}
+        spec = dataset.spec()
+        _same_production(recent_data, registry, spec.name)
+        skipped = _skipped(recent_data)
+        prod, reason = _production_or_reason(registry, spec.name)
+        if prod is None:
+            context.log.info(reason)
+            return MaterializeResult(
+                value={"retrain": False, "reasons": [reason], "skipped_batches": skipped},
+                metadata={"decision": reason, "skipped_batches": MetadataValue.json(skipped)},
+            )
+        report = decide(
+            spec, prod, Recent([], recent_data), monitoring.drift.thresholds(), registry.client()
         )
-    report = decide(
-        spec, prod, Recent([], recent_data), monitoring.drift.thresholds(), registry.client()
-    )
-    context.log.info(report.summary)
-    metadata = {
-        "retrain": report.retrain,
-        "decision": report.summary,
-        "reasons": MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
-        "drifted_features": ", ".join(report.drifted) or "none",
-        "recent_rows": report.rows,
-        "production_version": prod.version,
-        "features": MetadataValue.md(report.ranked().round(4).to_markdown(index=False)),
-        "degradation": MetadataValue.json(report.to_dict()["degradation"]),
-    }
-    if report.rows:
-        fig = plot_drift(report, prod.reference, recent_data)
-        metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")
-    return MaterializeResult(value=report.to_dict(), metadata=metadata)
+        context.log.info(report.summary)
+        metadata = {
+            "retrain": report.retrain,
+            "decision": report.summary,
+            "reasons": MetadataValue.md("\n".join(f"- {r}" for r in report.reasons)),
+            "drifted_features": ", ".join(report.drifted) or "none",
+            "recent_rows": report.rows,
+            "production_version": prod.version,
+            "features": MetadataValue.md(report.ranked().round(4).to_markdown(index=False)),
+            "degradation": MetadataValue.json(report.to_dict()["degradation"]),
+            # judged without these: each broke the spec's rules on its own (see recent_data)
+            "skipped_batches": MetadataValue.json(skipped),
+        }
+        if report.rows:
+            fig = plot_drift(report, prod.reference, recent_data)
+            metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")
+        return MaterializeResult(
+            value={**report.to_dict(), "skipped_batches": skipped}, metadata=metadata
+        )
 
 
-@asset(group_name="monitoring", kinds={"sklearn"})
+@asset(group_name="monitoring", kinds={"sklearn"}, retry_policy=MLFLOW_RETRY_POLICY)
 def scored_batches(
     context: AssetExecutionContext,
     recent_data: pd.DataFrame,
@@ -127,32 +158,37 @@ def scored_batches(
     registry: ModelRegistry,
 ) -> MaterializeResult:
     """Every recent row scored by the `production` model: id, batch, score and prediction."""
-    from mlassets.ml.monitoring import production_model, score_batches
+    with retry_if_transient():  # outermost: RegistryError is handled inside
+        from mlassets.ml.monitoring import production_model, score_batches
 
-    spec = dataset.spec()
-    _same_production(recent_data, registry, spec.name)
-    prod, reason = _production_or_reason(registry, spec.name)
-    if prod is None or recent_data.empty:
-        why = reason or "no recent rows to score"
-        context.log.info(why)
-        return MaterializeResult(value=pd.DataFrame(), metadata={"note": why})
-    model = production_model(registry.client(), spec.name, prod.version)
-    scored = score_batches(model, recent_data, spec)
-    per_batch = scored.groupby("_batch", sort=True)["prediction"].agg(["size", "mean"])
-    return MaterializeResult(
-        value=scored,
-        metadata={
-            "dagster/row_count": len(scored),
-            "production_version": prod.version,
-            "per_batch": md_table(
-                [
-                    {
-                        "batch": b,
-                        "rows": int(r["size"]),
-                        "predicted_positive_rate": round(r["mean"], 4),
-                    }
-                    for b, r in per_batch.iterrows()
-                ]
-            ),
-        },
-    )
+        spec = dataset.spec()
+        _same_production(recent_data, registry, spec.name)
+        skipped = MetadataValue.json(_skipped(recent_data))  # not scored: see recent_data
+        prod, reason = _production_or_reason(registry, spec.name)
+        if prod is None or recent_data.empty:
+            why = reason or "no recent rows to score"
+            context.log.info(why)
+            return MaterializeResult(
+                value=pd.DataFrame(), metadata={"note": why, "skipped_batches": skipped}
+            )
+        model = production_model(registry.client(), spec.name, prod.version)
+        scored = score_batches(model, recent_data, spec)
+        per_batch = scored.groupby("_batch", sort=True)["prediction"].agg(["size", "mean"])
+        return MaterializeResult(
+            value=scored,
+            metadata={
+                "dagster/row_count": len(scored),
+                "production_version": prod.version,
+                "per_batch": md_table(
+                    [
+                        {
+                            "batch": b,
+                            "rows": int(r["size"]),
+                            "predicted_positive_rate": round(r["mean"], 4),
+                        }
+                        for b, r in per_batch.iterrows()
+                    ]
+                ),
+                "skipped_batches": skipped,
+            },
+        )

@@ -1,19 +1,57 @@
-"""Turn the core's refusals into Dagster failures a person reads without a stack trace."""
+"""Turn the core's refusals into Dagster failures a person reads without a stack trace, and decide
+which failures of a step that talks to MLflow are retried.
+
+A step that talks to MLflow carries `MLFLOW_RETRY_POLICY` and runs its work inside
+`retry_if_transient()`: Dagster retries whatever error reaches it, so every error that another
+attempt cannot fix leaves as a `Failure(allow_retries=False)`, and only a service's passing
+failure (`mlassets.ml.services.is_transient`) reaches the policy.
+"""
 
 import contextlib
 from collections.abc import Iterator
 
-from dagster import Failure
+from dagster import Backoff, DagsterError, Failure, Jitter, RetryPolicy
+
+# The one retry policy of steps that talk to MLflow: 3 more attempts after waits of about 2, 6
+# and 14 s (exponential, +/- 2 s of jitter so that parallel steps do not retry in step). MLflow's
+# own client retries each request for a few seconds first (`mlassets.settings`); this covers an
+# outage of up to about a minute, e.g. a tracking server restarting.
+MLFLOW_RETRY_POLICY = RetryPolicy(
+    max_retries=3, delay=2, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
+)
 
 
 @contextlib.contextmanager
 def as_failure() -> Iterator[None]:
     """Re-raise a `ProvenanceError` or `RegistryError` as a `Failure` with the same message:
-    the message already says what went wrong and what to materialize instead."""
+    the message already says what went wrong and what to materialize instead. Never retried:
+    a refusal holds however often it is asked again."""
+    from mlassets.ml.bounded import clip
     from mlassets.ml.provenance import ProvenanceError
     from mlassets.ml.registry import RegistryError
 
     try:
         yield
-    except (ProvenanceError, RegistryError) as e:
-        raise Failure(description=str(e)) from None
+    except (ProvenanceError, RegistryError) as e:  # a list of batches can make it long
+        raise Failure(description=clip(str(e)), allow_retries=False) from None
+
+
+@contextlib.contextmanager
+def retry_if_transient() -> Iterator[None]:
+    """Let a transient service error through to the step's retry policy; make every other error
+    a `Failure` that is not retried (a wrong parameter, bad data, a refusal, a missing model),
+    its message kept and its traceback chained."""
+    from mlassets.ml.bounded import clip
+    from mlassets.ml.services import is_transient
+
+    try:
+        yield
+    except Failure as e:
+        e.allow_retries = False
+        raise
+    except DagsterError:
+        raise  # Dagster's own errors are never retried by a policy
+    except Exception as e:
+        if is_transient(e):
+            raise
+        raise Failure(description=clip(f"{type(e).__name__}: {e}"), allow_retries=False) from e

@@ -3,7 +3,7 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from mlassets.assets.refusals import as_failure
+from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
@@ -12,6 +12,7 @@ from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
     group_name="registry",
     kinds={"mlflow"},
     required_resource_keys={"mlflow", "dataset", "registry"},
+    retry_policy=MLFLOW_RETRY_POLICY,
 )
 def registered_model(
     context: AssetExecutionContext,
@@ -33,7 +34,8 @@ def registered_model(
     from mlassets.ml.steps import register_candidate
 
     spec = context.resources.dataset.spec()
-    with mlflow_run(context) as run_id, as_failure():  # a refusal marks the MLflow run FAILED
+    # a refusal marks the MLflow run FAILED
+    with retry_if_transient(), mlflow_run(context) as run_id, as_failure():
         registered = register_candidate(
             context.resources.registry.client(),
             run_id,
@@ -69,7 +71,7 @@ def registered_model(
     )
 
 
-@asset(group_name="registry", kinds={"mlflow"})
+@asset(group_name="registry", kinds={"mlflow"}, retry_policy=MLFLOW_RETRY_POLICY)
 def staging_model(
     registered_model: dict,
     candidate_model: Candidate,
@@ -82,7 +84,7 @@ def staging_model(
     from mlassets.ml.registry import STAGING
     from mlassets.ml.steps import stage
 
-    with as_failure():
+    with retry_if_transient(), as_failure():
         staged = stage(
             registry.client(), registered_model, candidate_model, test_set, dataset.spec()
         )
@@ -98,14 +100,14 @@ def staging_model(
     )
 
 
-@asset(group_name="registry", kinds={"mlflow"})
+@asset(group_name="registry", kinds={"mlflow"}, retry_policy=MLFLOW_RETRY_POLICY)
 def production_model(staging_model: dict, registry: ModelRegistry) -> MaterializeResult:
     """The alias `production` on the verified staging version; the one it replaces becomes
     `previous`. Refused when production moved since the candidate was compared with it (another
     run promoted, or a rollback) or the version is not `registered` (abandoned, rolled back)."""
     from mlassets.ml.steps import promote_staged
 
-    with as_failure():
+    with retry_if_transient(), as_failure():
         moved = promote_staged(registry.client(), staging_model)
     name = moved["name"]
     return MaterializeResult(

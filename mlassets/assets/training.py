@@ -4,7 +4,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from mlassets.assets.metadata import md_image
-from mlassets.assets.refusals import as_failure
+from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.config import TrainingConfig
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import mlflow_run
@@ -14,6 +14,7 @@ from mlassets.resources import mlflow_run
     group_name="training",
     kinds={"sklearn", "mlflow"},
     required_resource_keys={"mlflow", "dataset", "registry"},
+    retry_policy=MLFLOW_RETRY_POLICY,
 )
 def candidate_model(
     context: AssetExecutionContext,
@@ -41,7 +42,7 @@ def candidate_model(
             f"search: {done}/{total or '?'} configurations, best {config.scoring} {best:.4f}"
         )
 
-    with mlflow_run(context) as run_id, as_failure():
+    with retry_if_transient(), mlflow_run(context) as run_id, as_failure():
         trained = train_and_log(
             context.resources.registry.client(),
             run_id,

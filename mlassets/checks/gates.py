@@ -18,6 +18,7 @@ from dagster import (
     multi_asset_check,
 )
 
+from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, retry_if_transient
 from mlassets.ml.evaluation import METRICS
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry
@@ -164,6 +165,7 @@ def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) 
     asset="staging_model",
     blocking=True,
     additional_ins={"test_set": AssetIn("test_set"), "candidate_model": AssetIn("candidate_model")},
+    retry_policy=MLFLOW_RETRY_POLICY,
     description="The version this run put behind @staging loads from the registry through "
     "mlflow.pyfunc and predicts exactly like the in-memory candidate on the test set.",
 )
@@ -183,7 +185,8 @@ def staging_predicts_identically(
 
     spec = dataset.spec()
     client = registry.client()
-    version = alias_version(client, spec.name, STAGING)
+    with retry_if_transient():
+        version = alias_version(client, spec.name, STAGING)
     X = input_frame(test_set, spec)
     held = staging_model.get("candidate")
     if held != candidate_model.digest:
@@ -196,7 +199,8 @@ def staging_predicts_identically(
         )
     staged = str(staging_model["version"])
     # by number: a concurrent run may have moved the alias since this run set it
-    result = predictions_match(f"models:/{spec.name}/{staged}", X, candidate_model.predict(X))
+    with retry_if_transient():
+        result = predictions_match(f"models:/{spec.name}/{staged}", X, candidate_model.predict(X))
     moved = "" if version == staged else f" (@staging has since moved to version {version})"
     return AssetCheckResult(
         passed=result["mismatched"] == 0,

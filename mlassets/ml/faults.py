@@ -1,8 +1,11 @@
-"""Failpoints: how the crash-safety tests kill a real run at an exact point.
+"""Failpoints: how the crash-safety and retry tests make a real run fail at an exact point.
 
 `MLASSETS_FAILPOINT=<name>` makes the process SIGKILL itself when it reaches `failpoint(name)`,
 the way FoundationDB's and TiKV's failpoints let a test crash a real process between two writes
-instead of racing a signal against it. Off unless the variable is set; costs one lookup.
+instead of racing a signal against it. `MLASSETS_TRANSIENT_FAULT=<name>[,<name>...]` makes
+`transient_fault(name)` raise, once, the error a tracking store raises while it is briefly
+unavailable, so a test sees a step's retry policy at work. Both are off unless set; each costs
+one lookup.
 """
 
 from __future__ import annotations
@@ -11,9 +14,39 @@ import os
 import signal
 
 ENV = "MLASSETS_FAILPOINT"
+TRANSIENT_ENV = "MLASSETS_TRANSIENT_FAULT"
 
 
 def failpoint(name: str) -> None:
     """Die here, as a power cut or an OOM kill would, if `$MLASSETS_FAILPOINT` names `name`."""
     if os.environ.get(ENV) == name:
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def transient_fault(name: str) -> None:
+    """Raise MLflow's TEMPORARILY_UNAVAILABLE here, the first time only, if
+    `$MLASSETS_TRANSIENT_FAULT` names `name`.
+
+    "First time" holds across a step's retries and across processes: the fault fires for the
+    caller that creates its marker file (`<MLASSETS_HOME>/faults/<name>.fired`, created
+    exclusively), so the retry that follows succeeds. Delete the marker to arm it again.
+    """
+    names = os.environ.get(TRANSIENT_ENV)
+    if not names or name not in {n.strip() for n in names.split(",")}:
+        return
+    from mlassets import settings
+
+    marker = settings.home() / "faults" / f"{name}.fired"
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(marker, "x") as f:
+            f.write(f"pid {os.getpid()}\n")
+    except FileExistsError:
+        return
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE
+
+    raise MlflowException(
+        f"injected transient fault at {name} ({TRANSIENT_ENV}): tracking store briefly unavailable",
+        error_code=TEMPORARILY_UNAVAILABLE,
+    )
