@@ -6,6 +6,7 @@ from typing import Any
 from dagster import Definitions, ExecutorDefinition
 
 from mlassets import settings
+from mlassets.alerts import alert_sensors
 from mlassets.assets.data import raw_data
 from mlassets.assets.evaluation import evaluation_report
 from mlassets.assets.features import features, splits
@@ -47,12 +48,13 @@ def build_defs(
     """The Definitions with the given resources and executor (default: the environment's, see
     settings; the executor is `MLASSETS_EXECUTOR`'s, `in_process` unless set: the graph is a
     chain, and one process keeps the frames in memory and imports sklearn and MLflow once).
+    The failure-alert sensors are there only when `MLASSETS_ALERT_*` configures them (alerts.py).
     """
     return Definitions(
         assets=ASSETS,
         asset_checks=CHECKS,
         jobs=[training_job, monitoring_job, rollback_job],
-        sensors=[drift_sensor],
+        sensors=[drift_sensor, *alert_sensors()],
         schedules=[daily_monitoring],
         resources=dict(resources or default_resources(load_spec(settings.spec_path()))),
         executor=executor or executor_def(),
