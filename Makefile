@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
 DEMO_ROWS ?= 10000
 
-.PHONY: demo dev test test-fast lint format bench install home clean
+.PHONY: demo dev test test-fast test-local lint format bench install home clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,11 +41,21 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# Test tiers (pytest markers, assigned in mlassets_tests/conftest.py):
+#   unit         the functional core and small pieces, no Dagster run
+#   integration  Dagster runs in process on a real instance and a real MLflow store
+#   e2e          the real CLI, daemon, webserver, servers and separate processes
+# `make test`: lint, then every test of every tier, services included (what CI runs).
 test: install lint
 	$(BIN)/pytest -q
 
-# Everything but the tests that start or need real services (PostgreSQL, RabbitMQ, servers).
+# `make test-fast`: lint, then the unit tier only; under a minute on 2 cores.
 test-fast: install lint
+	$(BIN)/pytest -q -m unit
+
+# `make test-local`: lint, then every tier but the tests that start or need real services
+# (PostgreSQL, RabbitMQ, an MLflow or S3 server, a Dask or Celery cluster).
+test-local: install lint
 	$(BIN)/pytest -q -m "not services"
 
 bench: install

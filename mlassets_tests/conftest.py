@@ -13,6 +13,229 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
+# --- test tiers ---------------------------------------------------------------------------------
+# Every test gets one of the markers `unit`, `integration`, `e2e` (declared in pyproject.toml), here
+# in one place so that a new module is classified too. A test's, class's or module's own tier
+# marker wins; then `services` means e2e; then the tables below; anything else is integration.
+# unit: the functional core and small pieces, no Dagster run, no registry round trip of seconds
+# (`make test-fast` runs these: keep the tier under a minute on 2 cores).
+# e2e: the real CLI, daemon, webserver, servers and separate processes.
+TIERS = ("unit", "integration", "e2e")
+UNIT_MODULES = frozenset(
+    {
+        "ml/test_data.py",
+        "ml/test_drift.py",
+        "ml/test_eval_extras.py",
+        "ml/test_evaluation.py",
+        "ml/test_features.py",
+        "ml/test_landing.py",
+        "ml/test_provenance.py",
+        "ml/test_search.py",
+        "ml/test_splitting.py",
+        "ml/test_training.py",
+        "ml/test_validation.py",
+        "test_spec.py",
+        "test_synthetic.py",
+        "test_server_profile.py",
+    }
+)
+E2E_MODULES = frozenset(
+    {
+        "ml/test_recovery.py",
+        "test_cli.py",
+        "test_concurrency.py",
+        "test_crash.py",
+        "test_daemon.py",
+        "test_executors.py",
+        "test_selections.py",
+        "test_ui.py",
+    }
+)
+# Tests of unit modules that belong elsewhere, by module and test name (all its parameters): slow
+# ones (seconds each, `pytest --durations=0`: a search over a boosting grid, a process pool, an
+# MLflow save/load, many drift reports, the report's bootstrap and figures) are integration; a
+# real command line is e2e.
+TEST_TIERS = {
+    "ml/test_landing.py": {
+        "test_each_bad_batch_is_skipped_by_name_with_its_reason": "integration",
+        "test_grouped_verdicts_are_each_batch_own": "integration",
+    },
+    "ml/test_training.py": {
+        "test_tune_fast_halves_a_boosting_grid_and_its_last_rung_sees_every_row": "integration",
+        "test_tune_fast_is_reproducible": "integration",
+        "test_tune_fast_keeps_a_boosting_estimator_it_is_given": "integration",
+        "test_tune_grid_in_two_processes_reports_progress_in_batches": "integration",
+    },
+    "ml/test_eval_extras.py": {
+        "test_threshold_travels_with_the_model_through_mlflow_skops": "integration",
+        "test_a_low_threshold_saved_in_the_model_changes_its_predictions": "integration",
+        "test_figures_png_and_self_contained_html": "integration",
+        "test_a_production_model_that_cannot_be_scored_fails_closed": "integration",
+        "test_compare_fails_a_much_weaker_challenger_and_passes_without_baseline": "integration",
+    },
+    "ml/test_drift.py": {
+        "test_false_alarms_project_rule_vs_naive_rule": "integration",
+    },
+    "test_server_profile.py": {
+        "test_a_new_experiment_keeps_an_s3_artifact_location": "integration",
+        "test_a_registry_apart_from_the_tracking_store_is_honoured": "integration",
+    },
+    "test_synthetic.py": {
+        "test_cli_writes_the_same_table_as_the_function": "e2e",
+        "test_cli_rejects_an_unsupported_suffix": "e2e",
+    },
+}
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def tier_of(item: pytest.Item) -> str:
+    """The tier of one collected test: its own marker, `services`, TEST_TIERS, its module's,
+    else integration."""
+    for mark in item.iter_markers():  # closest first: the test, its class, its module
+        if mark.name in TIERS:
+            return mark.name
+    if item.get_closest_marker("services"):
+        return "e2e"
+    try:
+        module = item.path.resolve().relative_to(TESTS_DIR).as_posix()
+    except ValueError:  # a test outside mlassets_tests (e.g. a path given on the command line)
+        return "integration"
+    tier = TEST_TIERS.get(module, {}).get(getattr(item, "originalname", item.name))
+    if tier:
+        return tier
+    if module in UNIT_MODULES:
+        return "unit"
+    return "e2e" if module in E2E_MODULES else "integration"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = tier_of(item)
+        if not item.get_closest_marker(tier):
+            item.add_marker(getattr(pytest.mark, tier))
+
+
+# --- nothing is written under the checkout ------------------------------------------------------
+# After `make test` on a clean clone the clone's `.mlassets/mlartifacts/` once held a test run's
+# artifacts: `make` exports MLASSETS_HOME=<checkout>/.mlassets (and DAGSTER_HOME under it), and
+# without it the default is `./.mlassets` of the working folder, the checkout again. So the session
+# points both at a temporary stand-in: no test reads or writes a developer's own home, and whatever
+# lands in the stand-in came from a test that relied on the default instead of its own tmp_path.
+# Two places are watched, each module when it ends (the error names the module) and the session
+# at its end (session fixtures): the stand-in home, where every file counts, and the checkout,
+# where only files that did not exist at the start count (a developer's own data stays allowed)
+# and a new source file git does not ignore is someone editing the project (it shows in `git
+# status`), not a test writing. Cost: one walk of ~200 files, about a millisecond.
+REPO = TESTS_DIR.parent
+_NOT_WALKED = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache"}
+_SOURCE_SUFFIXES = {".py", ".md", ".toml", ".cfg", ".txt", ".sh", ".yaml", ".yml", ".json"}
+_SESSION_HOME: list[
+    Path
+] = []  # the stand-in for the default MLASSETS_HOME, once the session starts
+_SEEN: set[Path] = set()  # every file judged so far (each is judged, and blamed, once)
+
+
+def files_under(root: Path) -> set[Path]:
+    """Every file under `root` outside the venv, git and caches (absolute paths)."""
+    found: set[Path] = set()
+    stack = [str(root)]
+    while stack:
+        try:
+            entries = list(os.scandir(stack.pop()))
+        except FileNotFoundError:  # the stand-in home before anything was written to it
+            continue
+        for entry in entries:
+            if entry.name in _NOT_WALKED or entry.name.endswith(".egg-info"):
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                stack.append(entry.path)
+            else:
+                found.add(Path(entry.path))
+    return found
+
+
+def _git_ignored(paths: list[Path]) -> set[Path]:
+    """Which of `paths` (under the checkout) git ignores; all when git cannot say (not a clone)."""
+    try:
+        proc = subprocess.run(
+            ["git", "-C", str(REPO), "check-ignore", "--no-index", "--stdin"],
+            input="\n".join(p.relative_to(REPO).as_posix() for p in paths),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return set(paths)
+    if proc.returncode not in (0, 1):  # 1: none is ignored; anything else: git could not say
+        return set(paths)
+    return {REPO / line for line in proc.stdout.splitlines()}
+
+
+def written_by_tests() -> list[Path]:
+    """Files new since the last look that a test must not have written (see the comment above)."""
+    home = _SESSION_HOME[0] if _SESSION_HOME else None
+    new = sorted((files_under(REPO) | (files_under(home) if home else set())) - _SEEN)
+    if not new:
+        return []
+    _SEEN.update(new)
+    in_repo = [p for p in new if p.is_relative_to(REPO)]
+    ignored = _git_ignored(in_repo) if in_repo else set()
+    return [
+        p
+        for p in new
+        if not p.is_relative_to(REPO) or p in ignored or p.suffix not in _SOURCE_SUFFIXES
+    ]
+
+
+def describe_written(paths: list[Path], limit: int = 10) -> str:
+    shown = "\n".join(f"  {p}" for p in paths[:limit])
+    more = f"\n  ... and {len(paths) - limit} more" if len(paths) > limit else ""
+    return (
+        f"{len(paths)} file(s) written under the checkout {REPO} or the default home "
+        f"(MLASSETS_HOME={os.environ.get('MLASSETS_HOME')}): use tmp_path, and give "
+        f"subprocesses their own MLASSETS_HOME, DAGSTER_HOME and cwd:\n{shown}{more}"
+    )
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="mlassets-tests-")) / "default_home"
+    _SESSION_HOME.append(home)
+    os.environ["MLASSETS_HOME"] = str(home)
+    os.environ["DAGSTER_HOME"] = str(home / "dagster")
+    _SEEN.update(files_under(REPO))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _nothing_written_under_checkout(request):
+    """Fails the module (an error at its last test's teardown) that wrote under the checkout."""
+    yield
+    written = written_by_tests()
+    if written:
+        pytest.fail(f"{request.node.nodeid}: {describe_written(written)}", pytrace=False)
+
+
+_WRITTEN_AT_END: list[Path] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Session fixtures are torn down by now: what they wrote fails the session."""
+    import shutil
+
+    _WRITTEN_AT_END.extend(written_by_tests())
+    if _WRITTEN_AT_END and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if _SESSION_HOME and not files_under(_SESSION_HOME[0]):  # else kept, to look at
+        shutil.rmtree(_SESSION_HOME[0].parent, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _WRITTEN_AT_END:
+        terminalreporter.section("written under the checkout", sep="=", red=True)
+        terminalreporter.write_line(f"after the last test: {describe_written(_WRITTEN_AT_END)}")
+
+
 # Small data and a one-point search keep each graph run to seconds; 6,000 seeded rows are enough
 # for the default gates (accuracy >= 0.85, F1 >= 0.80) to pass deterministically.
 TEST_ROWS = 6000

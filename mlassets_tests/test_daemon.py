@@ -34,11 +34,12 @@ def home_of(env: dict) -> Path:
     return Path(env["MLASSETS_HOME"])
 
 
-def sensor_ticks(instance):
+def sensor_ticks(instance, after: float | None = None):
+    """drift_sensor's ticks, newest first: all of them, or those that started after `after`."""
     states = [s for s in instance.all_instigator_state() if s.instigator_name == "drift_sensor"]
     if not states:
         return []
-    return instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, limit=50)
+    return instance.get_ticks(states[0].instigator_origin_id, states[0].selector_id, after=after)
 
 
 @pytest.fixture
@@ -165,7 +166,23 @@ def test_daemon_retrains_on_drift_and_not_on_clean_data(daemon_world, tmp_path):
         by_trigger["manual"].tags["train_rows"]
     )
 
-    # three more ticks: the same batches never launch a second run
-    ticks = len(sensor_ticks(instance))
-    wait_for(lambda: len(sensor_ticks(instance)) >= ticks + 3, "three more sensor ticks")
-    assert len(instance.get_runs(sensor_runs)) == 1
+    # the same batches never launch a second run: a tick after the run ended judged them as
+    # already seen (the sensor's own cursor, not Dagster's run_key dedup), and no tick after the
+    # launching one requested a run
+    (launch,) = wait_for(
+        lambda: [t for t in sensor_ticks(instance) if run.run_id in t.run_ids],
+        "the tick that launched the retraining run",
+    )
+    ended = instance.get_run_record_by_id(run.run_id).end_time
+    seen = wait_for(
+        lambda: [
+            t
+            for t in sensor_ticks(instance, after=ended)
+            if (t.skip_reason or "").startswith("no new batches in")
+        ],
+        "a tick after the run that finds no new batches",
+    )
+    assert "(2 seen before)" in seen[0].skip_reason, seen[0].skip_reason
+    later = sensor_ticks(instance, after=launch.timestamp)
+    assert later and not [t.run_ids for t in later if t.run_ids or t.run_requests]
+    assert [r.run_id for r in instance.get_runs(sensor_runs)] == [run.run_id]

@@ -125,11 +125,10 @@ def test_drift_on_too_few_rows_requests_no_retrain_and_says_so(world):
 
 
 def test_false_alarms_project_rule_vs_naive_rule(world):
-    """20 independent no-drift batches: the project's rule retrains at most once.
-
-    The seed's naive rule (two-sample KS per feature at p < 0.05, categories as codes, no
-    correction, no effect-size minimum; retrain if any feature fires and rows > 10,000) runs
-    on the same batches for comparison.
+    """20 independent no-drift batches: the project's rule retrains at most once, and less
+    often than the seed's naive rule (two-sample KS per feature at p < 0.05, categories as
+    codes, no correction, no effect-size minimum; retrain if any feature fires and rows >
+    10,000) on the same batches. The batches are seeded: 0 against 2 when this was written.
     """
     from scipy.stats import ks_2samp
 
@@ -152,10 +151,9 @@ def test_false_alarms_project_rule_vs_naive_rule(world):
         recent = world.batch(BATCH_ROWS, seed=batch_seed(2024, i))
         project += world.report(recent).retrain
         naive_count += naive(recent)
-    print(
-        f"\nfalse alarms over 20 no-drift batches: project rule {project}, naive rule {naive_count}"
-    )
-    assert project <= 1
+    figures = f"false alarms over 20 no-drift batches: project rule {project}, naive {naive_count}"
+    assert project <= 1, figures
+    assert naive_count > project, figures
 
 
 # --- statistics ---------------------------------------------------------------------------------
