@@ -24,7 +24,7 @@ home:
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install home
-	$(BIN)/python -m mlassets.synthetic --rows $(DEMO_ROWS) --seed 42 --out $(MLASSETS_HOME)/data/transactions.parquet
+	$(BIN)/python -m mlassets.synthetic --rows $(DEMO_ROWS) --seed 42 --force --out $(MLASSETS_HOME)/data/transactions.parquet
 	$(BIN)/dagster asset materialize -m mlassets.definitions --select '*' > $(MLASSETS_HOME)/demo.log 2>&1 \
 		|| { tail -n 40 $(MLASSETS_HOME)/demo.log; $(BIN)/python -m mlassets.summary; exit 1; }
 	@echo "full log: $(MLASSETS_HOME)/demo.log"

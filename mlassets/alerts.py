@@ -328,11 +328,12 @@ def post_json(url: str, body: dict, timeout: float = WEBHOOK_TIMEOUT) -> int:
 
 
 def _where(url: str) -> str:
-    """The URL without its path and query, which often hold the webhook's secret token."""
+    """The URL without its credentials, path and query, which often hold the webhook's secret."""
     from urllib.parse import urlsplit
 
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def webhook_on_failure(settings: AlertSettings) -> SensorDefinition:

@@ -134,14 +134,26 @@ def _judge(
         head, *figures = report.reasons
         return _skip(context, "; ".join([f"{head}{skipped}", *figures]), cursor)
 
+    # a batch whose labels have not arrived shows drift but cannot be trained on: it is left out
+    # of the run (and stays recent) until its file is rewritten with labels, a new batch
+    label = spec.label.column
+    unlabelled = set(rec.rows.loc[rec.rows[label].isna(), "_batch"]) if len(rec.rows) else set()
+    labelled = [b for b in rec.batches if b.name not in unlabelled]
+    waiting = (
+        f"; waiting for labels: {clip(', '.join(sorted(unlabelled)), 300)}" if unlabelled else ""
+    )
+    if not labelled:
+        return _skip(
+            context, f"{report.summary}; but no batch has its labels yet{waiting}{skipped}", cursor
+        )
     window = monitoring.drift.window_batches
-    train_on = rec.batches[-window:] if window > 0 else rec.batches
+    train_on = labelled[-window:] if window > 0 else labelled
     key = batches_key(rec.batches)
     reasons = " | ".join(report.reasons)
     request = RunRequest(
         run_key=f"retrain-{spec.name}-{key}",
         run_config=monitoring.retrain_config(
-            {"batches": [b.name for b in train_on], "consumed": [b.name for b in rec.batches]}
+            {"batches": [b.name for b in train_on], "consumed": [b.name for b in labelled]}
         ),
         tags={
             f"{TAG}/trigger": "drift_sensor",
@@ -154,5 +166,5 @@ def _judge(
             f"{TAG}/skipped_reasons": clip(describe_skipped(rec.errors), TAG_BYTES) or "none",
         },
     )
-    context.log.info(clip(f"requesting training_job ({key}): {reasons}{skipped}"))
+    context.log.info(clip(f"requesting training_job ({key}): {reasons}{skipped}{waiting}"))
     return SensorResult(run_requests=[request], cursor=json.dumps(cursor, sort_keys=True))

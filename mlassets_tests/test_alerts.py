@@ -388,3 +388,11 @@ def test_alert_settings_defaults():
     assert alert_settings({**ALERT_ENV, "MLASSETS_ALERT_SMTP_TLS": "SSL"}).smtp_port == 465
     assert "B0" not in repr(s) and PASSWORD not in repr(s)
     assert not alert_settings({}).email and not alert_settings({}).webhook
+
+
+@pytest.mark.unit
+def test_the_webhook_is_logged_without_its_credentials_path_or_query():
+    from mlassets.alerts import _where
+
+    url = "https://bot:s3cret@hooks.example.test:8443/services/T0/B0/XyZ?token=abc"
+    assert _where(url) == "https://hooks.example.test:8443"

@@ -118,7 +118,7 @@ CASES = [
     Case("label_positive_mistyped", _strings_label, check="label_classes",
          spec=_both(_keys(label={"column": "label", "positive": "Malignant"}),
                     _columns(label={"type": "string", "values": None})),
-         says=("label.positive", "'Malignant'", "did you mean 'malignant'")),
+         says=("label", "label.positive", "'Malignant'", "did you mean 'malignant'")),
     Case("infinity_without_max", lambda d: _set(d, "feature_2", [8], np.inf),
          check="finite_values", says=("feature_2", "inf")),
     Case("one_row_min_rows_unset", lambda d: d.head(1), spec=_keys(min_rows=1),
@@ -168,7 +168,7 @@ CASES = [
     Case("spec_unknown_type", spec=_columns(feature_1={"type": "decimal"}),
          says=("columns.feature_1.type", "decimal")),
     Case("spec_huge_value", spec=_keys(name="n" * 1_000_000), says=("name",)),
-    Case("spec_yaml_alias_bomb", extra={"spec_text": ALIAS_BOMB}, says=("spec.yaml",)),
+    Case("spec_yaml_alias_bomb", extra={"spec_text": ALIAS_BOMB}, says=("spec.yaml", "YAML aliases")),
     Case("spec_not_yaml", extra={"spec_text": "name: [unclosed"}, says=("spec.yaml", "YAML")),
 ]  # fmt: skip
 
@@ -252,6 +252,8 @@ def test_bad_input_fails_early_says_where_and_changes_nothing(world, case, tmp_p
         text = failed.description
         details = failed.metadata["details"].value
         assert all(len(d["sample"] or []) <= SAMPLE_SIZE for d in details)
+        if case.check not in ("columns_match_spec", "min_row_count"):  # column rules
+            assert failed.metadata["columns"].value == case.says[0]  # the one column named
     else:
         text = next((m for m in said if all(s in m for s in case.says)), None)
     assert text is not None and all(s in text for s in case.says), said

@@ -30,7 +30,8 @@ def test_pandas_rules_count_what_great_expectations_counts(spec):
     bad = _faulty(df)
     ge = _ge_counts(validate(bad, spec))
     pandas = check(bad, spec)
-    assert ge == {k: v for k, v in pandas.items() if k in ge}
+    # the reference covers the rules GE runs; the checks judged in pandas already are left out
+    assert {k: ge.get(k) for k in pandas} == pandas
     # the injected faults are found, not just agreed on
     assert ge["values_allowed"] == 1000 and ge["not_null"] == 500
     assert ge["values_in_range"] == 2000 and ge["unique"] > 500

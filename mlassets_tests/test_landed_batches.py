@@ -150,3 +150,19 @@ def test_a_registry_that_errors_is_a_skip_not_a_raise(world, tmp_path):
     assert "DatabaseError" in skip and "file is not a database" in skip
     assert len(skip.encode()) <= 4_000
     assert result.cursor is None
+
+
+def test_a_batch_whose_labels_have_not_arrived_shows_drift_but_is_not_trained_on(world):
+    """Labels often arrive after the rows: such a batch passes its checks and counts for drift,
+    but a retraining run on it would fail raw_data's label checks, so it is neither trained on
+    nor consumed (it stays recent until its file is rewritten with labels)."""
+    unlabelled = batch(7).assign(label=np.nan)
+    write_frame(unlabelled, world.landing / "batch_0007.parquet")
+    try:
+        requests, skip = outcome(tick(world))
+        assert len(requests) == 1, skip
+        raw_cfg = requests[0].run_config["ops"]["raw_data"]["config"]
+        assert "batch_0007.parquet" not in raw_cfg["batches"] + raw_cfg["consumed"]
+        assert raw_cfg["batches"] and set(raw_cfg["batches"]) <= {*GOOD, "batch_0002.csv"}
+    finally:
+        (world.landing / "batch_0007.parquet").unlink()

@@ -151,3 +151,29 @@ def test_dagster_names_a_missing_or_read_only_dagster_home(tmp_path):
         read_only.chmod(0o755)
     assert proc.returncode != 0
     assert "PermissionError" in proc.stderr and str(read_only) in proc.stderr
+
+
+@pytest.mark.integration
+def test_a_silent_server_fails_the_first_contact_within_its_own_timeout(monkeypatch):
+    """A host that accepts the connection and never answers (dropped packets, a hung proxy):
+    each attempt of the run's first request waits at most FIRST_CONTACT_TIMEOUT, not the 30 s a
+    run's requests may take, and the error names the URI."""
+    import socket
+
+    from mlflow import MlflowClient
+
+    from mlassets.ml.services import FIRST_CONTACT_TIMEOUT, ServiceError, first_contact
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # one attempt: time the cap
+    before = os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or answers
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        start = time.monotonic()
+        with pytest.raises(ServiceError) as failure:
+            first_contact(uri, lambda: MlflowClient(uri).search_experiments(max_results=1))
+        took = time.monotonic() - start
+    assert FIRST_CONTACT_TIMEOUT - 1 <= took < FIRST_CONTACT_TIMEOUT + 5
+    assert uri in str(failure.value) and "unreachable" in str(failure.value)
+    assert os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") == before  # the run's own is back

@@ -1,5 +1,7 @@
 """Group `data`: the raw table, as the spec's source holds it (plus any landed batches asked for)."""
 
+import dataclasses
+
 from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
@@ -25,18 +27,26 @@ class RawDataConfig(Config):
 
 def _rows_per_class(run_config: dict) -> int:
     """Rows each label class needs for this run's own split and search (its `splits` and
-    `candidate_model` config), so `label_classes` fails before any training would."""
-    from mlassets.config import SplitConfig, TrainingConfig
+    `candidate_model` config), so `label_classes` fails before any training would. Read from
+    the run config as given: a value Dagster resolves later (e.g. `{env: ...}`) keeps its default."""
+    from mlassets.ml.defaults import SPLIT, TRAINING
     from mlassets.ml.validation import min_rows_per_class
 
     ops = (run_config or {}).get("ops") or {}
 
-    def config(op: str) -> dict:
-        return (ops.get(op) or {}).get("config") or {}
+    def given(op: str, defaults):
+        config = (ops.get(op) or {}).get("config") or {}
+        return dataclasses.replace(
+            defaults,
+            **{
+                k: v
+                for k, v in config.items()
+                if k in ("test_fraction", "validation_fraction", "cv_folds", "strategy")
+                and isinstance(v, type(getattr(defaults, k)))
+            },
+        )
 
-    return min_rows_per_class(
-        SplitConfig(**config("splits")), TrainingConfig(**config("candidate_model"))
-    )
+    return min_rows_per_class(given("splits", SPLIT), given("candidate_model", TRAINING))
 
 
 @asset(group_name="data", kinds={"pandas"}, check_specs=DATA_QUALITY_SPECS)
@@ -56,8 +66,8 @@ def raw_data(
     from mlassets.ml.steps import read_raw, validate_raw
     from mlassets.spec import SpecError
 
-    spec = dataset.spec()
     try:  # a source outside the spec's folder, too big, unreadable: one bounded line, no trace
+        spec = dataset.spec()
         uri = dataset.source_uri()
         with as_failure():
             df, used, consumed = read_raw(

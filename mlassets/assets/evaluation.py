@@ -4,7 +4,11 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from mlassets.assets.metadata import md_image
-from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
+from mlassets.assets.refusals import (
+    MLFLOW_RETRY_POLICY,
+    as_failure,
+    transient_only,
+)
 from mlassets.config import EvaluationConfig
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import mlflow_run
@@ -26,6 +30,7 @@ PICTURES = {
     required_resource_keys={"mlflow", "dataset", "registry"},
     retry_policy=MLFLOW_RETRY_POLICY,
 )
+@transient_only
 def evaluation_report(
     context: AssetExecutionContext,
     config: EvaluationConfig,
@@ -47,7 +52,7 @@ def evaluation_report(
     from mlassets.ml.steps import evaluate_and_log
 
     spec = context.resources.dataset.spec()
-    with retry_if_transient(), mlflow_run(context) as run_id, as_failure():
+    with mlflow_run(context) as run_id, as_failure():
         evaluation = evaluate_and_log(
             context.resources.registry.client(),
             run_id,

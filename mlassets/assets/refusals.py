@@ -8,7 +8,8 @@ failure (`mlassets.ml.services.is_transient`) reaches the policy.
 """
 
 import contextlib
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 
 from dagster import Backoff, DagsterError, Failure, Jitter, RetryPolicy
 
@@ -55,3 +56,16 @@ def retry_if_transient() -> Iterator[None]:
         if is_transient(e):
             raise
         raise Failure(description=clip(f"{type(e).__name__}: {e}"), allow_retries=False) from e
+
+
+def transient_only(fn: Callable) -> Callable:
+    """Run a step's whole body inside `retry_if_transient()`, so that its retry policy never
+    repeats a search or a registration for an error raised after the service call (building
+    metadata, a bug). Put it under `@asset`; the signature Dagster reads is `fn`'s."""
+
+    @functools.wraps(fn)
+    def step(*args, **kwargs):
+        with retry_if_transient():
+            return fn(*args, **kwargs)
+
+    return step

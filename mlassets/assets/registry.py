@@ -3,7 +3,11 @@
 import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
+from mlassets.assets.refusals import (
+    MLFLOW_RETRY_POLICY,
+    as_failure,
+    transient_only,
+)
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
@@ -14,6 +18,7 @@ from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
     required_resource_keys={"mlflow", "dataset", "registry"},
     retry_policy=MLFLOW_RETRY_POLICY,
 )
+@transient_only
 def registered_model(
     context: AssetExecutionContext,
     candidate_model: Candidate,
@@ -35,7 +40,7 @@ def registered_model(
 
     spec = context.resources.dataset.spec()
     # a refusal marks the MLflow run FAILED
-    with retry_if_transient(), mlflow_run(context) as run_id, as_failure():
+    with mlflow_run(context) as run_id, as_failure():
         registered = register_candidate(
             context.resources.registry.client(),
             run_id,
@@ -72,6 +77,7 @@ def registered_model(
 
 
 @asset(group_name="registry", kinds={"mlflow"}, retry_policy=MLFLOW_RETRY_POLICY)
+@transient_only
 def staging_model(
     registered_model: dict,
     candidate_model: Candidate,
@@ -84,7 +90,7 @@ def staging_model(
     from mlassets.ml.registry import STAGING
     from mlassets.ml.steps import stage
 
-    with retry_if_transient(), as_failure():
+    with as_failure():
         staged = stage(
             registry.client(), registered_model, candidate_model, test_set, dataset.spec()
         )
@@ -101,13 +107,14 @@ def staging_model(
 
 
 @asset(group_name="registry", kinds={"mlflow"}, retry_policy=MLFLOW_RETRY_POLICY)
+@transient_only
 def production_model(staging_model: dict, registry: ModelRegistry) -> MaterializeResult:
     """The alias `production` on the verified staging version; the one it replaces becomes
     `previous`. Refused when production moved since the candidate was compared with it (another
     run promoted, or a rollback) or the version is not `registered` (abandoned, rolled back)."""
     from mlassets.ml.steps import promote_staged
 
-    with retry_if_transient(), as_failure():
+    with as_failure():
         moved = promote_staged(registry.client(), staging_model)
     name = moved["name"]
     return MaterializeResult(

@@ -4,7 +4,11 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from mlassets.assets.metadata import md_image
-from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
+from mlassets.assets.refusals import (
+    MLFLOW_RETRY_POLICY,
+    as_failure,
+    transient_only,
+)
 from mlassets.config import TrainingConfig
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import mlflow_run
@@ -16,6 +20,7 @@ from mlassets.resources import mlflow_run
     required_resource_keys={"mlflow", "dataset", "registry"},
     retry_policy=MLFLOW_RETRY_POLICY,
 )
+@transient_only
 def candidate_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
@@ -42,7 +47,7 @@ def candidate_model(
             f"search: {done}/{total or '?'} configurations, best {config.scoring} {best:.4f}"
         )
 
-    with retry_if_transient(), mlflow_run(context) as run_id, as_failure():
+    with mlflow_run(context) as run_id, as_failure():
         trained = train_and_log(
             context.resources.registry.client(),
             run_id,

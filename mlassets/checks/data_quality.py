@@ -34,7 +34,7 @@ def quality_results(outcomes: list) -> list[AssetCheckResult]:
                 check_name=name,
                 passed=not failed,
                 severity=AssetCheckSeverity.ERROR,
-                description=clip("; ".join(o.describe() for o in failed), MESSAGE_BYTES)
+                description=clip("; ".join(o.describe() for o in shown), MESSAGE_BYTES)
                 if failed
                 else None,
                 metadata={

@@ -514,6 +514,10 @@ def rollback(
     try:
         load_verified_model(client, name, target)
     except Exception as e:
+        from mlassets.ml.services import is_transient
+
+        if is_transient(e):  # a dropped connection says nothing of the version: retry the step
+            raise
         raise RegistryError(
             f"not rolling back {name} to version {target}: it does not load ({e}); "
             "choose another version with to_version"

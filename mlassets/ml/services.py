@@ -36,6 +36,8 @@ BOTOCORE_TRANSIENT = frozenset(
     {"EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError"}
 )
 # Environment variables of MLflow's HTTP client that decide how long an unreachable server takes.
+# Seconds each attempt of a run's first request to a store may take (see first_contact).
+FIRST_CONTACT_TIMEOUT = 5
 HTTP_SETTINGS = (
     "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
     "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR",
@@ -222,13 +224,28 @@ def first_contact(
 ) -> T:
     """`call()` (the first request a run makes to the store), with a failure that names `uri`
     and the `variable` that chose it: an unreachable store once MLflow's own retries are
-    spent, or whatever it refused."""
+    spent, or whatever it refused.
+
+    The first request is small, so each attempt may take at most `FIRST_CONTACT_TIMEOUT`
+    seconds: a host that drops packets (no refusal, only silence) then fails in under 30 s
+    too, where the run's own 30 s per request would take two minutes."""
+    import os
     import time
 
     start = time.monotonic()
-    try:
+    key = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+    saved = os.environ.get(key)
+    try:  # MLflow reads the variable at each request
+        os.environ[key] = str(
+            int(min(float(saved or FIRST_CONTACT_TIMEOUT), FIRST_CONTACT_TIMEOUT))
+        )
         return call()
     except Exception as e:
         if is_transient(e):
             raise unreachable(uri, e, time.monotonic() - start, role, variable) from e
         raise failed(uri, e, role) from e
+    finally:
+        if saved is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = saved

@@ -86,7 +86,9 @@ def min_rows_per_class(split: Any = None, training: Any = None) -> int:
 
     split, training = split or SPLIT, training or TRAINING
     train_fraction = 1 - split.test_fraction - split.validation_fraction
-    needs = [training.cv_folds / train_fraction, 1 / split.test_fraction]
+    needs = [1 / split.test_fraction]
+    if getattr(training, "strategy", None) != "fixed":  # every other strategy cross-validates
+        needs.append(training.cv_folds / train_fraction)
     if split.validation_fraction:
         needs.append(1 / split.validation_fraction)
     return math.ceil(max(needs) - 1e-9)
@@ -202,9 +204,12 @@ def _type_errors(values: pd.Series, declared: str) -> pd.Series | None:
     if pd.api.types.is_bool_dtype(values):
         return present
     if not pd.api.types.is_numeric_dtype(values):
-        as_number = pd.to_numeric(present, errors="coerce")
+        as_number = pd.to_numeric(present, errors="coerce")  # e.g. Decimal values: numbers
         bad = present[as_number.isna()]
-        return bad if len(bad) else present
+        if declared == "integer" and not len(bad):
+            whole = as_number.astype("float64")
+            bad = present[np.isfinite(whole) & (whole != np.floor(whole))]
+        return bad if len(bad) else None
     if declared == "integer" and pd.api.types.is_float_dtype(values):
         finite = present[np.isfinite(present.to_numpy(dtype="float64"))]
         bad = finite[finite != np.floor(finite)]
@@ -276,12 +281,13 @@ def label_outcome(df: pd.DataFrame, spec: DatasetSpec, min_per_class: int) -> Ex
     unlabelled = int(df[name].isna().sum())
     seen = {bounded.clip_value(_plain(k)): int(v) for k, v in counts.head(SAMPLE_SIZE).items()}
     outcome.observed = {"classes": seen, "distinct": len(counts)}
-    problems = []
+    problems, close = [], []
     if positive not in counts.index:
         close = [k for k in counts.index if str(k).strip().lower() == str(positive).strip().lower()]
         hint = f" (did you mean {_plain(close[0])!r}?)" if close else ""
         problems.append(f"the positive value {positive!r} (label.positive) is absent{hint}")
-    others = [k for k in counts.index if k != positive]
+    # the value the spec most likely meant is not counted as a second negative class
+    others = [k for k in counts.index if k != positive and k not in close[:1]]
     if not others:
         problems.append("there is no negative class")
     elif len(others) > 1:

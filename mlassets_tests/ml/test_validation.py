@@ -225,6 +225,7 @@ def test_a_mistyped_positive_value_is_named_with_a_suggestion(spec):
     text = failed.describe()
     assert "'Malignant' (label.positive) is absent" in text
     assert "did you mean 'malignant'?" in text
+    assert "besides the positive" not in text  # 'malignant' is the positive, misspelt
 
 
 def test_a_third_label_class_fails_even_without_a_values_rule(spec):
@@ -243,6 +244,15 @@ def test_min_rows_per_class_follows_the_split_and_the_folds():
     assert min_rows_per_class() == 10  # 1 / validation_fraction 0.1
     assert min_rows_per_class(training=TrainingSettings(cv_folds=10)) == 15  # 10 / 0.7
     assert min_rows_per_class(SplitSettings(validation_fraction=0.0)) == 7  # 5 / 0.8
+    assert min_rows_per_class(training=TrainingSettings(strategy="fixed")) == 10  # no folds
+
+
+def test_numbers_held_as_objects_are_numbers(spec):
+    from decimal import Decimal
+
+    df = fraud_frame(1200, seed=3)
+    df["feature_2"] = [Decimal(str(v)) for v in df["feature_2"]]  # Parquet decimal128
+    assert not failures(validate(df, spec), "types_match_spec")
 
 
 @pytest.mark.parametrize("cv_folds", [3, 5, 10])
