@@ -72,7 +72,7 @@ def test_an_unreachable_tracking_server_fails_fast_naming_it(tmp_path):
     assert "ConnectionRefusedError" in output
     # the settings that decided how long it tried, with the project's values
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES=3" in output
-    assert "MLFLOW_HTTP_REQUEST_TIMEOUT=30" in output
+    assert "MLFLOW_HTTP_REQUEST_TIMEOUT=5" in output  # first contact: FIRST_CONTACT_TIMEOUT
 
 
 @pytest.mark.parametrize("what", ["home", "database"])
