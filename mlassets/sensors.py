@@ -94,7 +94,7 @@ def _judge(
 ) -> SensorResult:
     from mlassets.ml.bounded import clip
     from mlassets.ml.landing import batches_key, describe_skipped, list_batches
-    from mlassets.ml.monitoring import decide, production, recent
+    from mlassets.ml.monitoring import decide, labelled, production, recent
     from mlassets.ml.registry import RegistryError
 
     spec = dataset.spec()
@@ -134,26 +134,20 @@ def _judge(
         head, *figures = report.reasons
         return _skip(context, "; ".join([f"{head}{skipped}", *figures]), cursor)
 
-    # a batch whose labels have not arrived shows drift but cannot be trained on: it is left out
-    # of the run (and stays recent) until its file is rewritten with labels, a new batch
-    label = spec.label.column
-    unlabelled = set(rec.rows.loc[rec.rows[label].isna(), "_batch"]) if len(rec.rows) else set()
-    labelled = [b for b in rec.batches if b.name not in unlabelled]
-    waiting = (
-        f"; waiting for labels: {clip(', '.join(sorted(unlabelled)), 300)}" if unlabelled else ""
-    )
-    if not labelled:
+    trainable, unlabelled = labelled(rec, spec.label.column)
+    waiting = f"; waiting for labels: {clip(', '.join(unlabelled), 300)}" if unlabelled else ""
+    if not trainable:
         return _skip(
             context, f"{report.summary}; but no batch has its labels yet{waiting}{skipped}", cursor
         )
     window = monitoring.drift.window_batches
-    train_on = labelled[-window:] if window > 0 else labelled
+    train_on = trainable[-window:] if window > 0 else trainable
     key = batches_key(rec.batches)
     reasons = " | ".join(report.reasons)
     request = RunRequest(
         run_key=f"retrain-{spec.name}-{key}",
         run_config=monitoring.retrain_config(
-            {"batches": [b.name for b in train_on], "consumed": [b.name for b in labelled]}
+            {"batches": [b.name for b in train_on], "consumed": [b.name for b in trainable]}
         ),
         tags={
             f"{TAG}/trigger": "drift_sensor",

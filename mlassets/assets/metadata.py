@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 from dagster import MetadataValue, TableColumn, TableSchema
 
-from mlassets.ml.bounded import METADATA_BYTES, VALUE_BYTES, clip, clip_value
+from mlassets.ml.bounded import METADATA_BYTES, VALUE_BYTES, clip, clip_value, fit
 
 
 def _cell(value: Any) -> Any:
@@ -73,15 +73,9 @@ def md_table(rows: list[dict[str, Any]]) -> MetadataValue:
 def json_list(items: list[Any]) -> MetadataValue:
     """A JSON list of at most `METADATA_BYTES`: the first items that fit, then a note of how many
     more there are (a retraining run can consume thousands of landed batches)."""
-    import json
-
-    shown, used = [], 100  # room for the brackets and the note
-    for i, item in enumerate(items):
-        used += len(json.dumps(item, default=str).encode()) + 2
-        if used > METADATA_BYTES:
-            shown.append(f"… {len(items) - i:,} more ({len(items):,} in all)")
-            break
-        shown.append(item)
+    shown, rest = fit(items, METADATA_BYTES - 100)  # room for the brackets and the note
+    if rest:
+        shown.append(f"… {rest:,} more ({len(items):,} in all)")
     return MetadataValue.json(shown)
 
 

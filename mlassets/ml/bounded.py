@@ -46,3 +46,16 @@ def sample(values: Any, size: int = SAMPLE_SIZE, limit: int = VALUE_BYTES) -> li
             break
         out.append(clip_value(v.item() if hasattr(v, "item") else v, limit))
     return out
+
+
+def fit(items: list[Any], limit: int) -> tuple[list[Any], int]:
+    """The first `items` whose JSON takes at most `limit` bytes, and how many were left out: a
+    list of batches or failures shown in metadata grows with the data."""
+    import json
+
+    used = 0
+    for i, item in enumerate(items):
+        used += len(json.dumps(item, default=str).encode()) + 2
+        if used > limit:
+            return list(items[:i]), len(items) - i
+    return list(items), 0

@@ -308,21 +308,14 @@ def describe_skipped(skipped: dict[str, str], size: int = SAMPLE_SIZE) -> str:
 def skipped_records(skipped: dict[str, str], limit: int | None = None) -> list[dict[str, str]]:
     """The skipped batches as [{batch, reason}] for metadata, cut to `limit` bytes of JSON
     (`bounded.METADATA_BYTES` by default) with a last row saying how many were left out."""
-    import json
-
-    from mlassets.ml.bounded import METADATA_BYTES
+    from mlassets.ml.bounded import METADATA_BYTES, fit
 
     limit = METADATA_BYTES if limit is None else limit
-    rows, used = [], 2
-    for i, (name, why) in enumerate(skipped.items()):
-        row = {"batch": clip_value(name), "reason": why}
-        size = len(json.dumps(row).encode()) + 2
-        if used + size > limit - 200:
-            rows.append({"batch": "…", "reason": f"{len(skipped) - i} more not shown"})
-            break
-        rows.append(row)
-        used += size
-    return rows
+    rows = [{"batch": clip_value(name), "reason": why} for name, why in skipped.items()]
+    shown, rest = fit(rows, limit - 200)
+    if rest:
+        shown.append({"batch": "…", "reason": f"{rest} more not shown"})
+    return shown
 
 
 def batches_key(batches: list[Batch]) -> str:

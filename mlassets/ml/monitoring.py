@@ -40,6 +40,14 @@ class Recent:
     landed: int = 0
 
 
+def labelled(rec: Recent, label: str) -> tuple[list[Batch], list[str]]:
+    """The batches a retraining run can train on (every row labelled), and the names of those
+    still waiting for labels: they show drift, but raw_data's label checks would refuse them,
+    so they are neither trained on nor consumed until their file is rewritten with labels."""
+    waiting = set(rec.rows.loc[rec.rows[label].isna(), "_batch"]) if len(rec.rows) else set()
+    return [b for b in rec.batches if b.name not in waiting], sorted(waiting)
+
+
 def _uris(client) -> tuple[str, str]:
     """The stores a client talks to: the cache key below, as client objects differ per tick
     (MlflowClient keeps its registry URI private; without one MLflow uses the tracking URI)."""
