@@ -22,17 +22,13 @@ def _setup(reference_rows: int):
     from mlassets.ml.data import target
     from mlassets.ml.drift import reference_sample
     from mlassets.ml.features import build_features, input_frame
-    from mlassets.ml.training import build_pipeline, make_estimator
+    from mlassets.ml.training import make_estimator, spec_pipeline
     from mlassets.spec import load_spec
     from mlassets.synthetic import fraud_frame
 
     spec = load_spec()
     train = build_features(fraud_frame(reference_rows, seed=7), spec)
-    model = build_pipeline(
-        spec.numeric_inputs,
-        spec.features.categorical,
-        make_estimator("random_forest", {"n_estimators": 50}),
-    )
+    model = spec_pipeline(spec, make_estimator("random_forest", {"n_estimators": 50}))
     model.fit(input_frame(train, spec), target(train, spec))
     reference = reference_sample(
         train, [*spec.input_columns, spec.label.column], reference_rows, seed=0

@@ -90,8 +90,7 @@ def pipeline(
         result = train_candidate(
             input_frame(parts.train, spec),
             target(parts.train, spec),
-            spec.numeric_inputs,
-            spec.features.categorical,
+            spec,
             strategy=strategy,
             seed=seed,
             n_jobs=n_jobs,

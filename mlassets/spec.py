@@ -151,6 +151,16 @@ class DatasetSpec(_Strict):
         return self.input_columns
 
     @property
+    def model_inputs(self) -> list[str]:
+        """The raw columns the registered model reads (its signature), in the spec's order: the
+        numeric and categorical features and the columns the derived ones are computed from.
+        The model computes its derived features itself, so a consumer sends rows as they land."""
+        needed = {*self.features.numeric, *self.features.categorical}
+        for name in self.features.derived:
+            needed |= {self.timestamp if n == "timestamp" else n for n in DERIVED_FEATURES[name]}
+        return [c for c in self.columns if c in needed]
+
+    @property
     def numeric_inputs(self) -> list[str]:
         return [*self.features.numeric, *self.features.derived]
 

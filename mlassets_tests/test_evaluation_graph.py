@@ -56,6 +56,7 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     from sklearn.model_selection import FixedThresholdClassifier
 
     from mlassets.ml.features import input_frame
+    from mlassets.ml.serving import request_frame
     from mlassets.ml.threshold import base_model
 
     world, result = fraud_world
@@ -95,15 +96,23 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     score = base_model(candidate).predict_proba(X)[:, 1]
     mlflow.set_tracking_uri(world.tracking_uri)
     mlflow.set_registry_uri(world.tracking_uri)
-    # the serving path, as a consumer runs it (MLflow gates even skops behind this flag)
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
-    try:
-        served = mlflow.pyfunc.load_model("models:/fraud_detection@production")
-    finally:
-        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"
-    got = np.asarray(served.predict(X)).ravel()
+    # the serving path, as a consumer runs it: mlassets' own loader verifies and loads the skops
+    # file, so MLflow's deserialization switch stays off
+    assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
+    served = mlflow.pyfunc.load_model("models:/fraud_detection@production")
+    schema = served.metadata.get_input_schema()
+    assert schema.input_names() == spec.model_inputs  # raw columns: no derived feature
+    # the rows as a request carries them (dates as text), id and label included: ignored
+    raw = pd.concat([result.output_for_node("splits", s) for s in ("validation_set", "test_set")])
+    rows = request_frame(X, schema).assign(user_id=raw["user_id"], label=raw["label"])
+    got = np.asarray(served.predict(rows)).ravel()
     np.testing.assert_array_equal(got, (score >= t).astype(int))
     assert (got != (score >= 0.5).astype(int)).any()  # rows between t and 0.5 (validation)
+    probability = served.predict(rows, params={"output": "probability"})
+    np.testing.assert_allclose(probability, score)
+    both = served.predict(rows.head(50), params={"output": "both"})
+    assert list(both.columns) == ["prediction", "probability"]
+    np.testing.assert_array_equal(both["prediction"], got[:50])
     assert served.get_raw_model().threshold == t
 
 

@@ -229,7 +229,7 @@ def test_the_registry_steps_through_a_sqlite_server(tmp_path):
         register,
         set_alias_verified,
     )
-    from mlassets.ml.training import build_pipeline, make_estimator
+    from mlassets.ml.training import make_estimator, spec_pipeline
     from mlassets.spec import load_spec
     from mlassets.synthetic import fraud_frame, write_frame
 
@@ -238,10 +238,8 @@ def test_the_registry_steps_through_a_sqlite_server(tmp_path):
     write_frame(fraud_frame(1000, seed=7), source)
     df = build_features(pd.read_parquet(source), spec)
     X, y = input_frame(df, spec), df[spec.label.column]
-    model = build_pipeline(
-        spec.features.numeric,
-        spec.features.categorical,
-        make_estimator("random_forest", {"n_estimators": 5, "max_depth": 4}),
+    model = spec_pipeline(
+        spec, make_estimator("random_forest", {"n_estimators": 5, "max_depth": 4})
     ).fit(X, y)
 
     with sqlite_server(tmp_path) as server:

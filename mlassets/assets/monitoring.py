@@ -171,7 +171,7 @@ def scored_batches(
             return MaterializeResult(
                 value=pd.DataFrame(), metadata={"note": why, "skipped_batches": skipped}
             )
-        model = production_model(registry.client(), spec.name, prod.version)
+        model = production_model(registry.client(), spec, prod.version)
         scored = score_batches(model, recent_data, spec)
         per_batch = scored.groupby("_batch", sort=True)["prediction"].agg(["size", "mean"])
         return MaterializeResult(

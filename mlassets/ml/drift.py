@@ -170,6 +170,7 @@ def drift_report(
     label: str | None = None,
     positive: Any = 1,
     baseline: Mapping[str, float] | None = None,
+    model_inputs: Sequence[str] | None = None,
 ) -> DriftReport:
     """Compare `recent` rows with the `reference` sample and decide whether to retrain.
 
@@ -185,8 +186,9 @@ def drift_report(
 
     Degradation: when `recent[label]` has labels and `model` and `baseline` (metrics by name, e.g.
     the evaluation report's) are given, the model (which predicts 1 for the positive class, as
-    mlassets Pipelines do) is scored on the labelled rows; a metric of `config.metrics` more
-    than `max_metric_drop` below its baseline is degraded.
+    mlassets Pipelines do) is scored on the labelled rows' `model_inputs` columns (default: the
+    features; a registered mlassets model reads the spec's raw `model_inputs`); a metric of
+    `config.metrics` more than `max_metric_drop` below its baseline is degraded.
 
     Decision: retrain = (any feature drifted or degraded) and len(recent) >= `min_rows`.
     `reasons` spells out the decision first, then every figure behind it.
@@ -220,7 +222,8 @@ def drift_report(
     table["unseen_categories"] = table["unseen_categories"].astype("int64")
     drifted = table.loc[table["drifted"], "feature"].tolist()
 
-    degradation = _degradation(recent, numeric + categorical, model, label, positive, baseline, cfg)
+    columns = list(model_inputs) if model_inputs is not None else numeric + categorical
+    degradation = _degradation(recent, columns, model, label, positive, baseline, cfg)
     n = int(len(recent))
     enough = n >= cfg.min_rows
     retrain = bool((drifted or degradation["degraded"]) and enough)

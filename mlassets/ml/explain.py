@@ -1,7 +1,8 @@
 """What the model relies on and whether its scores mean what they say.
 
-Permutation importance is measured on the whole Pipeline with the raw input frame, so it ranks
-the columns a user knows (`category`), not the one-hot columns the Pipeline makes of them, and it
+Permutation importance is measured on the Pipeline after its feature step, so it ranks the
+features a user declared in the spec (`category`, the derived `days_since_signup`), not the one-hot
+columns the Pipeline makes of them nor the raw dates a derived feature is computed from, and it
 includes whatever the preprocessing does. Calibration compares predicted probabilities with
 observed positive rates: a threshold or a business rule on the score assumes they agree.
 """
@@ -20,6 +21,17 @@ def input_columns(model, X: pd.DataFrame) -> list[str]:
     return [str(c) for c in names] if names is not None else [str(c) for c in X.columns]
 
 
+def feature_view(model, X: pd.DataFrame) -> tuple[Any, pd.DataFrame]:
+    """`model` and `X` seen after the model's `SpecFeatures` step (raw rows become features), or
+    as they are for a model without one."""
+    from mlassets.ml.features import SpecFeatures
+
+    steps = getattr(model, "steps", None)
+    if steps and isinstance(steps[0][1], SpecFeatures):
+        return model[1:], steps[0][1].transform(X)
+    return model, X
+
+
 def permutation_importance_table(
     model,
     X: pd.DataFrame,
@@ -31,7 +43,7 @@ def permutation_importance_table(
     n_jobs: int | None = 1,
     max_samples: float | int = 1.0,
 ) -> pd.DataFrame:
-    """Permutation importance of each ORIGINAL input column, highest first.
+    """Permutation importance of each feature (after `feature_view`), highest first.
 
     Shuffling a column and measuring the drop in `scoring` on held-out rows (the test set) shows
     what the fitted model uses there, without trusting impurity importances, which favour
@@ -41,6 +53,7 @@ def permutation_importance_table(
     """
     from sklearn.inspection import permutation_importance
 
+    model, X = feature_view(model, X)
     columns = input_columns(model, X)
     result = permutation_importance(
         model,

@@ -101,10 +101,13 @@ def _production_model(tracking_uri: str, registry_uri: str, name: str, version: 
     return load_verified_model(_client(tracking_uri, registry_uri), name, version)
 
 
-def production_model(client, name: str, version: str):
-    """The production Pipeline itself: skops with mlassets' trusted list, refused in any other
-    format (`registry.load_verified_model`). Cached per version."""
-    return _production_model(*_uris(client), name, str(version))
+def production_model(client, spec: DatasetSpec, version: str):
+    """The production Pipeline itself, taking raw rows (`features.for_raw_rows`): skops with
+    mlassets' trusted list, refused in any other format (`registry.load_verified_model`).
+    Cached per version."""
+    from mlassets.ml.features import for_raw_rows
+
+    return for_raw_rows(_production_model(*_uris(client), spec.name, str(version)), spec)
 
 
 def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) -> Recent:
@@ -125,7 +128,7 @@ def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, client)
     from mlassets.ml.drift import drift_report
 
     labelled = spec.label.column in rec.rows and rec.rows[spec.label.column].notna().any()
-    model = production_model(client, spec.name, prod.version) if labelled else None
+    model = production_model(client, spec, prod.version) if labelled else None
     frame = rec.rows if len(rec.rows) else pd.DataFrame(columns=prod.reference.columns)
     return drift_report(
         prod.reference,
@@ -137,6 +140,7 @@ def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, client)
         label=spec.label.column if labelled else None,
         positive=spec.label.positive,
         baseline=prod.baseline.get("metrics"),
+        model_inputs=spec.model_inputs,
     )
 
 

@@ -41,7 +41,8 @@ ROLLED_BACK_FROM_TAG = "mlassets.rolled_back_from"
 ROLLED_BACK_BY_TAG = "mlassets.rolled_back_by"
 
 SKOPS_FORMAT = "skops"
-SKLEARN_LOADER = "mlflow.sklearn"
+SKLEARN_LOADER = "mlflow.sklearn"  # versions registered before models carried their features
+SERVING_LOADER = "mlassets.ml.serving"
 # MLflow 3.17 refuses every sklearn format, skops included, unless this is true; mlassets.settings
 # sets it to false so that nothing loads a model through MLflow unchecked.
 ALLOW_DESERIALIZATION = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
@@ -52,31 +53,35 @@ class RegistryError(RuntimeError):
     """A registry operation that was refused or undone; the registry is as it was."""
 
 
-def log_pipeline(model, X_example: pd.DataFrame, name: str = "model"):
-    """Log a fitted Pipeline to the active MLflow run in skops format, with signature and example.
+def log_pipeline(model, X_example: pd.DataFrame, spec=None, name: str = "model"):
+    """Log a fitted Pipeline to the active MLflow run in skops format, served by mlassets' loader.
 
-    Untrusted types beyond `SKOPS_TRUSTED_TYPES` make MLflow refuse the model; we never fall back
-    to pickle. MLflow checks the serving example by loading the copy it has just written from
-    this very object, so its deserialization ban is lifted for the call (else a misleading
-    "Failed to validate serving input example" warning, and no check).
+    The signature is the spec's raw input columns (`serving.signature`; without a spec, the
+    example's columns as they are), the pyfunc loader
+    `mlassets.ml.serving` (labels, or the probability on request). Untrusted types beyond
+    `SKOPS_TRUSTED_TYPES` make MLflow refuse the model; we never fall back to pickle.
     """
     import mlflow
-    from mlflow.models import infer_signature
+    from mlflow.models import Model
 
-    example = X_example.head(5)
-    signature = infer_signature(example, model.predict(example))
-    with _mlflow_loading_allowed():
-        return mlflow.sklearn.log_model(
-            model,
-            name=name,
-            serialization_format="skops",
-            skops_trusted_types=SKOPS_TRUSTED_TYPES,
-            signature=signature,
-            input_example=example,
-            # the flavor's own pins (installed sklearn, skops, ...): skips MLflow's slow
-            # subprocess that re-imports the model to infer requirements
-            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
-        )
+    from mlassets.ml import serving
+
+    sig = serving.signature(spec, X_example, model.predict(X_example.head(5)))
+    example = serving.request_frame(X_example.head(5), sig.inputs)
+    return Model.log(
+        artifact_path=None,
+        name=name,
+        flavor=serving,
+        flavor_name="sklearn",
+        sk_model=model,
+        serialization_format="skops",
+        skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        signature=sig,
+        input_example=example,
+        # the flavor's own pins (installed sklearn, skops, ...): skips MLflow's slow
+        # subprocess that re-imports the model to infer requirements
+        pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+    )
 
 
 # --- the version lifecycle ---------------------------------------------------------------------
@@ -269,9 +274,10 @@ def verify_flavor(model_dir: str | Path, what: str) -> Path:
     pyfunc = flavors.get("python_function")
     if pyfunc is not None:
         loader = pyfunc.get("loader_module") if isinstance(pyfunc, dict) else None
-        if loader != SKLEARN_LOADER:
+        if loader not in (SERVING_LOADER, SKLEARN_LOADER):
             raise RegistryError(
-                f"{what} declares pyfunc loader_module {loader!r}; only {SKLEARN_LOADER} is loaded"
+                f"{what} declares pyfunc loader_module {loader!r}; only {SERVING_LOADER} "
+                f"(or {SKLEARN_LOADER}) is loaded"
             )
         if pyfunc.get("code"):
             raise RegistryError(f"{what} ships code ({pyfunc['code']!r}); refused")
@@ -351,7 +357,8 @@ def _mlflow_loading_allowed() -> Iterator[None]:
 
 
 def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> dict[str, Any]:
-    """Load `model_uri` through pyfunc (the serving path) and compare its predictions with `expected`.
+    """Load `model_uri` through pyfunc (the serving path) and compare its predictions with `expected`
+    on the rows `X` as a request carries them (`serving.request_frame`).
 
     The files are downloaded once, to a private folder, and checked by `verify_flavor` before
     pyfunc sees them: pyfunc would honour whatever format and trusted list the MLmodel declares.
@@ -359,11 +366,14 @@ def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> 
     """
     import mlflow
 
+    from mlassets.ml.serving import request_frame
+
     with _downloaded(model_uri, model_uri) as local:
         verify_flavor(local, model_uri)
-        with _mlflow_loading_allowed():
+        with _mlflow_loading_allowed():  # needed by versions served by mlflow.sklearn's loader
             loaded = mlflow.pyfunc.load_model(str(local))
-    got = np.asarray(loaded.predict(X)).ravel()
+    schema = loaded.metadata.get_input_schema()
+    got = np.asarray(loaded.predict(request_frame(X, schema) if schema else X)).ravel()
     expected = np.asarray(expected).ravel()
     mismatched = int(np.sum(got != expected)) if got.shape == expected.shape else len(expected)
     return {"model_uri": model_uri, "rows": len(expected), "mismatched": mismatched}

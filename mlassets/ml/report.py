@@ -525,19 +525,22 @@ class Baseline:
     error: str | None = None
 
 
-def load_baseline(client, name: str, alias: str = "production") -> Baseline | None:
-    """The version behind `alias`, loaded from the registry; None when there is none.
+def load_baseline(client, spec, alias: str = "production") -> Baseline | None:
+    """The version behind `alias` of `spec`'s model, loaded from the registry to take raw rows
+    (`features.for_raw_rows`); None when there is none.
 
     A version that fails to load is returned with its error (the report says so) rather than
     failing the evaluation.
     """
+    from mlassets.ml.features import for_raw_rows
     from mlassets.ml.registry import alias_version, load_verified_model
 
-    version = alias_version(client, name, alias)
+    version = alias_version(client, spec.name, alias)
     if version is None:
         return None
     try:
-        return Baseline(version, load_verified_model(client, name, version))
+        model = load_verified_model(client, spec.name, version)
+        return Baseline(version, for_raw_rows(model, spec))
     except Exception as e:  # a broken or foreign model must not stop the evaluation
         return Baseline(version, None, f"{type(e).__name__}: {e}")
 

@@ -223,8 +223,7 @@ def train_and_log(
     result = train_candidate(
         input_frame(train_set, spec),
         target(train_set, spec),
-        spec.numeric_inputs,
-        spec.features.categorical,
+        spec,
         **settings.search_settings(),
         progress=progress,
     )
@@ -313,7 +312,7 @@ def evaluate_and_log(
         X,
         y,
         test_set[spec.sensitive],
-        load_baseline(client, spec.name),
+        load_baseline(client, spec),
         **(settings or {}),
     )
     report = evaluation.report
@@ -391,7 +390,7 @@ def register_candidate(
     # the run stays active until the version is marked registered: a sweep abandons a pending
     # version only once its run has ended
     with active_run(client, run_id):
-        info = log_pipeline(candidate.model, input_frame(test_set, spec))
+        info = log_pipeline(candidate.model, input_frame(test_set, spec), spec)
         reference = reference_sample(
             train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
         )

@@ -51,6 +51,7 @@ ESTIMATORS: dict[str, str] = {
 # Types inside our Pipelines that skops does not trust by default. Listed explicitly so that
 # saving and loading through MLflow's skops format works, and anything else is refused.
 SKOPS_TRUSTED_TYPES: list[str] = [
+    "mlassets.ml.features.SpecFeatures",
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
@@ -79,21 +80,34 @@ def make_estimator(name: str, params: dict[str, Any] | None = None, seed: int = 
     return estimator.set_params(**(params or {}))
 
 
-def build_pipeline(numeric: list[str], categorical: list[str], estimator):
-    """Impute and scale numeric columns, impute and one-hot categorical ones, then `estimator`.
+def build_pipeline(
+    numeric: list[str],
+    categorical: list[str],
+    estimator,
+    *,
+    derived: list[str] | None = None,
+    timestamp: str | None = None,
+):
+    """Derive features, impute and scale numeric ones, impute and one-hot categorical ones, then
+    `estimator`.
 
-    The encoder ignores categories unseen in training, so a new category at serving time scores
-    instead of failing.
+    The first step (`features.SpecFeatures`) takes raw rows and computes the `derived` features
+    from them (named after `spec.features.derived`, anchored on the `timestamp` column), so the
+    fitted Pipeline takes what lands. The encoder ignores categories unseen in training, so a new
+    category at serving time scores instead of failing.
     """
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+    from mlassets.ml.features import SpecFeatures
+
+    derived = list(derived or [])
     transformers = []
-    if numeric:
+    if numeric or derived:
         num = Pipeline([("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())])
-        transformers.append(("numeric", num, numeric))
+        transformers.append(("numeric", num, [*numeric, *derived]))
     if categorical:
         cat = Pipeline(
             [
@@ -103,7 +117,16 @@ def build_pipeline(numeric: list[str], categorical: list[str], estimator):
         )
         transformers.append(("categorical", cat, categorical))
     pre = ColumnTransformer(transformers, remainder="drop", verbose_feature_names_out=False)
-    return Pipeline([("preprocess", pre), ("estimator", estimator)])
+    features = SpecFeatures(list(numeric), list(categorical), derived, timestamp)
+    return Pipeline([("features", features), ("preprocess", pre), ("estimator", estimator)])
+
+
+def spec_pipeline(spec, estimator):
+    """`build_pipeline` for a dataset spec: its features, derived ones included."""
+    f = spec.features
+    return build_pipeline(
+        f.numeric, f.categorical, estimator, derived=f.derived, timestamp=spec.timestamp
+    )
 
 
 @dataclass
@@ -259,8 +282,7 @@ def tune(
 def train_candidate(
     X: pd.DataFrame,
     y: pd.Series,
-    numeric: list[str],
-    categorical: list[str],
+    spec,
     *,
     strategy: str = TRAINING.strategy,
     estimator: str = TRAINING.estimator,
@@ -275,14 +297,15 @@ def train_candidate(
     parallel_backend: str = TRAINING.parallel_backend,
     scheduler_address: str | None = TRAINING.scheduler_address,
 ) -> SearchResult:
-    """The Pipeline of the strategy's estimator (`estimator_for`) with fixed `params`, tuned.
+    """The spec's Pipeline (`spec_pipeline`: raw rows in) of the strategy's estimator
+    (`estimator_for`) with fixed `params`, tuned.
 
     What `candidate_model` does before its threshold, in one call that the benchmarks share;
     the keyword names are TrainingConfig's (`TrainingConfig.search_settings()`); `n_jobs` None
     lets `search_jobs` choose.
     """
     name = estimator_for(strategy, estimator)
-    pipeline = build_pipeline(numeric, categorical, make_estimator(name, params, seed=seed))
+    pipeline = spec_pipeline(spec, make_estimator(name, params, seed=seed))
     return tune(
         pipeline,
         X,

@@ -51,6 +51,7 @@ class World:
             self.spec.features.categorical,
             label=self.spec.label.column,
             positive=self.spec.label.positive,
+            model_inputs=self.spec.model_inputs,
             **kwargs,
         )
 
@@ -62,12 +63,12 @@ def world(spec) -> World:
 
     from mlassets.ml.data import target
     from mlassets.ml.features import input_frame
-    from mlassets.ml.training import build_pipeline, make_estimator
+    from mlassets.ml.training import make_estimator, spec_pipeline
 
     train = build_features(fraud_frame(30_000, seed=7), spec)
     test = build_features(fraud_frame(10_000, seed=8), spec)
     estimator = make_estimator("random_forest", {"n_estimators": 50, "n_jobs": 2})
-    model = build_pipeline(spec.numeric_inputs, spec.features.categorical, estimator)
+    model = spec_pipeline(spec, estimator)
     model.fit(input_frame(train, spec), target(train, spec))
     y, pred = target(test, spec), model.predict(input_frame(test, spec))
     baseline = {"accuracy": accuracy_score(y, pred), "f1": f1_score(y, pred)}

@@ -36,7 +36,7 @@ def test_days_since_signup_counts_days_to_the_rows_own_timestamp(spec):
         ["2001-03-01", "2000-01-01", "2001-02-01"],
         [5, 10, 0],
     )
-    assert days_since_signup(df, spec).tolist() == [10.0, 366.0, 0.0]
+    assert days_since_signup(df, spec.timestamp).tolist() == [10.0, 366.0, 0.0]
 
 
 def test_derived_features_do_not_depend_on_the_clock(spec, raw):
@@ -62,10 +62,10 @@ def test_purchase_frequency_never_divides_by_zero(spec):
         ["2024-05-05", "2024-05-05", "2024-05-03", "2024-05-01"],  # same day x2, future, 10 days
         [3, 0, 4, 20],
     )
-    freq = purchase_frequency(df, spec)
+    freq = purchase_frequency(df, spec.timestamp)
     assert np.isfinite(freq).all()
     assert freq.tolist() == [3.0, 0.0, 4.0, 2.0]
-    assert days_since_signup(df, spec).tolist() == [0.0, 0.0, 0.0, 10.0]
+    assert days_since_signup(df, spec.timestamp).tolist() == [0.0, 0.0, 0.0, 10.0]
 
 
 def test_build_features_adds_the_derived_columns_and_leaves_the_input_alone(spec, raw):
@@ -109,7 +109,19 @@ def test_a_pandas_categorical_column_becomes_strings_with_nan_kept(spec):
 
 def test_input_frame_selects_the_model_inputs_in_order(spec, featured):
     X = input_frame(featured, spec)
-    assert list(X.columns) == spec.input_columns
+    # the raw columns, in the spec's order: the model derives its features itself
+    assert (
+        list(X.columns)
+        == spec.model_inputs
+        == [
+            "timestamp",
+            "feature_1",
+            "feature_2",
+            "signup_date",
+            "total_purchases",
+            "category",
+        ]
+    )
     assert "label" not in X and "user_id" not in X and len(X) == len(featured)
 
 
@@ -123,7 +135,7 @@ def test_positive_rate(y, expected):
 def test_input_frame_shares_the_columns_instead_of_copying_them(spec, featured):
     # each consumer of a 700,000-row train_set would otherwise hold a second copy of its inputs
     X = input_frame(featured, spec)
-    for name in spec.input_columns:
+    for name in spec.model_inputs:
         assert np.shares_memory(X[name].to_numpy(), featured[name].to_numpy()), name
     assert X.index.equals(featured.index)
-    pd.testing.assert_frame_equal(X, featured[spec.input_columns])
+    pd.testing.assert_frame_equal(X, featured[spec.model_inputs])

@@ -28,8 +28,7 @@ def search(spec, featured, **kwargs):
     return train_candidate(
         X,
         y,
-        spec.numeric_inputs,
-        spec.features.categorical,
+        spec,
         strategy="grid",
         param_grid=GRID,
         cv_folds=3,

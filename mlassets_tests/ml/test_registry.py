@@ -38,7 +38,7 @@ from mlassets.ml.registry import (
     set_alias_verified,
     version_status,
 )
-from mlassets.ml.training import build_pipeline, make_estimator
+from mlassets.ml.training import make_estimator, spec_pipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
 
@@ -47,7 +47,7 @@ TAGS = {"data_fingerprint": "0123456789abcdef", "strategy": "fixed"}
 
 def fit(spec, X, y, seed):
     estimator = make_estimator("random_forest", {"n_estimators": 5, "max_depth": 4}, seed=seed)
-    return build_pipeline(spec.numeric_inputs, spec.features.categorical, estimator).fit(X, y)
+    return spec_pipeline(spec, estimator).fit(X, y)
 
 
 class World:

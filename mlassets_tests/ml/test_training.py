@@ -17,6 +17,7 @@ from mlassets.ml.training import (
     build_pipeline,
     estimator_for,
     make_estimator,
+    spec_pipeline,
     tune,
     untrusted_types,
 )
@@ -31,7 +32,7 @@ def Xy(featured, spec):
 
 def pipeline(spec, name="random_forest", params=None, seed=0):
     estimator = make_estimator(name, SMALL_FOREST if params is None else params, seed=seed)
-    return build_pipeline(spec.numeric_inputs, spec.features.categorical, estimator)
+    return spec_pipeline(spec, estimator)
 
 
 # -- make_estimator ------------------------------------------------------------------------------
@@ -95,7 +96,7 @@ def test_an_unseen_category_at_predict_time_scores_instead_of_failing(Xy, spec):
     new["category"] = "crypto"
     pred = model.predict(new)
     assert pred.shape == (20,)
-    encoded = model.named_steps["preprocess"].transform(new)
+    encoded = model[:-1].transform(new)  # features, then preprocessing
     assert (encoded[:, len(spec.numeric_inputs) :] == 0).all()
 
 
@@ -106,24 +107,24 @@ def test_missing_values_are_imputed(Xy, spec):
     holes.loc[holes.index[:5], "feature_1"] = np.nan
     holes.loc[holes.index[5:], "category"] = np.nan
     assert model.predict(holes).shape == (10,)
-    assert np.isfinite(model.named_steps["preprocess"].transform(holes)).all()
+    assert np.isfinite(model[:-1].transform(holes)).all()
 
 
 def test_preprocessing_is_fitted_on_training_rows_only(featured, spec):
     y = target(featured, spec)
     parts = split(featured, y, seed=1)
     X_train, y_train = input_frame(parts.train, spec), target(parts.train, spec)
-    X_all = input_frame(featured, spec)
     for model in (
         pipeline(spec).fit(X_train, y_train),
         tune(pipeline(spec), X_train, y_train, strategy="fixed").model,
     ):
         pre = model.named_steps["preprocess"].named_transformers_["numeric"]
         scale = pre.named_steps["scale"]
-        np.testing.assert_allclose(scale.mean_, X_train[spec.numeric_inputs].mean())
-        assert not np.allclose(scale.mean_, X_all[spec.numeric_inputs].mean())
+        train, every = parts.train[spec.numeric_inputs], featured[spec.numeric_inputs]
+        np.testing.assert_allclose(scale.mean_, train.mean())
+        assert not np.allclose(scale.mean_, every.mean())
         impute = pre.named_steps["impute"]
-        np.testing.assert_allclose(impute.statistics_, X_train[spec.numeric_inputs].median())
+        np.testing.assert_allclose(impute.statistics_, train.median())
 
 
 def test_a_pipeline_with_only_numeric_or_only_categorical_features(Xy):
@@ -403,7 +404,7 @@ def test_train_candidate_builds_the_strategys_estimator_with_the_configs_setting
     ).search_settings()
     # every setting is one of train_candidate's keywords, and nothing the threshold needs leaks in
     assert set(settings) <= set(inspect.signature(train_candidate).parameters)
-    result = train_candidate(X, y, spec.numeric_inputs, spec.features.categorical, **settings)
+    result = train_candidate(X, y, spec, **settings)
     estimator = result.model.named_steps["estimator"]
     assert type(estimator).__name__ == "LogisticRegression" and estimator.max_iter == 300
     assert result.candidates == 2 and result.best_params["C"] in (0.5, 1.0)

@@ -1,0 +1,162 @@
+"""The served model: what `mlflow.pyfunc.load_model` and `mlflow models serve` run for a version.
+
+A registered version's MLmodel names this module as its pyfunc loader. MLflow's own sklearn
+loader cannot serve what we need: its `predict` drops `params`, so it answers labels only, and it
+loads through MLflow's deserialization switch, which mlassets keeps off. This loader checks the
+files first (`registry.verify_flavor`: sklearn flavor, skops format, types within our trusted
+list), loads the skops file with mlassets' own trusted list, and answers:
+
+- `params={"output": "label"}` (the default): the label at the model's tuned threshold, exactly
+  what the in-process Pipeline's `predict` gives;
+- `params={"output": "probability"}`: the positive-class probability;
+- `params={"output": "both"}`: a table with both, columns `prediction` and `probability`.
+
+Loading needs `mlassets` importable (the model's first step, `features.SpecFeatures`, is ours):
+serve from the project's environment (`make serve`, `--env-manager local`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+LOADER_MODULE = "mlassets.ml.serving"
+OUTPUT_PARAM = "output"
+OUTPUTS = ("label", "probability", "both")
+DEFAULT_OUTPUT = "label"
+
+
+# The signature's type for each spec column type. MLflow 3.17 parses a CSV request with
+# `pandas.read_csv(dtype=...)`, which refuses datetime types, and enforces types strictly (no
+# int64 -> double, no missing value in a `long`): so datetimes travel as ISO text, integer columns
+# that may be missing as doubles, and `SpecFeatures` parses them. `request_frame` turns a typed
+# frame (a landed Parquet batch, say) into this form for in-process `pyfunc` callers.
+SIGNATURE_TYPES = {
+    "float": "double",
+    "datetime": "string",
+    "string": "string",
+    "boolean": "boolean",
+}
+
+
+def _column_type(spec, name: str) -> str:
+    column = spec.columns[name]
+    if column.type == "integer":
+        return "double" if column.nullable else "long"
+    if column.type == "category":  # text, unless the spec's categories are numbers
+        numbers = column.values and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in column.values
+        )
+        return "double" if numbers else "string"
+    return SIGNATURE_TYPES[column.type]
+
+
+def input_schema(spec):
+    """The registered model's input: the spec's raw `model_inputs`, typed from the spec."""
+    from mlflow.types import ColSpec, Schema
+
+    return Schema([ColSpec(_column_type(spec, c), c) for c in spec.model_inputs])
+
+
+def request_frame(df: pd.DataFrame, schema) -> pd.DataFrame:
+    """`df`'s signature columns as a request carries them: datetimes as ISO text, integers in
+    double columns as floats. What an in-process `mlflow.pyfunc` caller passes for a typed frame
+    (MLflow refuses datetime64 for a string column, int64 for a double one)."""
+    out = {}
+    for col in schema.inputs:
+        values = df[col.name]
+        kind = str(col.type)
+        if kind.endswith("string") and pd.api.types.is_datetime64_any_dtype(values):
+            values = values.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").astype(object)
+            values = values.where(values.notna(), None)
+        elif kind.endswith("double") and pd.api.types.is_integer_dtype(values):
+            values = values.astype("float64")
+        out[col.name] = values
+    return pd.DataFrame(out, index=df.index)
+
+
+def signature(spec, example: pd.DataFrame, predictions: np.ndarray):
+    """Inputs from the spec (`input_schema`; inferred from `example` without a spec), outputs
+    the labels, params the `output` switch."""
+    from mlflow.models import ModelSignature, infer_signature
+    from mlflow.types import ColSpec, Schema
+
+    dtype = "long" if np.issubdtype(np.asarray(predictions).dtype, np.integer) else "double"
+    return ModelSignature(
+        inputs=input_schema(spec) if spec else infer_signature(example).inputs,
+        outputs=Schema([ColSpec(dtype)]),
+        params=params_schema(),
+    )
+
+
+def save_model(path: str, mlflow_model, sk_model, **kwargs: Any) -> None:
+    """MLflow's flavor hook (`Model.log(flavor=this module)`): the sklearn flavor in skops, with
+    this module as the pyfunc loader."""
+    import mlflow.sklearn
+    from mlflow import pyfunc
+
+    mlflow.sklearn.save_model(sk_model, path, mlflow_model=mlflow_model, **kwargs)
+    mlflow_model.flavors[pyfunc.FLAVOR_NAME][pyfunc.MAIN] = LOADER_MODULE
+    mlflow_model.save(str(Path(path) / "MLmodel"))
+
+
+def params_schema():
+    """The `params` a served model accepts: `output`, one of OUTPUTS, default "label"."""
+    from mlflow.types import ParamSchema, ParamSpec
+
+    return ParamSchema([ParamSpec(OUTPUT_PARAM, "string", DEFAULT_OUTPUT)])
+
+
+class ServedModel:
+    """A verified, loaded mlassets model behind MLflow's pyfunc interface."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def get_raw_model(self) -> Any:
+        """The fitted sklearn model (MLflow's `PyFuncModel.get_raw_model` returns this)."""
+        return self.model
+
+    def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        from mlassets.ml.evaluation import positive_scores
+
+        output = (params or {}).get(OUTPUT_PARAM, DEFAULT_OUTPUT)
+        if output not in OUTPUTS:
+            raise MlflowException(
+                f"params.{OUTPUT_PARAM} must be one of {list(OUTPUTS)}, not {str(output)[:80]!r}",
+                INVALID_PARAMETER_VALUE,
+            )
+        try:
+            if output == "label":
+                return self.model.predict(data)
+            probability = np.asarray(positive_scores(self.model, data), dtype=float)
+            if output == "probability":
+                return probability
+            labels = self.model.predict(data)
+        except (ValueError, TypeError) as e:  # a value the signature let through: a bad date
+            from mlassets.ml.bounded import clip
+
+            raise MlflowException(
+                f"the rows do not fit the model: {clip(str(e))}", INVALID_PARAMETER_VALUE
+            ) from e
+        return pd.DataFrame({"prediction": labels, "probability": probability})
+
+
+def _load_pyfunc(path: str) -> ServedModel:
+    """MLflow's pyfunc entry point: `path` is the model's folder (or a file in it)."""
+    import skops.io
+
+    from mlassets.ml.registry import verify_flavor
+    from mlassets.ml.training import SKOPS_TRUSTED_TYPES
+
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    file = verify_flavor(folder, f"model at {folder}")
+    return ServedModel(skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES))
