@@ -8,8 +8,11 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
 DEMO_ROWS ?= 10000
+# `dg` (dagster-dg-cli), the CLI Dagster 1.13 tells users to run; it finds the code location through
+# [tool.dg] in pyproject.toml. VIRTUAL_ENV says the project's .venv is the active one (else dg warns).
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: demo dev test test-fast test-local lint format bench install home clean
+.PHONY: demo dev test test-fast test-local lint format bench install home clean browser screenshots serve
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,17 +24,23 @@ install: $(BIN)/.installed
 
 home:
 	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/local/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install home
 	$(BIN)/python -m mlassets.synthetic --rows $(DEMO_ROWS) --seed 42 --force --out $(MLASSETS_HOME)/data/transactions.parquet
-	$(BIN)/dagster asset materialize -m mlassets.definitions --select '*' > $(MLASSETS_HOME)/demo.log 2>&1 \
+	$(DG) launch --job training_job > $(MLASSETS_HOME)/demo.log 2>&1 \
 		|| { tail -n 40 $(MLASSETS_HOME)/demo.log; $(BIN)/python -m mlassets.summary; exit 1; }
 	@echo "full log: $(MLASSETS_HOME)/demo.log"
 	$(BIN)/python -m mlassets.summary
 
+# `make serve`: MLflow's scoring server for the production model on 127.0.0.1:$(SERVE_PORT); it
+# takes the spec's raw rows (JSON or CSV at /invocations). Stop it with Ctrl-C.
+SERVE_PORT ?= 5001
+serve: install
+	$(BIN)/python -m mlassets.serve --port $(SERVE_PORT)
+
 dev: install home
-	$(BIN)/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(DG) dev -h 127.0.0.1 -p 3000
 
 lint: install
 	$(BIN)/ruff check .
@@ -57,6 +66,22 @@ test-fast: install lint
 # (PostgreSQL, RabbitMQ, an MLflow or S3 server, a Dask or Celery cluster).
 test-local: install lint
 	$(BIN)/pytest -q -m "not services"
+
+# Debian's Chromium and its own chromedriver (always the same version) for the browser test
+# (mlassets_tests/test_ui.py) and `make screenshots`; no test tool ever downloads a browser.
+# Idempotent: does nothing when both are installed. Needs root (apt-get), as on CI.
+browser:
+	@if test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; then \
+		/usr/bin/chromium --headless --no-sandbox --version 2>/dev/null || true; \
+	else \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends chromium chromium-driver fonts-liberation fonts-dejavu-core; \
+	fi
+
+# README's pictures of the UI (docs/asset-graph.png, docs/evaluation-report.png), from a real run
+# in a temporary home: a webserver and daemon, training_job launched over GraphQL, headless Chromium.
+screenshots: install browser
+	$(BIN)/python -m mlassets_tests.test_ui docs
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -55,7 +55,9 @@ def main(argv: list[str] | None = None) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
         (home / "dagster").mkdir()
-        (home / "dagster" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+        (home / "dagster" / "dagster.yaml").write_text(
+            (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+        )
         env = {
             **os.environ,
             "MLASSETS_HOME": str(home),

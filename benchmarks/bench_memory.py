@@ -147,7 +147,9 @@ def _home(root: Path, rows: int) -> Path:
     """A Dagster and MLassets home with `rows` fraud rows, warmed by a 10,000-row run."""
     home = root / f"home{rows}"
     (home / "dagster").mkdir(parents=True)
-    (home / "dagster" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    (home / "dagster" / "dagster.yaml").write_text(
+        (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+    )
     run_child(["data", "--home", str(home), "--rows", "10000"])
     measure(home, {})  # warm-up: storage, registry, a production model to compare with
     run_child(["data", "--home", str(home), "--rows", str(rows)])

@@ -42,7 +42,9 @@ def _home(root: Path, name: str, source: Path) -> Path:
     (home / "data").mkdir(parents=True)
     (home / "dagster").mkdir()
     shutil.copy(source, home / "data" / "transactions.parquet")
-    (home / "dagster" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    (home / "dagster" / "dagster.yaml").write_text(
+        (ROOT / "deploy" / "local" / "dagster.yaml").read_text()
+    )
     return home
 
 

@@ -168,3 +168,120 @@ def running(cmd: list[str], log: Path, env: dict | None = None, cwd: Path | None
         yield proc
     finally:
         stop(proc)
+
+
+# --- a browser: Debian's Chromium, driven through Debian's own chromedriver ---------------------
+# `make browser` installs both (apt-get: chromium-driver is built from the same source as
+# chromium, so the two always match). No test tool downloads a browser: the driver's path is
+# given, so Selenium never runs its Selenium Manager (which would fetch a driver and a browser),
+# and SE_OFFLINE forbids it to all the same.
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def require_chromium() -> None:
+    absent = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not os.access(p, os.X_OK)]
+    if absent:
+        missing(
+            f"Debian's Chromium ({', '.join(absent)} not installed)",
+            "run `make browser` (apt-get install chromium chromium-driver)",
+        )
+
+
+@contextlib.contextmanager
+def chromium(log: Path, width: int = 1280, height: int = 800) -> Iterator:
+    """A headless Chromium (a Selenium WebDriver) whose viewport is `width` x `height`;
+    chromedriver writes to `log`; quit (browser and driver) however the block ends."""
+    require_chromium()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in (
+        "--headless=new",
+        f"--window-size={width},{height}",
+        "--force-device-scale-factor=1",
+        "--hide-scrollbars",
+        "--disable-dev-shm-usage",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--lang=en-US",
+    ):
+        options.add_argument(arg)
+    if os.geteuid() == 0:  # CI runs as root, where Chromium's sandbox refuses to start
+        options.add_argument("--no-sandbox")
+    service = Service(executable_path=str(CHROMEDRIVER), log_output=str(log))
+    saved = os.environ.get("SE_OFFLINE")
+    os.environ["SE_OFFLINE"] = "true"  # read by Selenium Manager, were it ever to run
+    try:
+        driver = webdriver.Chrome(options=options, service=service)
+    finally:
+        if saved is None:
+            os.environ.pop("SE_OFFLINE", None)
+        else:
+            os.environ["SE_OFFLINE"] = saved
+    try:
+        # the viewport itself (--window-size sizes the window: the page got 1280 x 657)
+        driver.execute_cdp_cmd(
+            "Emulation.setDeviceMetricsOverride",
+            {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False},
+        )
+        yield driver
+    finally:
+        driver.quit()
+
+
+def page_text(driver) -> str:
+    """What the page renders as text (`innerText`: hidden elements left out)."""
+    return driver.execute_script("return document.body ? document.body.innerText : ''")
+
+
+def wait_for_text(driver, texts: list[str], timeout: float = 60.0) -> str:
+    """Until the rendered text holds every one of `texts`; that text. Fails naming the ones
+    still missing, with the page's URL and the start of its text."""
+    deadline = time.monotonic() + timeout
+    while True:
+        text = page_text(driver)
+        absent = [t for t in texts if t not in text]
+        if not absent:
+            return text
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"{driver.current_url} does not show {absent} after {timeout:.0f} s; "
+                f"it shows:\n{text[:3000]}"
+            )
+        time.sleep(0.25)
+
+
+def wait_until_still(driver, text: str, timeout: float = 30.0) -> None:
+    """Until the element showing exactly `text` has kept its place and size for three looks in
+    a row (a graph that zooms to fit animates after its text is there): a screenshot then shows
+    the settled page."""
+    script = """
+        const it = document.evaluate(`//*[normalize-space(text())='${arguments[0]}']`, document,
+            null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+        if (!it) return null;
+        const r = it.getBoundingClientRect();
+        return [r.x, r.y, r.width, r.height].map((v) => Math.round(v)).join(',');"""
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        seen = (seen + [driver.execute_script(script, text)])[-3:]
+        if len(seen) == 3 and seen[0] is not None and len(set(seen)) == 1:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} still moves on {driver.current_url} after {timeout:.0f} s")
+
+
+def save_screenshot(driver, path: Path, colors: int = 128) -> Path:
+    """The viewport as a PNG at `path`, reduced to a palette of `colors` (Pillow): a UI page of
+    flat colours stays sharp and weighs tens of KB instead of hundreds."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB")
+    small = image.quantize(colors=colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    small.save(path, optimize=True)
+    return path

@@ -12,6 +12,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
+# the embedded default's instance, as `make home` installs it (not at the root: see the file)
+INSTANCE_YAML = ROOT / "deploy" / "local" / "dagster.yaml"
 
 CHURN_SPEC = """
 name: churn_model
@@ -51,7 +53,7 @@ def churn_frame(rows: int = 3000, seed: int = 3) -> pd.DataFrame:
 def cli_env(tmp_path: Path, spec: Path | None) -> dict:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(INSTANCE_YAML, home / "dagster.yaml")
     env = {
         **os.environ,
         "DAGSTER_HOME": str(home),

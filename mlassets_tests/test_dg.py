@@ -1,0 +1,162 @@
+"""`dg` (dagster-dg-cli), the CLI Dagster 1.13 tells users to run, on this project's layout.
+
+`[tool.dg]` in pyproject.toml points dg at the module `mlassets.definitions`; `make demo` is
+`dg launch --job training_job` and `make dev` is `dg dev`. Each command runs from the checkout,
+as a user runs it, on a home of its own (Dagster instance, MLflow store, data) under tmp.
+"""
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from mlassets_tests.conftest import FAST_TRAINING, NAME, TEST_ROWS, CliWorld
+from mlassets_tests.services import HOST, free_port, log_tail, running
+from mlassets_tests.test_cli import ROOT, cli_env
+
+DG = str(Path(sys.executable).parent / "dg")
+
+
+def dg_env(root: Path) -> dict:
+    """A CLI home (see test_cli.cli_env) with this venv active, as `make` runs dg."""
+    return {**cli_env(root, None), "VIRTUAL_ENV": sys.prefix}
+
+
+def dg(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [DG, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def launched(tmp_path_factory) -> tuple[CliWorld, subprocess.CompletedProcess]:
+    """What `make demo` does, on small data and the fast search: `dg launch --job training_job`."""
+    from mlassets.synthetic import fraud_frame, write_frame
+
+    root = tmp_path_factory.mktemp("dg")
+    world = CliWorld(root, dg_env(root))
+    write_frame(fraud_frame(TEST_ROWS, seed=7), world.source)
+    config = world.config("fast", {"candidate_model": {"config": FAST_TRAINING}})
+    return world, dg("launch", "--job", "training_job", "-c", config, env=world.env)
+
+
+def dagster_runs(world: CliWorld) -> list:
+    """The runs of the world's instance, newest first."""
+    from dagster import DagsterInstance, RunsFilter
+
+    with DagsterInstance.from_config(world.env["DAGSTER_HOME"]) as instance:
+        return [r.dagster_run for r in instance.get_run_records(RunsFilter())]
+
+
+def test_dg_check_defs_and_list_defs_load_our_code_location(tmp_path):
+    env = dg_env(tmp_path)
+    checked = dg("check", "defs", env=env)
+    assert checked.returncode == 0, checked.stdout + checked.stderr[-3000:]
+    assert "All definitions loaded successfully" in checked.stdout + checked.stderr
+
+    listed = dg("list", "defs", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    defs = json.loads(listed.stdout)
+    assert sorted(j["name"] for j in defs["jobs"]) == [
+        "monitoring_job",
+        "rollback_job",
+        "training_job",
+    ]
+    assert {"raw_data", "candidate_model", "production_model", "drift_report"} <= {
+        a["asset_key"] for a in defs["assets"]
+    }
+    assert [s["name"] for s in defs["sensors"]] == ["drift_sensor"]
+    assert len(defs["asset_checks"]) == 20
+
+
+def test_dg_launch_runs_training_job_and_mlflow_names_its_run_after_it(launched):
+    world, proc = launched
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert 'Finished execution of run for "training_job"' in proc.stderr
+    assert "SupersessionWarning" not in proc.stderr  # dg is what Dagster tells users to run
+
+    (run,) = dagster_runs(world)
+    assert (run.job_name, run.status.value) == ("training_job", "SUCCESS")
+    # one MLflow run for the Dagster run, named after its job: what MLflow's UI lists it as
+    (mlflow_run,) = world.client().search_runs(
+        [world.client().get_experiment_by_name(NAME).experiment_id],
+        filter_string=f"tags.dagster_run_id = '{run.run_id}'",
+    )
+    assert mlflow_run.info.run_name == "training_job"
+    assert mlflow_run.data.tags["mlflow.runName"] == "training_job"
+    assert mlflow_run.info.status == "FINISHED"
+    assert world.registry_state() == (["1"], "1")
+
+    # `make demo`'s summary reads this run as before
+    summary = subprocess.run(
+        [sys.executable, "-m", "mlassets.summary"],
+        cwd=world.root,
+        env=world.env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert summary.returncode == 0, summary.stderr[-2000:]
+    assert f"run {run.run_id[:8]}: SUCCESS" in summary.stdout
+    assert "checks passed: 20/20" in summary.stdout
+    assert f"production model: {NAME} version 1" in summary.stdout
+
+
+def test_dg_launch_materializes_a_selection(launched):
+    from dagster import AssetKey
+
+    world, first = launched
+    assert first.returncode == 0, first.stderr[-3000:]
+    proc = dg("launch", "--assets", "raw_data", env=world.env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    newest = dagster_runs(world)[0]
+    assert newest.status.value == "SUCCESS"
+    assert newest.asset_selection == {AssetKey("raw_data")}
+    assert world.registry_state() == (["1"], "1")  # a data run touches no model
+
+
+def graphql(port: int, query: str) -> dict:
+    request = urllib.request.Request(
+        f"http://{HOST}:{port}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())["data"]
+
+
+RUNS = "{ runsOrError { __typename ... on Runs { results { runId jobName status } } } }"
+DAEMON = '{ instance { daemonHealth { daemonStatus(daemonType: "SENSOR") { healthy } } } }'
+
+
+def test_dg_dev_serves_the_ui_and_runs_the_daemon_on_127_0_0_1(launched, tmp_path):
+    """`make dev`: the webserver on 127.0.0.1 and the daemon, on the demo's home."""
+    world, first = launched
+    assert first.returncode == 0, first.stderr[-3000:]
+    port, log = free_port(), tmp_path / "dg_dev.log"
+    cmd = [DG, "dev", "-h", HOST, "-p", str(port)]
+    with running(cmd, log, env=world.env, cwd=ROOT) as server:  # its session killed however it ends
+        deadline, runs, daemon = time.monotonic() + 180, None, None
+        while time.monotonic() < deadline and server.poll() is None:
+            try:
+                runs = graphql(port, RUNS)["runsOrError"]
+                daemon = graphql(port, DAEMON)["instance"]["daemonHealth"]["daemonStatus"]
+                if daemon["healthy"]:
+                    break
+            except (OSError, KeyError, TypeError):
+                pass  # not serving yet, or the daemon has not sent its first heartbeat
+            time.sleep(1)
+        assert server.poll() is None, f"dg dev exited with {server.returncode}\n{log_tail(log)}"
+        assert daemon and daemon["healthy"], f"no healthy sensor daemon:\n{log_tail(log)}"
+    assert runs["__typename"] == "Runs", runs
+    # the demo's run shows in the UI as training_job
+    assert ("training_job", "SUCCESS") in [(r["jobName"], r["status"]) for r in runs["results"]]
+    text = log.read_text()
+    assert f"Serving dagster-webserver on http://{HOST}:{port}" in text
+    # the warnings a `make dev` user saw before: gone
+    assert "in the current folder" not in text  # no dagster.yaml at the root (see deploy/local)
+    assert "SupersessionWarning" not in text
