@@ -1,21 +1,26 @@
-"""`dg` (dagster-dg-cli), the CLI Dagster 1.13 tells users to run, on this project's layout.
+"""The clients a user runs: `dg` (dagster-dg-cli) and `make serve`, on this project's layout.
 
 `[tool.dg]` in pyproject.toml points dg at the module `mlassets.definitions`; `make demo` is
-`dg launch --job training_job` and `make dev` is `dg dev`. Each command runs from the checkout,
-as a user runs it, on a home of its own (Dagster instance, MLflow store, data) under tmp.
+`dg launch --job training_job` and `make dev` is `dg dev`. `make serve` (`python -m mlassets.serve`)
+runs MLflow's scoring server for the version that run put in production, which must answer the
+spec's raw rows exactly as the Pipeline does. Each command runs as a user runs it, on a home of its
+own (Dagster instance, MLflow store, data) under tmp.
 """
 
 import json
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from mlassets_tests.conftest import FAST_TRAINING, NAME, TEST_ROWS, CliWorld
-from mlassets_tests.services import HOST, free_port, log_tail, running
+from mlassets_tests.services import HOST, free_port, log_tail, running, wait_http
 from mlassets_tests.test_cli import ROOT, cli_env
 
 DG = str(Path(sys.executable).parent / "dg")
@@ -160,3 +165,107 @@ def test_dg_dev_serves_the_ui_and_runs_the_daemon_on_127_0_0_1(launched, tmp_pat
     # the warnings a `make dev` user saw before: gone
     assert "in the current folder" not in text  # no dagster.yaml at the root (see deploy/local)
     assert "SupersessionWarning" not in text
+
+
+def post(url: str, body: str | bytes, content_type: str) -> tuple[int, str]:
+    data = body.encode() if isinstance(body, str) else body
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": content_type})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def split_json(rows: pd.DataFrame, params: dict | None = None) -> str:
+    """A `dataframe_split` request of `rows` as a consumer writes it (ISO dates, null for NaN)."""
+    payload = {"dataframe_split": json.loads(rows.to_json(orient="split", date_format="iso"))}
+    payload["dataframe_split"].pop("index")
+    if params:
+        payload["params"] = params
+    return json.dumps(payload)
+
+
+def test_make_serve_answers_raw_rows_like_the_pipeline(launched, tmp_path):
+    from mlassets.ml.evaluation import positive_scores
+    from mlassets.ml.features import input_frame
+    from mlassets.ml.registry import PRODUCTION, alias_version, load_verified_model
+    from mlassets.spec import load_spec
+    from mlassets.synthetic import fraud_batch
+
+    world, first = launched
+    assert first.returncode == 0, first.stderr[-3000:]
+    spec = load_spec()
+    client = world.client()
+    version = alias_version(client, spec.name, PRODUCTION)
+    model = load_verified_model(client, spec.name, version)
+
+    # a landed batch as it is: raw columns, id and label included, a few values missing
+    rows = fraud_batch(40, seed=23, drift="covariate").reset_index(drop=True)
+    rows.loc[3, "feature_2"] = np.nan
+    rows.loc[5, "category"] = None
+    expected = model.predict(input_frame(rows, spec)).tolist()
+    probability = positive_scores(model, input_frame(rows, spec))
+    assert 0 < sum(expected) < len(expected)  # both classes: a constant answer cannot pass
+
+    port = free_port()
+    # the demo's home, from a shell without the venv: `uvicorn` must come from the venv all the
+    # same; and MLflow's deserialization switch stays off (mlassets' loader needs none)
+    env = {**world.env, "PATH": "/usr/bin:/bin", "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
+    env.pop("VIRTUAL_ENV", None)
+    log = tmp_path / "serve.log"
+    command = [sys.executable, "-m", "mlassets.serve", "--port", str(port)]
+    with running(command, log, env=env, cwd=tmp_path) as server:
+        wait_http(server, f"http://127.0.0.1:{port}/ping", log, timeout=180)
+        url = f"http://127.0.0.1:{port}/invocations"
+        json_type, csv_type = "application/json", "text/csv"
+
+        status, body = post(url, split_json(rows), json_type)
+        assert status == 200, body
+        assert json.loads(body)["predictions"] == expected
+
+        status, body = post(url, rows.to_csv(index=False), csv_type)
+        assert status == 200, body
+        assert json.loads(body)["predictions"] == expected
+
+        status, body = post(url, split_json(rows, {"output": "probability"}), json_type)
+        assert status == 200, body
+        np.testing.assert_allclose(json.loads(body)["predictions"], probability, rtol=1e-9)
+
+        status, body = post(url, split_json(rows.head(3), {"output": "both"}), json_type)
+        assert status == 200, body
+        both = json.loads(body)["predictions"]
+        assert [r["prediction"] for r in both] == expected[:3]
+
+        # bad requests: each a 4xx that says what is wrong, and the server goes on
+        bad_type = rows.head(2).astype({"feature_1": object})
+        bad_type.loc[1, "feature_1"] = "lots"
+        bad_date = rows.head(2).copy()
+        bad_date["timestamp"] = bad_date["timestamp"].astype(str)
+        bad_date.loc[0, "timestamp"] = "yesterday"
+        cases = {
+            "malformed JSON": ('{"dataframe_split": {"columns": ["feature_1"', json_type, "JSON"),
+            "no rows key": (json.dumps({"rows": []}), json_type, "dataframe_split"),
+            "a wrong type": (split_json(bad_type), json_type, "feature_1"),
+            # MLflow parses CSV with pandas, whose message quotes the value but not the column
+            "a wrong type in CSV": (bad_type.to_csv(index=False), csv_type, "'lots'"),
+            "a date that is none": (split_json(bad_date), json_type, "timestamp"),
+            "a missing column": (
+                split_json(rows.drop(columns="signup_date")),
+                json_type,
+                "signup_date",
+            ),
+            "an unknown output": (
+                split_json(rows.head(1), {"output": "odds"}),
+                json_type,
+                "output",
+            ),
+        }
+        for case, (request, content_type, named) in cases.items():
+            status, body = post(url, request, content_type)
+            assert 400 <= status < 500, (case, status, body[:500])
+            message = json.loads(body)["message"]
+            assert named in message, (case, message[:1000])
+            status, body = post(url, split_json(rows.head(4)), json_type)
+            assert status == 200 and json.loads(body)["predictions"] == expected[:4], (case, body)
+    assert server.returncode is not None, log_tail(log)
