@@ -46,6 +46,7 @@ E2E_MODULES = frozenset(
         "test_concurrency.py",
         "test_crash.py",
         "test_daemon.py",
+        "test_clients.py",
         "test_executors.py",
         "test_selections.py",
         "test_ui.py",
@@ -245,6 +246,11 @@ FAST_TRAINING = {
     "cv_folds": 3,
     "n_jobs": 2,
 }
+# The same search without a process pool: where the search's placement is not under test (it is in
+# test_executors, test_crash and ml/test_parallel), a loky pool only adds its start-up to a run:
+# two worker processes importing sklearn, about 4 s of candidate_model on a quiet machine (2.2 s
+# against 6.1 s), 8-10 s on a loaded one, and more in a cold `dagster` process.
+SERIAL_TRAINING = {**FAST_TRAINING, "n_jobs": 1}
 
 
 def run_config(training: dict | None = None, gates: dict | None = None) -> dict:
@@ -392,15 +398,48 @@ def env(tmp_path, dagster_instance) -> Env:
     return make_env(tmp_path, dagster_instance)
 
 
+_EMPTY_STORE: list[Path] = []  # the session's empty MLflow store, once made
+
+
+def empty_mlflow_store(db: Path) -> str:
+    """A new, empty MLflow SQLite store at `db` (its URI, which a world then uses as its own): a
+    copy of one that MLflow itself created, once per session. MLflow creates a store's tables by
+    running its schema migrations, about 2 s per store (more under load); a world whose test
+    is not about creating a store starts from the copy, byte for byte what MLflow would make
+    (the default experiment's artifact folder aside, here the session's own temporary folder)."""
+    import shutil
+    import tempfile
+
+    if not _EMPTY_STORE:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        parent = _SESSION_HOME[0].parent if _SESSION_HOME else None
+        folder = Path(tempfile.mkdtemp(prefix="empty-mlflow-store-", dir=parent))
+        made = SqlAlchemyStore(f"sqlite:///{folder / 'mlflow.db'}", str(folder / "mlruns"))
+        made.engine.dispose()  # nothing left in a journal: the file is the whole store
+        assert sorted(p.name for p in folder.iterdir()) == ["mlflow.db"]
+        _EMPTY_STORE.append(folder / "mlflow.db")
+    db.parent.mkdir(parents=True, exist_ok=True)
+    assert not db.exists(), f"{db} exists: a store is new or is not copied over"
+    shutil.copyfile(_EMPTY_STORE[0], db)
+    return f"sqlite:///{db}"
+
+
 @contextlib.contextmanager
-def trained_world(root: Path, rows: int = TEST_ROWS) -> Iterator[tuple[Env, object]]:
-    """A world where training_job already put version 1 behind `production`: (env, that run)."""
+def trained_world(
+    root: Path, rows: int = TEST_ROWS, training: dict | None = None
+) -> Iterator[tuple[Env, object]]:
+    """A world where training_job already put version 1 behind `production`: (env, that run).
+    Its MLflow store starts as `empty_mlflow_store`; `training` is candidate_model's config,
+    by default SERIAL_TRAINING (what later runs of the test do is theirs to choose)."""
     from dagster import instance_for_test
 
     (root / "dagster_home").mkdir()
+    uri = empty_mlflow_store(root / "mlflow.db")
     with instance_for_test(temp_dir=str(root / "dagster_home")) as instance:
         world = make_env(root, instance, rows)
-        result = world.run()
+        assert world.tracking_uri == uri
+        result = world.run(config=run_config(training or SERIAL_TRAINING))
         assert result.success, "baseline training run failed"
         yield world, result
 
@@ -460,14 +499,67 @@ class CliWorld:
         return versions, alias_version(client, NAME, PRODUCTION)
 
 
-def cli_world_with_version_1(root: Path) -> CliWorld:
-    """A CLI home where `dagster asset materialize --select '*'` put version 1 in production."""
+def cli_world_with_version_1(
+    root: Path, training: dict | None = None, in_process: bool = True
+) -> CliWorld:
+    """A CLI home where `dagster asset materialize --select '*'` put version 1 in production.
+    Its MLflow store starts as `empty_mlflow_store`; `training` is candidate_model's config,
+    by default SERIAL_TRAINING. The tests using it are about what the CLI does afterwards, so by
+    default that materialization runs in this process (`materialize_all_in_process`: the same
+    definitions, home, instance, value store and store), which saves a cold `dagster` process;
+    `in_process=False` runs the real command."""
     from mlassets.synthetic import fraud_frame, write_frame
     from mlassets_tests.test_cli import cli_env
 
     w = CliWorld(root, cli_env(root, None))
+    assert empty_mlflow_store(root / "mlflow.db") == w.env["MLFLOW_TRACKING_URI"]
     write_frame(fraud_frame(TEST_ROWS, seed=7), w.source)
-    proc = w.materialize("*", w.config("fast", {"candidate_model": {"config": FAST_TRAINING}}))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    training = training or SERIAL_TRAINING
+    if in_process:
+        result = materialize_all_in_process(w.env, {"candidate_model": {"config": training}})
+        assert result.success, "version 1's run failed"
+    else:
+        proc = w.materialize("*", w.config("fast", {"candidate_model": {"config": training}}))
+        assert proc.returncode == 0, proc.stderr[-3000:]
     assert w.registry_state() == (["1"], "1")
     return w
+
+
+@contextlib.contextmanager
+def process_env(env: dict) -> Iterator[None]:
+    """This process's environment made `env` (a CLI home's, built from it: its homes, store and
+    settings), then put back as it was, MLflow's tracking and registry URIs too."""
+    saved = dict(os.environ)
+    saved_uris = {k: os.environ.get(k) for k in _URI_KEYS}
+    os.environ.update(env)
+    for key in set(saved) - set(env):
+        del os.environ[key]
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        _restore_mlflow_uris(saved_uris)
+
+
+def materialize_all_in_process(env: dict, ops: dict, selection: list[str] | None = None):
+    """What `dagster asset materialize -m mlassets.definitions --select '*'` (or the assets named
+    in `selection`) does in the CLI home `env`, in this process: the code location's own
+    definitions, built from that environment (resources, value store, MLflow store), run on the
+    home's instance (its dagster.yaml). The run's result; never raises on failure."""
+    from dagster import AssetKey, DagsterInstance
+
+    with process_env(env):
+        from mlassets.definitions import build_defs
+
+        job = build_defs().resolve_implicit_global_asset_job_def()
+        instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+        try:
+            return job.execute_in_process(
+                run_config={"ops": ops},
+                instance=instance,
+                asset_selection=[AssetKey(a) for a in selection] if selection else None,
+                raise_on_error=False,
+            )
+        finally:
+            instance.dispose()

@@ -20,7 +20,7 @@ import yaml
 
 from mlassets.ml.bounded import MESSAGE_BYTES, SAMPLE_SIZE
 from mlassets.spec import DEFAULT_SPEC
-from mlassets_tests.conftest import run_config, trained_world
+from mlassets_tests.conftest import SERIAL_TRAINING, run_config, trained_world
 from mlassets_tests.test_graph import DOWNSTREAM_OF_RAW, alias, checks, materialized, versions
 
 NAME = "fraud_detection"
@@ -235,7 +235,6 @@ def test_bad_input_fails_early_says_where_and_changes_nothing(world, case, tmp_p
     before = versions(client, NAME), alias(client, NAME, "production")
 
     spec_path = write_case(case, good, tmp_path)
-    job = env.defs().resolve_job_def("training_job")
     from mlassets.definitions import build_defs
 
     job = build_defs(resources(env, spec_path, tmp_path)).resolve_job_def("training_job")
@@ -267,7 +266,7 @@ def test_the_next_good_run_succeeds_after_the_corpus(world):
     env, _ = world
     client = env.client()
     before = versions(client, NAME)
-    result = env.run()
+    result = env.run(config=run_config(SERIAL_TRAINING))
     assert result.success
     assert alias(client, NAME, "production") not in before
     assert len(versions(client, NAME)) == len(before) + 1

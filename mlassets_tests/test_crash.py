@@ -13,7 +13,7 @@ import subprocess
 
 import pytest
 
-from mlassets_tests.conftest import FAST_TRAINING, NAME, CliWorld, cli_world_with_version_1
+from mlassets_tests.conftest import NAME, SERIAL_TRAINING, CliWorld, cli_world_with_version_1
 from mlassets_tests.test_cli import DAGSTER
 from mlassets_tests.test_daemon import wait_for
 
@@ -88,7 +88,8 @@ def test_killed_runs_leave_nothing_the_next_run_trips_over(world):
     killed_dagster = killed_mlflow[0].data.tags["dagster_run_id"]
 
     # 2. SIGKILL right after the model version was created, before it was marked registered
-    fast = world.config("fast", {"candidate_model": {"config": FAST_TRAINING}})
+    # (a search without a pool: its placement is not what is killed here)
+    fast = world.config("fast", {"candidate_model": {"config": SERIAL_TRAINING}})
     crashed = start(world, fast, {**world.env, "MLASSETS_FAILPOINT": "version_created"})
     assert crashed.wait(timeout=600) == -signal.SIGKILL
     versions = client.search_model_versions(f"name='{NAME}'")

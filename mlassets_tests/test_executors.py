@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mlassets_tests.conftest import FAST_TRAINING, NAME, TEST_ROWS
+from mlassets_tests.conftest import FAST_TRAINING, NAME, TEST_ROWS, empty_mlflow_store
 from mlassets_tests.services import (
     HOST,
     free_port,
@@ -53,6 +53,7 @@ def world(tmp_path: Path, profile: str | None = None, **extra: str) -> dict[str,
     from mlassets.synthetic import fraud_frame, write_frame
 
     base = cli_env(tmp_path, None)
+    assert empty_mlflow_store(tmp_path / "mlflow.db") == base["MLFLOW_TRACKING_URI"]
     env = {**base, **(profile_env(profile) if profile else {}), **extra}
     for key in ("DAGSTER_HOME", "MLASSETS_HOME", "MLFLOW_TRACKING_URI"):  # the test's own
         env[key] = base[key]

@@ -18,7 +18,13 @@ import yaml
 
 from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, fraud_frame, write_frame
 from mlassets_tests import services
-from mlassets_tests.conftest import FAST_TRAINING, NAME, TEST_ROWS
+from mlassets_tests.conftest import (
+    FAST_TRAINING,
+    NAME,
+    TEST_ROWS,
+    empty_mlflow_store,
+    materialize_all_in_process,
+)
 from mlassets_tests.test_cli import DAGSTER, ROOT, cli_env
 from mlassets_tests.test_daemon import wait_for
 
@@ -49,6 +55,7 @@ def world(tmp_path: Path, db: str, monkeypatch) -> tuple[dict, Path]:
     for key, value in pg_env(db).items():
         monkeypatch.setenv(key, value)
     env = cli_env(tmp_path, None)
+    assert empty_mlflow_store(tmp_path / "mlflow.db") == env["MLFLOW_TRACKING_URI"]
     home = Path(env["DAGSTER_HOME"])
     (home / "dagster.yaml").write_text((PROFILE / "dagster.yaml").read_text())
     write_frame(
@@ -197,7 +204,10 @@ def test_daemon_retrains_on_drift_on_postgres(tmp_path, monkeypatch):
             # the webserver answers only once the instance (and so its tables) is up
             services.wait_http(profile, f"http://127.0.0.1:{port}/server_info", log, timeout=240)
             assert f"created database {db}" in log.read_text()
-            materialize(tmp_path, env, config)  # version 1, while the daemon runs
+            # version 1, while the daemon runs: `--select '*'` on the profile's instance, in this
+            # process (the CLI on Postgres is test_cli_training_run_is_recorded_in_postgres's)
+            ops = {"candidate_model": {"config": TRAINING}}
+            assert materialize_all_in_process(env, ops).success, services.log_tail(log)
             client = registry(env)
             assert str(client.get_model_version_by_alias(NAME, "production").version) == "1"
 

@@ -1,9 +1,10 @@
 """Retries: a step that talks to MLflow retries a service's passing failure and nothing else.
 
 The classification (`mlassets.ml.services.is_transient`) is judged on errors that real MLflow
-clients, real SQLite stores, a real HTTP server and real sklearn raise; the retry itself through
-the real `dagster asset materialize` on a real instance, with one injected transient fault
-(`MLASSETS_TRANSIENT_FAULT`) and one real permanent error.
+clients, real SQLite stores, a real HTTP server and real sklearn raise; the retry itself by the
+code location's own definitions on a CLI home (its instance, value store and MLflow store), run
+in process as `dagster asset materialize` runs them (the in-process executor), with one injected
+transient fault (`MLASSETS_TRANSIENT_FAULT`) and one real permanent error.
 """
 
 import os
@@ -12,13 +13,19 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
-from mlassets_tests.conftest import FAST_TRAINING, NAME, TEST_ROWS, CliWorld
+from mlassets_tests.conftest import (
+    NAME,
+    SERIAL_TRAINING,
+    TEST_ROWS,
+    CliWorld,
+    empty_mlflow_store,
+    materialize_all_in_process,
+)
 
 
 def free_port() -> int:
@@ -42,10 +49,8 @@ def raised(call) -> BaseException:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory) -> Path:
     """A real MLflow SQLite database with its tables (creating them takes seconds: once)."""
-    from mlflow import MlflowClient
-
     db = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MlflowClient(f"sqlite:///{db}").search_experiments()
+    empty_mlflow_store(db)
     return db
 
 
@@ -259,11 +264,11 @@ def test_mlflow_http_defaults_are_ours_unless_the_user_sets_them(tmp_path):
     )
 
 
-# --- retries through the real CLI ----------------------------------------------------------------
+# --- retries of a real run -----------------------------------------------------------------------
 
 
 def run_events(world: CliWorld, run_id: str) -> list:
-    """The Dagster events of one run, read from the CLI's own instance."""
+    """The Dagster events of one run, read back from the home's instance."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
@@ -283,37 +288,50 @@ def step_events(events: list, step: str) -> list[str]:
     return [e.event_type_value for e in events if e.step_key == step]
 
 
+def error_messages(error) -> list[str]:
+    """An event's error and its causes, outermost first (what the CLI prints of it)."""
+    found = []
+    while error is not None:
+        found.append(f"{error.cls_name}: {error.message}")
+        error = error.cause
+    return found
+
+
 @pytest.fixture(scope="module")
 def faulted(tmp_path_factory):
-    """A CLI home whose first `--select '*'` met one transient fault in `registered_model`."""
+    """A CLI home whose first `--select '*'` met one transient fault in `registered_model`: the
+    home and that run's result."""
     from mlassets.synthetic import fraud_frame, write_frame
     from mlassets_tests.test_cli import cli_env
 
     root = tmp_path_factory.mktemp("retries")
     world = CliWorld(root, cli_env(root, None))
+    assert empty_mlflow_store(root / "mlflow.db") == world.env["MLFLOW_TRACKING_URI"]
     write_frame(fraud_frame(TEST_ROWS, seed=7), world.source)
     env = {**world.env, "MLASSETS_TRANSIENT_FAULT": "registered_model"}
-    start = time.monotonic()
-    proc = world.materialize(
-        "*", world.config("fast", {"candidate_model": {"config": FAST_TRAINING}}), env=env
-    )
-    return world, proc, time.monotonic() - start
+    result = materialize_all_in_process(env, {"candidate_model": {"config": SERIAL_TRAINING}})
+    return world, result
 
 
-@pytest.mark.e2e
+@pytest.mark.integration
 def test_a_transient_failure_is_retried_and_the_run_succeeds(faulted):
-    world, proc, _ = faulted
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    world, result = faulted
+    assert result.success
     marker = Path(world.env["MLASSETS_HOME"]) / "faults" / "registered_model.fired"
     assert marker.is_file()  # the fault did fire
-    assert "injected transient fault at registered_model" in proc.stderr
-    events = step_events(run_events(world, last_run_id(world)), "registered_model")
+    assert result.run_id == last_run_id(world)  # the run is the home's, stored in its instance
+    events = run_events(world, result.run_id)
     # attempt 1 fails and asks for a retry, attempt 2 ("STEP_RESTARTED") succeeds
-    assert events.count("STEP_START") == 1
-    assert events.count("STEP_UP_FOR_RETRY") == 1
-    assert events.count("STEP_RESTARTED") == 1
-    assert events[-1] == "STEP_SUCCESS"
-    assert "STEP_FAILURE" not in events
+    retries = [e for e in events if e.step_key == "registered_model" and e.is_step_up_for_retry]
+    assert len(retries) == 1
+    said = error_messages(retries[0].event_specific_data.error)
+    assert any("injected transient fault at registered_model" in m for m in said), said
+    steps = step_events(events, "registered_model")
+    assert steps.count("STEP_START") == 1
+    assert steps.count("STEP_UP_FOR_RETRY") == 1
+    assert steps.count("STEP_RESTARTED") == 1
+    assert steps[-1] == "STEP_SUCCESS"
+    assert "STEP_FAILURE" not in steps
     # the version exists, was promoted, and the run's MLflow run was resumed and closed
     assert world.registry_state() == (["1"], "1")
     client = world.client()
@@ -321,19 +339,20 @@ def test_a_transient_failure_is_retried_and_the_run_succeeds(faulted):
     assert client.get_run(version.run_id).info.status == "FINISHED"
 
 
-@pytest.mark.e2e
+@pytest.mark.integration
 def test_a_permanent_error_is_not_retried(faulted):
-    world, _, _ = faulted
+    world, _ = faulted
     before = world.registry_state()
-    bad = world.config(
-        "bad", {"candidate_model": {"config": {"strategy": "fixed", "params": {"max_depth": -1}}}}
-    )
-    proc = world.materialize("candidate_model", bad)
-    assert proc.returncode != 0
-    output = proc.stdout + proc.stderr
-    assert "max_depth" in output and "Got -1 instead" in output  # sklearn's message, shown
-    events = step_events(run_events(world, last_run_id(world)), "candidate_model")
-    assert events.count("STEP_START") == 1
-    assert "STEP_UP_FOR_RETRY" not in events
-    assert events[-1] == "STEP_FAILURE"
+    bad = {"candidate_model": {"config": {"strategy": "fixed", "params": {"max_depth": -1}}}}
+    result = materialize_all_in_process(world.env, bad, selection=["candidate_model"])
+    assert not result.success
+    assert result.run_id == last_run_id(world)
+    events = run_events(world, result.run_id)
+    (failure,) = [e for e in events if e.step_key == "candidate_model" and e.is_step_failure]
+    said = "\n".join(error_messages(failure.step_failure_data.error))
+    assert "max_depth" in said and "Got -1 instead" in said  # sklearn's message, kept
+    steps = step_events(events, "candidate_model")
+    assert steps.count("STEP_START") == 1
+    assert "STEP_UP_FOR_RETRY" not in steps
+    assert steps[-1] == "STEP_FAILURE"
     assert world.registry_state() == before
