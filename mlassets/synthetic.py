@@ -1,12 +1,17 @@
-"""Synthetic fraud-detection data in the seed's schema, so everything runs offline.
+"""Synthetic data for the bundled specs (mlassets/specs/), so everything runs offline.
 
-Fraud (`label == 1`, 3-8 % of rows) follows a learnable but noisy rule over `feature_1`,
-`feature_2`, the purchase rate and the category, so a tuned forest passes the seed's gates while
-an all-negative predictor fails the F1 gate. The same seed always writes the same bytes.
+Two tables with a learnable but noisy signal: trained with the default settings each passes the
+default gates, while an all-negative predictor fails the F1 gate:
+- fraud (fraud.yaml, the seed's schema, the default): `label == 1` on 3-8 % of rows, a noisy rule
+  over `feature_1`, `feature_2`, the purchase rate and the category;
+- churn (churn.yaml, also the benchmarks' second table): `churned == 1` on about 10 % of rows,
+  24 numeric columns (five with missing values), a 40-level region, no timestamp.
+The same seed always writes the same bytes.
 
 Usage: python -m mlassets.synthetic --rows 10000 --seed 42 --out data/transactions.parquet
+python -m mlassets.synthetic --table churn --rows 10000 --seed 42 --out data/churn/customers.parquet
 
-New batches for monitoring, with or without drift (`fraud_batch`), one file each:
+New batches for monitoring, with or without drift (`fraud_batch`, `churn_batch`), one file each:
 python -m mlassets.synthetic --rows 20000 --seed 1 --batches 3 --drift covariate --out data/landing
 
 Nothing is overwritten. Batches continue after the highest batch_NNNN already in the folder (a
@@ -144,6 +149,210 @@ def fraud_batch(
     return df
 
 
+# --- the churn table (mlassets/specs/churn.yaml; also the benchmarks' second table) -------------
+
+# 24 numeric columns: five with 5 % missing values, some heavy-tailed, two pure noise.
+CHURN_NUMERIC = [
+    "tenure_months",
+    "contract_months_left",
+    "monthly_charges",
+    "total_charges",
+    "discount_pct",
+    "price_change_pct",
+    "support_calls_90d",
+    "satisfaction_score",
+    "days_since_last_login",
+    "sessions_30d",
+    "avg_session_minutes",
+    "feature_adoption",
+    "data_usage_gb",
+    "devices",
+    "seats",
+    "payment_failures_12m",
+    "late_payments_12m",
+    "outage_minutes_30d",
+    "referrals",
+    "competitor_offers",
+    "email_open_rate",
+    "billing_day",
+    "marketing_score",
+    "credit_score",
+]
+CHURN_MISSING = [
+    "total_charges",
+    "satisfaction_score",
+    "feature_adoption",
+    "data_usage_gb",
+    "email_open_rate",
+]
+CHURN_CATEGORICAL = ["region", "plan", "channel"]
+REGIONS = [f"r{i:02d}" for i in range(40)]
+PLANS = ["basic", "plus", "pro", "team", "enterprise"]
+CHANNELS = ["web", "app", "partner"]
+# The sensitive column: not a feature, so the fairness gate judges what the model does to
+# groups it cannot see (through the features that differ between them).
+AGE_BANDS = ["18-34", "35-54", "55+"]
+# Per-level effects, fixed by their own seed: a region means the same in every table and batch.
+REGION_EFFECT = np.random.default_rng(1234).normal(0, 0.3, len(REGIONS))
+PLAN_EFFECT = np.array([0.3, 0.1, 0.0, -0.2, -0.4])
+
+
+def _churn_draws(rows: int, rng: np.random.Generator) -> tuple[dict, np.ndarray, dict]:
+    """Every random draw of a churn table, in one fixed order: (complete columns as arrays, with
+    the two hidden states `_disengaged` and `_unhappy`; label noise; missing-value masks). Drift
+    edits the columns afterwards, so `none` and the drifted batches of one seed share customers.
+
+    The hidden states show in several columns at once, as they do in real churn data (a lapsed
+    customer logs in rarely, uses little, opens no mail), so the signal survives a forest's
+    random column subsets and the missing values.
+    """
+    age = rng.choice(len(AGE_BANDS), rows, p=[0.3, 0.4, 0.3])
+    plan = rng.choice(len(PLANS), rows, p=[0.35, 0.25, 0.2, 0.12, 0.08])
+    channel_p = np.array([[0.4, 0.5, 0.1], [0.5, 0.35, 0.15], [0.6, 0.15, 0.25]])[age]
+    channel = (rng.random((rows, 1)) > channel_p.cumsum(axis=1)).sum(axis=1)
+    region = rng.integers(0, len(REGIONS), rows)
+    disengaged = rng.random(rows) < np.array([0.045, 0.04, 0.055])[age]
+    unhappy = rng.random(rows) < 0.05
+    tenure = rng.integers(1, 73, rows)
+    contract = np.where(rng.random(rows) < 0.45, 0, rng.integers(1, 25, rows))
+    monthly = (np.array([25.0, 45, 70, 120, 200])[plan] * rng.lognormal(0, 0.25, rows)).round(2)
+    login = np.where(  # heavy right tail
+        disengaged, rng.lognormal(3.8, 0.5, rows), rng.lognormal(1.8, 0.8, rows)
+    ).round(2)
+    adoption = np.where(disengaged, rng.beta(1, 6, rows), rng.beta(3, 3, rows)).round(3)
+    cols = {
+        "tenure_months": tenure,
+        "contract_months_left": contract,
+        "monthly_charges": monthly,
+        "total_charges": (tenure * monthly * rng.uniform(0.9, 1.1, rows)).round(2),
+        "discount_pct": rng.choice(
+            [0.0, 5, 10, 15, 20, 30], rows, p=[0.4, 0.2, 0.15, 0.1, 0.1, 0.05]
+        ),
+        "price_change_pct": (4 * rng.standard_t(3, rows)).round(),  # whole %, heavy tails
+        "support_calls_90d": rng.poisson(np.where(unhappy, 6.0, 0.6)),
+        "satisfaction_score": np.clip(
+            np.where(unhappy, rng.normal(3.0, 1.0, rows), rng.normal(7.6, 1.0, rows)), 1, 10
+        ).round(1),
+        "days_since_last_login": login,
+        "sessions_30d": rng.poisson(np.where(disengaged, 2.0, 18.0)),
+        "avg_session_minutes": rng.lognormal(np.where(disengaged, 1.6, 2.5), 0.6).round(2),
+        "feature_adoption": adoption,
+        "data_usage_gb": rng.lognormal(2.0, 1.0, rows).round(3),
+        "devices": 1 + rng.poisson(1.5, rows),
+        "seats": np.where(plan >= 3, 5 + rng.poisson(20, rows), 1),
+        "payment_failures_12m": rng.poisson(0.3, rows),
+        "late_payments_12m": rng.poisson(0.6, rows),
+        "outage_minutes_30d": (rng.pareto(2.5, rows) * np.where(unhappy, 60, 20)).round(1),
+        "referrals": rng.poisson(0.4, rows),
+        "competitor_offers": rng.poisson(np.where(unhappy, 3.0, 0.6)),
+        "email_open_rate": np.where(disengaged, rng.beta(1, 8, rows), rng.beta(2, 5, rows)).round(
+            3
+        ),
+        "billing_day": rng.integers(1, 29, rows),
+        "marketing_score": rng.normal(50, 15, rows).round(2),  # noise
+        "credit_score": np.clip(rng.normal(680, 60, rows), 300, 850).round(0),  # noise
+        "region": region,
+        "plan": plan,
+        "channel": channel,
+        "age_band": age,
+        "_disengaged": disengaged,
+        "_unhappy": unhappy,
+    }
+    noise = rng.normal(0, 0.1, rows)
+    missing = {c: rng.random(rows) < 0.05 for c in CHURN_MISSING}
+    return cols, noise, missing
+
+
+def _churn_label(cols: dict, noise: np.ndarray, concept: bool = False) -> np.ndarray:
+    """The churn rule: a lapsed or an unhappy customer leaves; one out of contract leaves after
+    a price rise of more than 12 %, unless the region, the plan and a sine of the billing day
+    hold them (near the cut, the interactions decide).
+
+    The drifted concept keeps the inputs' meaning but not their effect: the lapsed and the
+    unhappy stay, customers of the team and enterprise plans leave once out of contract, so the
+    positives move to where the original rule says no while the features keep their distribution.
+    """
+    plan, out_of_contract = cols["plan"], cols["contract_months_left"] == 0
+    price_rise = cols["price_change_pct"] > 12
+    if concept:
+        drivers = 3.0 * ((plan >= 3) & out_of_contract) + 1.4 * cols["_unhappy"] + 1.4 * price_rise
+    else:
+        drivers = (
+            3.0 * cols["_disengaged"]
+            + 3.0 * cols["_unhappy"]
+            + 1.4 * out_of_contract
+            + 1.4 * price_rise
+        )
+    score = (
+        drivers
+        + 0.25 * np.sin(2 * np.pi * cols["billing_day"] / 28)
+        + 0.4 * REGION_EFFECT[cols["region"]]
+        + 0.4 * PLAN_EFFECT[plan]
+        + noise
+    )
+    return (score > 2.4).astype(np.int64)
+
+
+def churn_batch(rows: int, seed: int, drift: str = "none", first_id: int = 1) -> pd.DataFrame:
+    """`rows` customers of the churn table, with no drift, covariate drift or concept drift
+    (as `fraud_batch`; `none` is exactly `churn_frame(rows, seed, first_id)`).
+
+    - `covariate`: logins lapse (days since the last one x1.6), prices rise by 3 points and the
+      channel mix moves towards partners; churn follows the same rule.
+    - `concept`: the inputs keep their distribution, churn follows another rule
+      (`_churn_label`), so drift tests stay quiet while the production model's F1 drops.
+    """
+    if drift not in DRIFTS:
+        raise ValueError(f"drift {drift!r} is unknown (known: {list(DRIFTS)})")
+    cols, noise, missing = _churn_draws(rows, np.random.default_rng(seed))
+    if drift == "covariate":
+        rng = np.random.default_rng([seed, DRIFTS.index(drift)])
+        cols["days_since_last_login"] = (cols["days_since_last_login"] * 1.6).round(2)
+        cols["price_change_pct"] = cols["price_change_pct"] + 3
+        cols["channel"] = rng.choice(len(CHANNELS), rows, p=[0.3, 0.3, 0.4])
+    churned = _churn_label(cols, noise, concept=drift == "concept")
+    df = pd.DataFrame({"customer_id": np.arange(first_id, first_id + rows, dtype=np.int64)})
+    for c in CHURN_NUMERIC:
+        values = cols[c]
+        df[c] = values.astype(np.int64) if values.dtype.kind in "iu" else values.astype(float)
+    for c in CHURN_MISSING:  # missing values the imputer has to handle
+        df.loc[missing[c], c] = np.nan
+    for c, levels in (("region", REGIONS), ("plan", PLANS), ("channel", CHANNELS)):
+        df[c] = np.asarray(levels, dtype=object)[cols[c]]
+    df["age_band"] = np.asarray(AGE_BANDS, dtype=object)[cols["age_band"]]
+    df["churned"] = churned
+    return df
+
+
+def churn_frame(rows: int, seed: int = 42, first_id: int = 1) -> pd.DataFrame:
+    """`rows` customers in the bundled churn schema (mlassets/specs/churn.yaml), about 10 %
+    churned: two hidden states seen through several columns each, and a gated step (out of
+    contract and a price rise) that the region, the plan and the billing day tip near the cut."""
+    return churn_batch(rows, seed, "none", first_id)
+
+
+# The tables the command writes, with their id and label columns.
+TABLES = ("fraud", "churn")
+ID_COLUMN = {"fraud": "user_id", "churn": "customer_id"}
+LABEL_COLUMN = {"fraud": "label", "churn": "churned"}
+
+
+def table_batch(
+    table: str,
+    rows: int,
+    seed: int,
+    drift: str = "none",
+    first_id: int = 1,
+    start: pd.Timestamp = START,
+) -> pd.DataFrame:
+    """`fraud_batch` or `churn_batch` by name (`start` dates fraud's rows; churn has no dates)."""
+    if table == "fraud":
+        return fraud_batch(rows, seed, drift, first_id, start)
+    if table == "churn":
+        return churn_batch(rows, seed, drift, first_id)
+    raise ValueError(f"table {table!r} is unknown (known: {list(TABLES)})")
+
+
 def batch_seed(seed: int, index: int) -> int:
     """The seed of the `index`-th batch of a run seeded with `seed` (independent streams)."""
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
@@ -161,24 +370,29 @@ def write_batches(
     drift: str = "none",
     first_id: int | None = None,
     start: pd.Timestamp = BATCH_START,
+    table: str = "fraud",
 ) -> list[Path]:
     """Write `batches` new files batch_NNNN.parquet into the folder `out`, never overwriting one.
 
     Numbering continues after the highest batch_NNNN already there, and batch N always takes the
     seed `batch_seed(seed, N)`: writing 2 batches then 1 gives the same files as 3 at once.
-    User ids start at `first_id`, by default `BATCH_FIRST_ID` for batch 1 and never at or below
-    an id already in the folder's batches, so landed batches appended to a source stay unique.
+    Ids (`user_id`, or the churn table's `customer_id`) start at `first_id`, by default
+    `BATCH_FIRST_ID` for batch 1 and never at or below an id already in the folder's batches, so
+    landed batches appended to a source stay unique.
     """
+    if table not in TABLES:
+        raise ValueError(f"table {table!r} is unknown (known: {list(TABLES)})")
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder}: is a file, not a folder for batches")
     existing = _existing_batches(folder)
     last = max(existing, default=0)
     if first_id is None:
-        first_id = max(BATCH_FIRST_ID + last * rows, _highest_id(existing.values()) + 1)
+        highest = _highest_id(existing.values(), ID_COLUMN[table])
+        first_id = max(BATCH_FIRST_ID + last * rows, highest + 1)
     paths = []
     for k, i in enumerate(range(last + 1, last + batches + 1)):
-        df = fraud_batch(rows, batch_seed(seed, i), drift, first_id + k * rows, start)
+        df = table_batch(table, rows, batch_seed(seed, i), drift, first_id + k * rows, start)
         paths.append(write_frame(df, folder / f"batch_{i:04d}.parquet", overwrite=False))
     return paths
 
@@ -195,8 +409,8 @@ def _existing_batches(folder: Path) -> dict[int, Path]:
     return found
 
 
-def _highest_id(paths) -> int:
-    """The highest `user_id` in the given Parquet batches (0 when none can tell)."""
+def _highest_id(paths, column: str = "user_id") -> int:
+    """The highest id in `column` of the given Parquet batches (0 when none can tell)."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -205,7 +419,7 @@ def _highest_id(paths) -> int:
         if p.suffix.lower() not in (".parquet", ".pq"):
             continue
         try:
-            ids = pq.read_table(p, columns=["user_id"]).column("user_id")
+            ids = pq.read_table(p, columns=[column]).column(column)
             top = pc.max(ids).as_py()
         except Exception:  # not ours, or not readable: its ids cannot clash with what we know
             continue
@@ -272,11 +486,14 @@ def _holds(path: Path, df: pd.DataFrame) -> bool:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line entry point: write a synthetic fraud dataset, or N batches into a folder."""
+    """Command line entry point: write a synthetic table, or N batches of it into a folder."""
     parser = argparse.ArgumentParser(
         prog="python -m mlassets.synthetic",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--table", choices=TABLES, default="fraud", help="which bundled spec's table to write"
     )
     parser.add_argument("--rows", type=int, default=10_000, help="rows per file")
     parser.add_argument("--seed", type=int, default=42)
@@ -294,15 +511,15 @@ def main(argv: list[str] | None = None) -> None:
         "--first-id",
         type=int,
         default=None,
-        help=f"the first user_id (default 1; with --batches {BATCH_FIRST_ID:,}, or after the "
-        "highest id in the folder's batches)",
+        help=f"the first id, user_id or customer_id (default 1; with --batches "
+        f"{BATCH_FIRST_ID:,}, or after the highest id in the folder's batches)",
     )
     parser.add_argument(
         "--start",
         type=pd.Timestamp,
         default=None,
         help=f"the first day of the timestamps (default {START.date()}; "
-        f"{BATCH_START.date()} with --batches)",
+        f"{BATCH_START.date()} with --batches); --table fraud only",
     )
     parser.add_argument(
         "--force",
@@ -314,6 +531,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rows and --batches cannot be negative")
     if args.batches and args.force:
         parser.error("--force does not apply to --batches: batches are never overwritten")
+    if args.start is not None and args.table != "fraud":
+        parser.error(f"--start applies to --table fraud only: the {args.table} table has no dates")
     if args.batches:
         try:
             paths = write_batches(
@@ -324,17 +543,19 @@ def main(argv: list[str] | None = None) -> None:
                 args.drift,
                 args.first_id,
                 BATCH_START if args.start is None else args.start,
+                args.table,
             )
         except FileExistsError as e:
             sys.exit(f"python -m mlassets.synthetic: {e}")
         print(
-            f"wrote {len(paths)} batch(es) of {args.rows:,} rows ({args.drift} drift) "
+            f"wrote {len(paths)} {args.table} batch(es) of {args.rows:,} rows ({args.drift} drift) "
             f"to {Path(args.out)}: {', '.join(p.name for p in paths)}"
         )
         return
     first_id = 1 if args.first_id is None else args.first_id
     start = START if args.start is None else args.start
-    df = fraud_batch(args.rows, args.seed, args.drift, first_id, start)  # "none": fraud_frame
+    # drift "none": exactly fraud_frame / churn_frame
+    df = table_batch(args.table, args.rows, args.seed, args.drift, first_id, start)
     out = Path(args.out)
     if out.is_dir():
         sys.exit(
@@ -353,7 +574,8 @@ def main(argv: list[str] | None = None) -> None:
         path = write_frame(df, out, overwrite=args.force)
     except FileExistsError as e:  # created meanwhile by someone else
         sys.exit(f"python -m mlassets.synthetic: {e}")
-    print(f"wrote {len(df):,} rows ({df['label'].mean():.1%} positive) to {path}")
+    positive = df[LABEL_COLUMN[args.table]].mean()
+    print(f"wrote {len(df):,} rows ({positive:.1%} positive) to {path}")
 
 
 if __name__ == "__main__":

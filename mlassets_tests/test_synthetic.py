@@ -9,8 +9,15 @@ import pandas as pd
 import pytest
 
 import mlassets.settings  # noqa: F401
-from mlassets.spec import DEFAULT_SPEC, load_spec
-from mlassets.synthetic import CATEGORIES, fraud_frame, write_frame
+from mlassets.spec import BUNDLED_SPECS, DEFAULT_SPEC, load_spec
+from mlassets.synthetic import (
+    BATCH_FIRST_ID,
+    CATEGORIES,
+    churn_batch,
+    churn_frame,
+    fraud_frame,
+    write_frame,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -200,3 +207,132 @@ def test_the_source_file_is_kept_unless_forced(tmp_path, capsys):
     with pytest.raises(SystemExit) as folder:
         main(["--rows", "10", "--out", str(tmp_path / "data")])
     assert "is a folder (use --batches" in str(folder.value.code)
+
+
+# --- the churn table: the second bundled spec ----------------------------------------------------
+
+CHURN_SPEC = BUNDLED_SPECS / "churn.yaml"
+
+
+def _command(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
+    return subprocess.run(
+        [sys.executable, "-m", "mlassets.synthetic", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_bundled_churn_spec_loads_as_its_own_model():
+    spec = load_spec(CHURN_SPEC)
+    fraud = load_spec(DEFAULT_SPEC)
+    assert spec.name == "churn_model"
+    assert (spec.source, spec.landing) == ("data/churn/customers.parquet", "data/churn/landing")
+    assert {spec.source, spec.landing}.isdisjoint({fraud.source, fraud.landing})
+    assert spec.id == "customer_id" and spec.label.column == "churned"
+    assert spec.sensitive == ["age_band"] and spec.features.derived == []
+    assert len(spec.features.numeric) == 24 and spec.features.categorical
+
+
+def test_churn_command_writes_a_table_the_bundled_spec_accepts(tmp_path):
+    from mlassets.ml.steps import validate_raw
+
+    out = tmp_path / "data" / "churn" / "customers.parquet"
+    proc = _command("--table", "churn", "--rows", "1500", "--seed", "42", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "wrote 1,500 rows" in proc.stdout and str(out) in proc.stdout
+
+    spec = load_spec(CHURN_SPEC)
+    df = pd.read_parquet(out)
+    quality = validate_raw(df, spec)
+    assert quality.failed == []
+    assert quality.outcomes and all(o.success for o in quality.outcomes)
+    checked = {o.check for o in quality.outcomes}
+    assert {"columns_match_spec", "types_match_spec", "label_classes", "unique"} <= checked
+    assert list(df.columns) == list(spec.columns)
+    assert df["customer_id"].tolist() == list(range(1, 1501))
+    assert 0.07 <= df["churned"].mean() <= 0.13
+    assert df[spec.features.numeric].isna().any().sum() == 5  # for the imputer to handle
+
+    # the command writes the function's table, byte for byte
+    expected = write_frame(churn_frame(1500, seed=42), tmp_path / "expected.parquet")
+    assert out.read_bytes() == expected.read_bytes()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_the_same_seed_writes_the_same_churn_bytes(tmp_path, suffix):
+    a = write_frame(churn_frame(400, seed=11), tmp_path / f"a{suffix}")
+    b = write_frame(churn_frame(400, seed=11), tmp_path / f"b{suffix}")
+    c = write_frame(churn_frame(400, seed=12), tmp_path / f"c{suffix}")
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    pd.testing.assert_frame_equal(churn_frame(400, seed=11), churn_frame(400, seed=11))
+
+
+@pytest.mark.parametrize("seed", [1, 42, 2024])
+def test_churn_rate_is_about_ten_percent(seed):
+    assert 0.08 <= churn_frame(20_000, seed=seed)["churned"].mean() <= 0.12
+
+
+def test_churn_batches_drift_as_fraud_batches_do():
+    spec = load_spec(CHURN_SPEC)
+    features = spec.features.numeric + spec.features.categorical
+    plain = churn_batch(5000, 3, "none", first_id=50)
+    pd.testing.assert_frame_equal(plain, churn_frame(5000, seed=3, first_id=50))
+    covariate = churn_batch(5000, 3, "covariate", first_id=50)
+    assert (
+        covariate["days_since_last_login"].median() > 1.5 * plain["days_since_last_login"].median()
+    )
+    assert (covariate["channel"] == "partner").mean() > (plain["channel"] == "partner").mean() + 0.1
+    concept = churn_batch(5000, 3, "concept", first_id=50)
+    pd.testing.assert_frame_equal(concept[features], plain[features])  # the same customers
+    moved = (concept["churned"] != plain["churned"]).mean()
+    assert moved > 0.1  # the same rows, other labels
+    with pytest.raises(ValueError, match="drift 'sideways' is unknown"):
+        churn_batch(10, 1, "sideways")
+
+
+def test_churn_batches_land_with_ids_after_the_folders_and_pass_the_batch_checks(tmp_path):
+    from mlassets.ml.validation import validate
+    from mlassets.synthetic import main
+
+    landing = tmp_path / "landing"
+    for drift in ("none", "concept"):
+        main(
+            ["--table", "churn", "--rows", "300", "--seed", "5", "--batches", "1"]
+            + ["--drift", drift, "--out", str(landing)]
+        )
+    names = sorted(p.name for p in landing.iterdir())
+    assert names == ["batch_0001.parquet", "batch_0002.parquet"]
+    batches = [pd.read_parquet(landing / n) for n in names]
+    ids = pd.concat(batches)["customer_id"]
+    assert ids.is_unique and ids.min() == BATCH_FIRST_ID and ids.max() == BATCH_FIRST_ID + 599
+    spec = load_spec(CHURN_SPEC)
+    for df in batches:
+        assert all(o.success for o in validate(df, spec, batch=True))
+
+
+def test_an_unknown_table_is_refused(tmp_path, capsys):
+    from mlassets.synthetic import main
+
+    out = tmp_path / "t.parquet"
+    with pytest.raises(SystemExit) as refused:
+        main(["--table", "orders", "--rows", "10", "--out", str(out)])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "--table" in err and "'orders'" in err and "fraud" in err and "churn" in err
+    assert not out.exists()
+
+
+def test_start_is_refused_for_the_churn_table_which_has_no_dates(tmp_path, capsys):
+    from mlassets.synthetic import main
+
+    out = tmp_path / "t.parquet"
+    with pytest.raises(SystemExit) as refused:
+        main(["--table", "churn", "--rows", "10", "--start", "2025-03-01", "--out", str(out)])
+    assert refused.value.code == 2
+    assert "--start applies to --table fraud only" in capsys.readouterr().err
+    assert not out.exists()
