@@ -26,18 +26,27 @@ home:
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/local/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
+# `make demo`: both bundled models (mlassets/specs/), trained and promoted side by side, one run
+# each. With MLASSETS_SPEC=<one spec file>, run `make demo DEMO_JOBS=training_job`.
+DEMO_JOBS ?= fraud_detection_training_job churn_model_training_job
 demo: install home
 	$(BIN)/python -m mlassets.synthetic --rows $(DEMO_ROWS) --seed 42 --force --out $(MLASSETS_HOME)/data/transactions.parquet
-	$(DG) launch --job training_job > $(MLASSETS_HOME)/demo.log 2>&1 \
-		|| { tail -n 40 $(MLASSETS_HOME)/demo.log; $(BIN)/python -m mlassets.summary; exit 1; }
+	$(BIN)/python -m mlassets.synthetic --table churn --rows $(DEMO_ROWS) --seed 42 --force --out $(MLASSETS_HOME)/data/churn/customers.parquet
+	: > $(MLASSETS_HOME)/demo.log
+	for job in $(DEMO_JOBS); do \
+		echo "launching $$job"; \
+		$(DG) launch --job $$job >> $(MLASSETS_HOME)/demo.log 2>&1 \
+			|| { tail -n 40 $(MLASSETS_HOME)/demo.log; $(BIN)/python -m mlassets.summary; exit 1; }; \
+	done
 	@echo "full log: $(MLASSETS_HOME)/demo.log"
 	$(BIN)/python -m mlassets.summary
 
 # `make serve`: MLflow's scoring server for the production model on 127.0.0.1:$(SERVE_PORT); it
 # takes the spec's raw rows (JSON or CSV at /invocations). Stop it with Ctrl-C.
 SERVE_PORT ?= 5001
+SERVE_MODEL ?= fraud_detection
 serve: install
-	$(BIN)/python -m mlassets.serve --port $(SERVE_PORT)
+	$(BIN)/python -m mlassets.serve --port $(SERVE_PORT) --model $(SERVE_MODEL)
 
 dev: install home
 	$(DG) dev -h 127.0.0.1 -p 3000

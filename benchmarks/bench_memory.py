@@ -71,7 +71,12 @@ def measure(home: Path, training: dict, interval: float = 0.2) -> dict:
     config.write_text(json.dumps({"ops": {"candidate_model": {"config": training}}}))
     cmd = [str(Path(sys.executable).parent / "dagster"), "job", "execute"]
     cmd += ["-m", "mlassets.definitions", "-j", "training_job", "-c", str(config)]
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLASSETS_SPEC")}
+    from mlassets.spec import DEFAULT_SPEC
+
+    # the bundled fraud spec alone, under today's names (`training_job`)
+    drop = ("MLFLOW_TRACKING_URI", "MLASSETS_SPEC", "MLASSETS_SPECS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env["MLASSETS_SPEC"] = str(DEFAULT_SPEC)
     env.update(
         MLASSETS_HOME=str(home),
         DAGSTER_HOME=str(home / "dagster"),

@@ -49,8 +49,18 @@ def _home(root: Path, name: str, source: Path) -> Path:
 
 
 def _env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLASSETS_SPEC")}
-    return {**env, "MLASSETS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    """The home's environment, serving the bundled fraud spec alone under today's names
+    (`training_job`): the figures compare with earlier runs."""
+    from mlassets.spec import DEFAULT_SPEC
+
+    drop = ("MLFLOW_TRACKING_URI", "MLASSETS_SPEC", "MLASSETS_SPECS")
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    return {
+        **env,
+        "MLASSETS_HOME": str(home),
+        "DAGSTER_HOME": str(home / "dagster"),
+        "MLASSETS_SPEC": str(DEFAULT_SPEC),
+    }
 
 
 def dagster_run(home: Path, training: dict) -> dict:

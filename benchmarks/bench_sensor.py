@@ -26,6 +26,7 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
 def _world(root: Path, instance, drift: str):
+    """The trained world: (the resources a tick gets, the code location's drift_sensor)."""
     from mlassets.definitions import build_defs
     from mlassets.resources import (
         DatasetResource,
@@ -66,16 +67,15 @@ def _world(root: Path, instance, drift: str):
     for i in range(10):
         df = fraud_batch(100_000, 100 + i, drift, first_id=BATCH_FIRST_ID + i * 100_000)
         write_frame(df, data_root / "data" / "landing" / f"batch_{i + 1:04d}.parquet")
-    return sensor_resources
+    # one spec file: one model under unprefixed names
+    return sensor_resources, defs.get_sensor_def("drift_sensor")
 
 
-def _tick(instance, resources):
+def _tick(instance, resources, sensor):
     from dagster import build_sensor_context
 
-    from mlassets.sensors import drift_sensor
-
     context = build_sensor_context(instance=instance, cursor=None, resources=resources)
-    return drift_sensor(context)
+    return sensor(context)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,19 +89,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--drift", default="covariate", choices=["none", "covariate", "concept"])
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp, instance_for_test(temp_dir=tmp) as instance:
-        resources = _world(Path(tmp), instance, args.drift)
+        resources, sensor = _world(Path(tmp), instance, args.drift)
         cold, warm = [], []
         for _ in range(args.runs):
             monitoring._production.cache_clear()
             monitoring._production_model.cache_clear()
             t = time.perf_counter()
-            result = _tick(instance, resources)
+            result = _tick(instance, resources, sensor)
             cold.append(time.perf_counter() - t)
             t = time.perf_counter()
-            _tick(instance, resources)
+            _tick(instance, resources, sensor)
             warm.append(time.perf_counter() - t)
         tracemalloc.start()
-        _tick(instance, resources)
+        _tick(instance, resources, sensor)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     decision = (

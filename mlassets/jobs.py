@@ -1,4 +1,4 @@
-"""Jobs: training (data to production), monitoring and rollback."""
+"""Jobs: training (data to production), monitoring and rollback, one of each per model."""
 
 from collections.abc import Iterator
 
@@ -6,6 +6,7 @@ from dagster import (
     AssetMaterialization,
     AssetSelection,
     Config,
+    JobDefinition,
     OpExecutionContext,
     Out,
     Output,
@@ -16,19 +17,38 @@ from dagster import (
 from pydantic import Field
 
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
+from mlassets.catalog import TRAINING_TAG, Model, model_of
 from mlassets.resources import DatasetResource, ModelRegistry
 
-monitoring_job = define_asset_job(
-    "monitoring_job",
-    selection=AssetSelection.groups("monitoring"),
-    description="Read the batches that landed since production was trained and decide on drift.",
-)
+TRAINING_GROUPS = ("data", "features", "training", "evaluation", "registry")
 
-training_job = define_asset_job(
-    "training_job",
-    selection=AssetSelection.groups("data", "features", "training", "evaluation", "registry"),
-    description="Validate, engineer, split, tune, evaluate, gate, register and promote.",
-)
+
+def _selection(m: Model, assets: list, groups: tuple[str, ...]) -> AssetSelection:
+    """Model `m`'s assets in `groups` (with their checks), by key: never another model's."""
+    mine = {m.group(g) for g in groups}
+    keys = [k for a in assets for k in a.keys if a.group_names_by_key.get(k) in mine]
+    return AssetSelection.assets(*keys)
+
+
+def training_job(m: Model, assets: list):
+    """Model `m` from data to production. Its runs carry the model's training tag, on which the
+    run queue lets one training run per model go at a time (deploy/*/dagster.yaml)."""
+    return define_asset_job(
+        m.job("training_job"),
+        selection=_selection(m, assets, TRAINING_GROUPS),
+        tags={TRAINING_TAG: m.ident},
+        description=f"{m.name}: validate, engineer, split, tune, evaluate, gate, register and "
+        "promote.",
+    )
+
+
+def monitoring_job(m: Model, assets: list):
+    return define_asset_job(
+        m.job("monitoring_job"),
+        selection=_selection(m, assets, ("monitoring",)),
+        description=f"{m.name}: read the batches that landed since production was trained and "
+        "decide on drift.",
+    )
 
 
 class RollbackConfig(Config):
@@ -40,7 +60,6 @@ class RollbackConfig(Config):
     )
 
 
-@op(out=Out(dict), retry_policy=MLFLOW_RETRY_POLICY)
 def rollback_production(
     context: OpExecutionContext,
     config: RollbackConfig,
@@ -54,7 +73,8 @@ def rollback_production(
     """
     from mlassets.ml.registry import PRODUCTION, rollback
 
-    name = dataset.spec().name
+    m = model_of(context)
+    name = dataset.spec(m.name).name
     with retry_if_transient(), as_failure():  # a refusal is not retried; a dropped connection is
         moved = rollback(
             registry.client(), name, to_version=config.to_version, run_id=context.run_id
@@ -64,7 +84,7 @@ def rollback_production(
         f"(rolled back from {moved['rolled_back_from']}); previous cleared"
     )
     yield AssetMaterialization(
-        asset_key="production_model",
+        asset_key=m.key("production_model"),
         description=f"rolled back from version {moved['rolled_back_from']} by rollback_job",
         metadata={
             "model_uri": f"models:/{name}@{PRODUCTION}",
@@ -77,6 +97,21 @@ def rollback_production(
     yield Output({"name": name, **moved})
 
 
-@job(description="Move production (and staging) back to `previous`, or to `to_version`.")
-def rollback_job() -> None:
-    rollback_production()
+def rollback_job(m: Model) -> JobDefinition:
+    """Move model `m`'s production (and staging) back to `previous`, or to `to_version`."""
+    step = op(
+        name=m.op("rollback_production"),
+        out=Out(dict),
+        tags=m.tags,
+        retry_policy=MLFLOW_RETRY_POLICY,
+    )(rollback_production)
+
+    @job(
+        name=m.job("rollback_job"),
+        description=f"{m.name}: move production (and staging) back to `previous`, or to "
+        "`to_version`.",
+    )
+    def rollback() -> None:
+        step()
+
+    return rollback

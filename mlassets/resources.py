@@ -27,32 +27,51 @@ OWNER_ENV = "MLASSETS_OWNER_PID"
 
 
 class DatasetResource(ConfigurableResource):
-    """The user's dataset: its spec file and the folder its relative paths resolve against.
+    """The user's datasets: one spec file, or a folder of specs (one model each), and the folder
+    their relative paths resolve against (None: each spec's own folder).
 
-    The spec is read once per resource, when a run (or a sensor tick) sets the resource up: every
-    step of a run sees the same spec, and an edited file is seen by the next run.
+    A spec is read once per resource and model, when a step (or a sensor tick) first asks for it:
+    every step of a run sees the same spec, and an edited file is seen by the next run.
     """
 
     spec_path: str = str(DEFAULT_SPEC)
+    specs_dir: str | None = None
     data_root: str | None = None
-    _spec: DatasetSpec | None = PrivateAttr(default=None)
+    _specs: dict = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
-        self._spec = load_spec(self.spec_path)
+        """One spec file is read when a run sets the resource up (a bad one fails the run there);
+        a folder's specs are read per model when a step asks, so one bad spec stops only its own
+        model's runs."""
+        if not self.specs_dir:
+            self.spec()
 
-    def spec(self) -> DatasetSpec:
-        """The validated spec, as read when the resource was set up."""
-        if self._spec is None:  # used outside Dagster's resource lifecycle (scripts, tests)
-            self._spec = load_spec(self.spec_path)
-        return self._spec
+    def spec(self, name: str | None = None) -> DatasetSpec:
+        """The validated spec of model `name` (of the one spec file when no folder is set)."""
+        from mlassets.spec import SpecError, find_spec
 
-    def source_uri(self) -> str:
-        spec = self.spec()
+        if name not in self._specs:
+            if self.specs_dir:
+                if name is None:
+                    raise SpecError(f"MLASSETS_SPECS={self.specs_dir}: which model? (no name)")
+                self._specs[name] = find_spec(self.specs_dir, name)
+            else:
+                self._specs[name] = load_spec(self.spec_path)
+        return self._specs[name]
+
+    def source_uri(self, name: str | None = None) -> str:
+        spec = self.spec(name)
         return spec.resolve(spec.source, self.data_root)
 
-    def landing_uri(self) -> str | None:
-        spec = self.spec()
+    def landing_uri(self, name: str | None = None) -> str | None:
+        spec = self.spec(name)
         return spec.resolve(spec.landing, self.data_root) if spec.landing else None
+
+    def catalog(self):
+        """The models these specs make (`mlassets.catalog`), read at code-location load."""
+        from mlassets.catalog import catalog
+
+        return catalog(self.spec_path, self.specs_dir)
 
 
 # What to change when the local MLflow store cannot be written.
@@ -105,11 +124,13 @@ class MonitoringResource(ConfigurableResource):
     drift: DriftConfig = DriftConfig()
     retrain_run_config: dict[str, Any] = {}
 
-    def retrain_config(self, raw_data_config: dict) -> dict:
-        """Run config of a retraining run: the user's (e.g. a search strategy) plus the batches."""
+    def retrain_config(self, raw_data_config: dict, m) -> dict:
+        """Run config of a retraining run of model `m` (`mlassets.catalog.Model`): the user's
+        (e.g. a search strategy, its steps named as for any model or as for this one) plus the
+        batches."""
         config = json.loads(json.dumps(self.retrain_run_config))  # a deep copy
-        ops = config.setdefault("ops", {})
-        ops.setdefault("raw_data", {}).setdefault("config", {}).update(raw_data_config)
+        ops = config["ops"] = m.run_config_for(config.get("ops") or {})
+        ops.setdefault(m.op("raw_data"), {}).setdefault("config", {}).update(raw_data_config)
         return config
 
 
@@ -277,9 +298,10 @@ def mlflow_run(context) -> Iterator[str]:
     """
     import mlflow
 
+    from mlassets.catalog import model_of
     from mlassets.ml.faults import transient_fault
 
-    run_id = context.resources.mlflow.mlflow_run_id
+    run_id = getattr(context.resources, model_of(context).mlflow_key).mlflow_run_id
     active = mlflow.active_run()
     if active is None or active.info.run_id != run_id:
         if active is not None:
@@ -295,33 +317,50 @@ def mlflow_run(context) -> Iterator[str]:
 
 
 def value_store_path(root: str, model_name: str) -> str:
-    """Each model's values under its own name: two specs in one home never share a value."""
+    """Each model's values under its own name (as Dagster names it, `Model.ident`, so that one
+    spec alone or in a folder keeps its values in one place): two specs never share a value."""
     return f"{root.rstrip('/')}/{model_name}"
 
 
-def default_resources(spec: DatasetSpec) -> dict:
-    """The embedded default's resources, honouring the environment (see `mlassets.settings`)."""
-    uri = settings.tracking_uri()
+def mlflow_resource(name: str, uri: str):
+    """One model's dagster-mlflow tracking: its own experiment, named after it."""
+    return mlflow_tracking.configured(
+        {
+            "experiment_name": name,
+            "model_name": name,
+            "mlflow_tracking_uri": uri,
+            "artifact_location": settings.artifact_root() if client_writes_artifacts(uri) else None,
+        }
+    )
+
+
+def default_resources(spec: DatasetSpec | None = None) -> dict:
+    """The embedded default's resources, honouring the environment (see `mlassets.settings`):
+    for `spec` alone, or for the specs the environment names (`MLASSETS_SPEC` / `MLASSETS_SPECS`).
+
+    One model keeps its values under its name and its tracking under the key `mlflow`; a folder
+    of models shares one value store (their asset keys carry their names) and gives each model
+    its own tracking resource (`Model.mlflow_key`), so a run that touches two models logs each
+    to its own experiment."""
     from mlassets.io_managers import ValueStore
 
+    uri = settings.tracking_uri()
+    folder = None if spec is not None else settings.specs_dir()
+    path = str(spec.path or DEFAULT_SPEC) if spec is not None else settings.spec_path()
+    dataset = DatasetResource(
+        spec_path=path or str(DEFAULT_SPEC), specs_dir=folder, data_root=settings.data_root()
+    )
+    models = dataset.catalog().models
+    storage = settings.storage_root()
     return {
-        "io_manager": ValueStore(base_path=value_store_path(settings.storage_root(), spec.name)),
-        "dataset": DatasetResource(
-            spec_path=str(spec.path or DEFAULT_SPEC), data_root=settings.data_root()
+        "io_manager": ValueStore(
+            base_path=storage if folder else value_store_path(storage, models[0].ident)
         ),
+        "dataset": dataset,
         "registry": ModelRegistry(tracking_uri=uri, registry_uri=settings.registry_uri()),
         "monitoring": MonitoringResource(
             drift=DriftConfig(**settings.drift_overrides()),
             retrain_run_config=settings.retrain_run_config(),
         ),
-        "mlflow": mlflow_tracking.configured(
-            {
-                "experiment_name": spec.name,
-                "model_name": spec.name,
-                "mlflow_tracking_uri": uri,
-                "artifact_location": settings.artifact_root()
-                if client_writes_artifacts(uri)
-                else None,
-            }
-        ),
+        **{m.mlflow_key: mlflow_resource(m.name, uri) for m in models},
     }

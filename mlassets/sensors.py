@@ -1,10 +1,12 @@
-"""`drift_sensor`: new batches in the landing folder -> the drift decision -> a training run."""
+"""`drift_sensor`: new batches in the landing folder -> the drift decision -> a training run.
+One per model, each with its own cursor, launching that model's training job only."""
 
 import json
 
 from dagster import (
     DefaultSensorStatus,
     RunRequest,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -12,7 +14,7 @@ from dagster import (
 )
 
 from mlassets import settings
-from mlassets.jobs import training_job
+from mlassets.catalog import Model
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 TAG = "mlassets"
@@ -31,20 +33,37 @@ def _skip(context: SensorEvaluationContext, message: str, cursor: dict | None) -
     )
 
 
-@sensor(
-    job=training_job,
-    minimum_interval_seconds=settings.sensor_interval(),
-    default_status=DefaultSensorStatus.RUNNING,
-    description="Retrains when landed batches drift from the production model's reference or "
-    "its accuracy/F1 on recent labels drops, and enough rows arrived. Never twice for the same "
-    "batches; a batch that breaks the spec's rules is skipped by name.",
-)
-def drift_sensor(
+def drift_sensor(m: Model, training_job) -> SensorDefinition:
+    """Model `m`'s drift sensor, launching `training_job` (that model's)."""
+
+    @sensor(
+        name=m.job("drift_sensor"),
+        job=training_job,
+        minimum_interval_seconds=settings.sensor_interval(),
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Retrains {m.name} when its landed batches drift from the production "
+        "model's reference or its accuracy/F1 on recent labels drops, and enough rows arrived. "
+        "Never twice for the same batches; a batch that breaks the spec's rules is skipped by "
+        "name.",
+    )
+    def drift(
+        context: SensorEvaluationContext,
+        dataset: DatasetResource,
+        registry: ModelRegistry,
+        monitoring: MonitoringResource,
+    ):
+        return judge_batches(m, context, dataset, registry, monitoring)
+
+    return drift
+
+
+def judge_batches(
+    m: Model,
     context: SensorEvaluationContext,
     dataset: DatasetResource,
     registry: ModelRegistry,
     monitoring: MonitoringResource,
-):
+) -> SensorResult:
     """Look at batches new since the cursor; decide on everything not yet trained on.
 
     The cursor (batch name -> content digest) only says whether anything new arrived; the
@@ -62,7 +81,7 @@ def drift_sensor(
     from mlassets.ml.bounded import clip
 
     try:
-        return _judge(context, dataset, registry, monitoring)
+        return _judge(m, context, dataset, registry, monitoring)
     except Exception as e:
         # where it failed (the innermost frames) and what, each bounded like any message
         frames = "".join(traceback.format_tb(e.__traceback__)[-3:])
@@ -70,7 +89,7 @@ def drift_sensor(
             f"drift_sensor could not judge the landed batches: {type(e).__name__}: "
             f"{clip(str(e), 2_000)}\n{clip(frames)}"
         )
-        where = _landing_or_unknown(dataset)
+        where = _landing_or_unknown(dataset, m)
         return _skip(
             context,
             f"drift_sensor could not judge the batches in {where}: "
@@ -79,14 +98,15 @@ def drift_sensor(
         )
 
 
-def _landing_or_unknown(dataset: DatasetResource) -> str:
+def _landing_or_unknown(dataset: DatasetResource, m: Model) -> str:
     try:
-        return dataset.landing_uri() or "(no landing folder)"
+        return dataset.landing_uri(m.name) or "(no landing folder)"
     except Exception:  # the spec itself may be what failed
         return "the landing folder"
 
 
 def _judge(
+    m: Model,
     context: SensorEvaluationContext,
     dataset: DatasetResource,
     registry: ModelRegistry,
@@ -97,8 +117,8 @@ def _judge(
     from mlassets.ml.monitoring import decide, labelled, production, recent
     from mlassets.ml.registry import RegistryError
 
-    spec = dataset.spec()
-    landing = dataset.landing_uri()
+    spec = dataset.spec(m.name)
+    landing = dataset.landing_uri(m.name)
     if not landing:
         return _skip(context, f"the spec of {spec.name} names no landing folder", None)
     seen = json.loads(context.cursor) if context.cursor else {}
@@ -109,13 +129,15 @@ def _judge(
     try:
         prod = production(registry.client(), spec.name)
     except RegistryError as e:
-        return _skip(context, f"{e}: run training_job to promote a version that has one", None)
+        return _skip(
+            context, f"{e}: run {m.job('training_job')} to promote a version that has one", None
+        )
     if prod is None:
         # the cursor stays put: these batches are judged once a production model exists
         return _skip(
             context,
             f"{len(new)} new batch(es) but no production model for {spec.name}: "
-            "run training_job first",
+            f"run {m.job('training_job')} first",
             None,
         )
     # every landed batch is marked seen, skipped ones too: a bad batch is reported each time a
@@ -147,7 +169,7 @@ def _judge(
     request = RunRequest(
         run_key=f"retrain-{spec.name}-{key}",
         run_config=monitoring.retrain_config(
-            {"batches": [b.name for b in train_on], "consumed": [b.name for b in trainable]}
+            {"batches": [b.name for b in train_on], "consumed": [b.name for b in trainable]}, m
         ),
         tags={
             f"{TAG}/trigger": "drift_sensor",
@@ -160,5 +182,7 @@ def _judge(
             f"{TAG}/skipped_reasons": clip(describe_skipped(rec.errors), TAG_BYTES) or "none",
         },
     )
-    context.log.info(clip(f"requesting training_job ({key}): {reasons}{skipped}{waiting}"))
+    context.log.info(
+        clip(f"requesting {m.job('training_job')} ({key}): {reasons}{skipped}{waiting}")
+    )
     return SensorResult(run_requests=[request], cursor=json.dumps(cursor, sort_keys=True))

@@ -38,25 +38,31 @@ def main(argv: list[str] | None = None) -> None:
     from mlflow import MlflowClient
 
     from mlassets import settings
+    from mlassets.catalog import catalog
     from mlassets.ml.registry import PRODUCTION, alias_version
-    from mlassets.spec import load_spec
 
     parser = argparse.ArgumentParser(prog="python -m mlassets.serve", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=DEFAULT_PORT)
     parser.add_argument("--alias", default=PRODUCTION, help="the alias to serve")
+    parser.add_argument(
+        "--model", help="the registered model to serve (needed when the specs name several)"
+    )
     args = parser.parse_args(argv)
     env = environment()
-    spec = load_spec(settings.spec_path())
+    names = [m.name for m in catalog(settings.spec_path(), settings.specs_dir()).models]
+    name = args.model or (names[0] if len(names) == 1 else None)
+    if name not in names:
+        parser.error(f"--model: one of {', '.join(names)} (got {args.model!r})")
     tracking = env["MLFLOW_TRACKING_URI"]
     client = MlflowClient(tracking, env.get("MLFLOW_REGISTRY_URI") or tracking)
-    version = alias_version(client, spec.name, args.alias)
+    version = alias_version(client, name, args.alias)
     if version is None:
         sys.exit(
-            f"model {spec.name!r} has no {args.alias!r} version in {env['MLFLOW_TRACKING_URI']}: "
+            f"model {name!r} has no {args.alias!r} version in {env['MLFLOW_TRACKING_URI']}: "
             "run `make demo` first"
         )
-    uri = f"models:/{spec.name}@{args.alias}"
+    uri = f"models:/{name}@{args.alias}"
     print(f"serving {uri} (version {version}) on http://{args.host}:{args.port}", flush=True)
     cmd = command(uri, args.host, args.port)
     os.execve(cmd[0], cmd, env)

@@ -2,7 +2,8 @@
 
 `MLASSETS_HOME` (default `./.mlassets`) holds the Dagster home, the MLflow SQLite database and
 artifacts, and generated data. `DAGSTER_HOME`, `MLFLOW_TRACKING_URI` (`MLFLOW_REGISTRY_URI`),
-`MLASSETS_ARTIFACT_ROOT`, `MLASSETS_STORAGE` and `MLASSETS_SPEC` override their parts.
+`MLASSETS_ARTIFACT_ROOT`, `MLASSETS_STORAGE` override their parts; `MLASSETS_SPECS` (a folder of
+dataset specs, default the bundled one) or `MLASSETS_SPEC` (one file) say which models it serves.
 """
 
 from __future__ import annotations
@@ -62,13 +63,40 @@ def storage_root() -> str:
 
 
 def spec_path() -> str | None:
-    """`$MLASSETS_SPEC`, or None for the bundled fraud spec."""
+    """`$MLASSETS_SPEC`: one dataset spec, one model under unprefixed names; or None."""
     return os.environ.get("MLASSETS_SPEC") or None
 
 
+def specs_dir() -> str | None:
+    """`$MLASSETS_SPECS`, a folder of dataset specs (one model each, under its name as a key
+    prefix); the bundled folder unless `$MLASSETS_SPEC` names one file; None then. Both set is
+    an error: which one the user meant is theirs to say."""
+    from mlassets.spec import BUNDLED_SPECS, SpecError
+
+    folder = os.environ.get("MLASSETS_SPECS") or None
+    if folder and spec_path():
+        raise SpecError(
+            f"MLASSETS_SPEC={spec_path()} and MLASSETS_SPECS={folder} are both set: "
+            "unset one (a file serves one model, a folder one model per spec)"
+        )
+    if spec_path():
+        return None
+    return folder or str(BUNDLED_SPECS)
+
+
+def is_bundled(path: str | Path) -> bool:
+    """Whether a spec file or folder is the package's own (its data lives under the home)."""
+    from mlassets.spec import BUNDLED_SPECS
+
+    resolved = Path(path).expanduser().resolve()
+    return resolved == BUNDLED_SPECS.resolve() or resolved.parent == BUNDLED_SPECS.resolve()
+
+
 def data_root() -> str | None:
-    """Where a spec's relative paths resolve: the home for the bundled spec, else the spec's folder."""
-    return None if spec_path() else str(home())
+    """Where specs' relative paths resolve: the home for the bundled specs, else each spec's
+    own folder (None)."""
+    chosen = spec_path() or specs_dir()
+    return str(home()) if chosen is None or is_bundled(chosen) else None
 
 
 def drift_overrides() -> dict:

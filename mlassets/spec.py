@@ -322,3 +322,31 @@ def load_spec(path: str | Path | None = None) -> DatasetSpec:
         return DatasetSpec.model_validate({**raw, "path": path})
     except ValidationError as e:
         raise SpecError(_format_error(path, e)) from None
+
+
+def spec_files(folder: str | Path) -> list[Path]:
+    """The `*.yaml` / `*.yml` specs of a folder (`MLASSETS_SPECS`), in name order. A folder that
+    does not exist or holds none is an error: a code location with no model says nothing."""
+    root = Path(folder).expanduser().resolve()
+    if not root.is_dir():
+        raise SpecError(f"MLASSETS_SPECS: {root} is not a folder of dataset specs")
+    files = sorted(p for p in root.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    if not files:
+        raise SpecError(f"MLASSETS_SPECS: {root} holds no dataset spec (*.yaml)")
+    return files
+
+
+def find_spec(folder: str | Path, name: str) -> DatasetSpec:
+    """The spec named `name` in a folder of specs (read now: an edited file is seen by the next
+    run). A folder where it no longer loads says so, naming the files that failed."""
+    failed = []
+    for path in spec_files(folder):
+        try:
+            spec = load_spec(path)
+        except SpecError as e:
+            failed.append(str(e))
+            continue
+        if spec.name == name:
+            return spec
+    why = f"; specs that do not load: {clip('; '.join(failed), 2000)}" if failed else ""
+    raise SpecError(f"MLASSETS_SPECS: no dataset spec named {name!r} in {folder}{why}")

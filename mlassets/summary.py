@@ -10,22 +10,25 @@ Usage (after `dagster asset materialize`): python -m mlassets.summary
 from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from mlassets import settings
+from mlassets.catalog import TRAINING_TAG, Model
 from mlassets.ml.evaluation import METRICS
-from mlassets.spec import load_spec
 
 
-def _latest_metadata(instance: DagsterInstance, key: str) -> dict:
-    event = instance.get_latest_materialization_event(AssetKey(key))
+def _latest_metadata(instance: DagsterInstance, key: AssetKey) -> dict:
+    event = instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
         return {}
     return {k: v.value for k, v in event.asset_materialization.metadata.items()}
 
 
-def _last_run_lines(instance: DagsterInstance) -> list[str]:
-    """The latest run of the instance: its status and its asset checks (a display only)."""
-    runs = instance.get_run_records(RunsFilter(), limit=1)
+def _last_run_lines(instance: DagsterInstance, m: Model) -> list[str]:
+    """The latest run of the instance (of the model's training job when a folder holds several
+    models): its status and its asset checks (a display only)."""
+    runs = instance.get_run_records(
+        RunsFilter(tags={TRAINING_TAG: m.ident}) if m.prefixed else RunsFilter(), limit=1
+    )
     if not runs:
-        return []
+        return [f"no training run of {m.name} yet"] if m.prefixed else []
     run = runs[0].dagster_run
     checks = [
         entry.asset_check_evaluation
@@ -71,17 +74,23 @@ def production_lines(client, model_name: str) -> list[str]:
 
 
 def summarize(
-    instance: DagsterInstance, tracking_uri: str, model_name: str, registry_uri: str | None = None
+    instance: DagsterInstance,
+    tracking_uri: str,
+    model_name: str,
+    registry_uri: str | None = None,
+    prefixed: bool = False,
 ) -> str:
     """A few lines a person reads after a run: what was read, checked, measured and what serves
-    (the latter from the registry: `registry_uri`, default the tracking store)."""
+    (the latter from the registry: `registry_uri`, default the tracking store). `prefixed`:
+    the model is one of a folder's, its assets under its name."""
     from mlflow import MlflowClient
 
-    lines = _last_run_lines(instance)
-    raw = _latest_metadata(instance, "raw_data")
+    m = Model(model_name, prefixed)
+    lines = _last_run_lines(instance, m)
+    raw = _latest_metadata(instance, m.key("raw_data"))
     if raw:
         lines.append(f"rows read: {raw.get('dagster/row_count')} from {raw.get('source')}")
-    report = _latest_metadata(instance, "evaluation_report")
+    report = _latest_metadata(instance, m.key("evaluation_report"))
     if report:
         lines.append(
             "test metrics: " + ", ".join(f"{m}={report[m]:.4f}" for m in METRICS if m in report)
@@ -95,9 +104,20 @@ def summarize(
 
 def main() -> None:
     """Command line entry point."""
-    spec = load_spec(settings.spec_path())
+    from mlassets.catalog import catalog
+
+    found = catalog(settings.spec_path(), settings.specs_dir())
     with DagsterInstance.get() as instance:
-        print(summarize(instance, settings.tracking_uri(), spec.name, settings.registry_uri()))
+        for m in found.models:
+            if m.prefixed:
+                print(f"== {m.name}")
+            print(
+                summarize(
+                    instance, settings.tracking_uri(), m.name, settings.registry_uri(), m.prefixed
+                )
+            )
+    for problem in found.problems:
+        print(f"== {problem.path}: not served: {problem.error}")
 
 
 if __name__ == "__main__":

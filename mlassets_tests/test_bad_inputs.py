@@ -234,10 +234,16 @@ def test_bad_input_fails_early_says_where_and_changes_nothing(world, case, tmp_p
     client = env.client()
     before = versions(client, NAME), alias(client, NAME, "production")
 
-    spec_path = write_case(case, good, tmp_path)
     from mlassets.definitions import build_defs
 
+    # The code location reads a spec file when it loads (it names the model; a bad spec given
+    # then stops the load, naming the key: test_cli.test_bad_spec_names_the_key). So it loads
+    # with the bundled spec's copy, then the case's spec and source replace it: what the run
+    # reads is the case's, as when a spec is edited after the load (seen by the next run).
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(DEFAULT_SPEC.read_text())
     job = build_defs(resources(env, spec_path, tmp_path)).resolve_job_def("training_job")
+    assert write_case(case, good, tmp_path) == spec_path
     result = job.execute_in_process(
         run_config=run_config(), instance=env.instance, raise_on_error=False
     )

@@ -55,10 +55,23 @@ def with_long_categories(rows: int = ROWS) -> pd.DataFrame:
     return df
 
 
-def materialize(env: Env, *assets):
+def built(env: Env, *modules) -> list:
+    """The assets of `modules` (`mlassets.assets.data`, `.features`) for the world's one model,
+    as the code location builds them for one spec file (unprefixed names)."""
+    from mlassets.catalog import Model
+    from mlassets.spec import load_spec
+
+    m = Model(load_spec(env.spec_path).name)
+    return [a for module in modules for a in module.build(m)]
+
+
+def materialize(env: Env, *modules):
+    """Materialize the assets of `modules` for the world's model."""
     from dagster import materialize as run
 
-    return run(list(assets), resources=env.resources(), instance=env.instance, raise_on_error=False)
+    return run(
+        built(env, *modules), resources=env.resources(), instance=env.instance, raise_on_error=False
+    )
 
 
 def event_sizes(instance, run_id: str) -> list[tuple[object, int]]:
@@ -109,11 +122,11 @@ def test_megabyte_strings_in_a_category_column_write_bounded_metadata(tmp_path, 
     the cells cut; the whole run writes kilobytes to the event log, not hundreds of megabytes."""
     from dagster import AssetKey
 
-    from mlassets.assets.data import raw_data
+    from mlassets.assets import data
 
     env = world(tmp_path, dagster_instance, with_long_categories())
     before = folder_size(Path(dagster_instance.root_directory))
-    result = materialize(env, raw_data)
+    result = materialize(env, data)
     assert not result.success
     figures = assert_bounded_run(env, result, before)
     print(f"raw_data with 3 x 5 MB strings: {figures}")
@@ -142,15 +155,14 @@ def test_megabyte_strings_in_a_category_column_write_bounded_metadata(tmp_path, 
 def test_features_and_splits_previews_of_megabyte_strings_are_bounded(tmp_path, dagster_instance):
     """With no allowed-values rule the long strings pass the checks and travel into features and
     the splits: their previews and schemas are bounded too."""
-    from mlassets.assets.data import raw_data
-    from mlassets.assets.features import features, splits
+    from mlassets.assets import data, features
 
     frame = with_long_categories()
     spec = yaml.safe_load(DEFAULT_SPEC.read_text())
     columns = {**spec["columns"], "category": {"type": "category"}}
     env = world(tmp_path, dagster_instance, frame, columns=columns)
     before = folder_size(Path(dagster_instance.root_directory))
-    result = materialize(env, raw_data, features, splits)
+    result = materialize(env, data, features)
     assert result.success, failure_message(result)
     print(
         f"raw_data, features, splits with 3 x 5 MB strings: {assert_bounded_run(env, result, before)}"
@@ -168,7 +180,7 @@ def test_a_url_source_is_refused_before_anything_is_read(tmp_path, dagster_insta
     """`file:///etc/os-release#.csv` got past the suffix check and its lines showed in a check
     message: now the spec's `source` is refused, named with its value, and nothing of the file
     is in the run's events."""
-    from mlassets.assets.data import raw_data
+    from mlassets.assets import data
 
     os_release = Path("/etc/os-release").read_text()
     marker = next(line for line in os_release.splitlines() if "=" in line)
@@ -179,7 +191,7 @@ def test_a_url_source_is_refused_before_anything_is_read(tmp_path, dagster_insta
         env = world(
             root, dagster_instance, with_long_categories(10), source=url, allow_external=external
         )
-        result = materialize(env, raw_data)
+        result = materialize(env, data)
         assert not result.success
         message = failure_message(result)
         assert url in message and len(message.encode()) <= bounded.MESSAGE_BYTES
@@ -193,11 +205,11 @@ def test_a_url_source_is_refused_before_anything_is_read(tmp_path, dagster_insta
 
 
 def test_a_source_over_max_rows_fails_raw_data_naming_the_key(tmp_path, dagster_instance):
-    from mlassets.assets.data import raw_data
+    from mlassets.assets import data
     from mlassets.synthetic import fraud_frame
 
     env = world(tmp_path, dagster_instance, fraud_frame(ROWS, seed=7), max_rows=ROWS - 1)
-    result = materialize(env, raw_data)
+    result = materialize(env, data)
     assert not result.success
     message = failure_message(result)
     assert f"{ROWS:,} rows" in message and "`max_rows`" in message

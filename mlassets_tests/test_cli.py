@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from mlassets.spec import DEFAULT_SPEC
+
 ROOT = Path(__file__).resolve().parents[1]
 DAGSTER = str(Path(sys.executable).parent / "dagster")
 # the embedded default's instance, as `make home` installs it (not at the root: see the file)
@@ -62,8 +64,10 @@ def cli_env(tmp_path: Path, spec: Path | None) -> dict:
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     env.pop("MLFLOW_REGISTRY_URI", None)  # the registry is the tracking store
-    if spec:
-        env["MLASSETS_SPEC"] = str(spec)
+    env.pop("MLASSETS_SPECS", None)
+    # one model under today's names: the bundled fraud spec unless another is given (the
+    # bundled folder of several models is test_many_models' and test_clients')
+    env["MLASSETS_SPEC"] = str(spec or DEFAULT_SPEC)
     return env
 
 
@@ -165,15 +169,27 @@ def test_bad_spec_names_the_key(tmp_path):
 
 
 def test_readme_run_config_is_valid():
-    """The run config the README shows is accepted by training_job as written."""
+    """The run config the README shows is accepted as written by the training job it is written
+    for: `fraud_detection_training_job` of the bundled folder when its steps are named
+    `fraud_detection__...`, else `training_job` of one spec (MLASSETS_SPEC, the bundled fraud)."""
     from dagster._config import process_config
 
-    from mlassets.definitions import defs
+    from mlassets.definitions import build_defs
+    from mlassets_tests.conftest import process_env
 
     text = (ROOT / "README.md").read_text()
     block = text.split("<!-- run-config -->", 1)[1].split("```yaml", 1)[1].split("```", 1)[0]
     config = yaml.safe_load(block)
-    job = defs.resolve_job_def("training_job")
+    prefix = "fraud_detection__"
+    folder = all(op.startswith(prefix) for op in config["ops"])
+    env = {k: v for k, v in os.environ.items() if k not in ("MLASSETS_SPEC", "MLASSETS_SPECS")}
+    if not folder:
+        env["MLASSETS_SPEC"] = str(DEFAULT_SPEC)
+    with process_env(env):  # neither set: the bundled folder
+        job = build_defs().resolve_job_def(
+            "fraud_detection_training_job" if folder else "training_job"
+        )
     result = process_config(job.run_config_schema.config_type, config)
     assert result.success, result.errors
-    assert config["ops"]["evaluation_report"]["config"]["min_f1"] != 0.80
+    report = f"{prefix}evaluation_report" if folder else "evaluation_report"
+    assert config["ops"][report]["config"]["min_f1"] != 0.80

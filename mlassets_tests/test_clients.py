@@ -1,10 +1,11 @@
 """The clients a user runs: `dg` (dagster-dg-cli) and `make serve`, on this project's layout.
 
-`[tool.dg]` in pyproject.toml points dg at the module `mlassets.definitions`; `make demo` is
-`dg launch --job training_job` and `make dev` is `dg dev`. `make serve` (`python -m mlassets.serve`)
-runs MLflow's scoring server for the version that run put in production, which must answer the
-spec's raw rows exactly as the Pipeline does. Each command runs as a user runs it, on a home of its
-own (Dagster instance, MLflow store, data) under tmp.
+`[tool.dg]` in pyproject.toml points dg at the module `mlassets.definitions`, which serves the
+bundled folder of specs (two models); `make demo` is `dg launch --job <model>_training_job` for
+each and `make dev` is `dg dev`. `make serve` (`python -m mlassets.serve`) runs MLflow's scoring
+server for the version that run put in production, which must answer the spec's raw rows exactly
+as the Pipeline does. Each command runs as a user runs it, on a home of its own (Dagster
+instance, MLflow store, data) under tmp; only the fraud model is trained (the demo trains both).
 """
 
 import json
@@ -22,13 +23,21 @@ import pytest
 from mlassets_tests.conftest import FAST_TRAINING, NAME, TEST_ROWS, CliWorld
 from mlassets_tests.services import HOST, free_port, log_tail, running, wait_http
 from mlassets_tests.test_cli import ROOT, cli_env
+from mlassets_tests.test_many_models import CHURN
 
 DG = str(Path(sys.executable).parent / "dg")
 
 
 def dg_env(root: Path) -> dict:
-    """A CLI home (see test_cli.cli_env) with this venv active, as `make` runs dg."""
-    return {**cli_env(root, None), "VIRTUAL_ENV": sys.prefix}
+    """A CLI home (see test_cli.cli_env) with this venv active, as `make` runs dg, serving the
+    bundled folder of specs (the default: no MLASSETS_SPEC)."""
+    env = {**cli_env(root, None), "VIRTUAL_ENV": sys.prefix}
+    del env["MLASSETS_SPEC"]
+    return env
+
+
+JOB = f"{NAME}_training_job"
+KEY = f"{NAME}/raw_data"
 
 
 def dg(*args: str, env: dict) -> subprocess.CompletedProcess:
@@ -39,14 +48,15 @@ def dg(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory) -> tuple[CliWorld, subprocess.CompletedProcess]:
-    """What `make demo` does, on small data and the fast search: `dg launch --job training_job`."""
+    """What `make demo` does for the fraud model, on small data and the fast search:
+    `dg launch --job fraud_detection_training_job`."""
     from mlassets.synthetic import fraud_frame, write_frame
 
     root = tmp_path_factory.mktemp("dg")
     world = CliWorld(root, dg_env(root))
     write_frame(fraud_frame(TEST_ROWS, seed=7), world.source)
-    config = world.config("fast", {"candidate_model": {"config": FAST_TRAINING}})
-    return world, dg("launch", "--job", "training_job", "-c", config, env=world.env)
+    config = world.config("fast", {f"{NAME}__candidate_model": {"config": FAST_TRAINING}})
+    return world, dg("launch", "--job", JOB, "-c", config, env=world.env)
 
 
 def dagster_runs(world: CliWorld) -> list:
@@ -66,33 +76,38 @@ def test_dg_check_defs_and_list_defs_load_our_code_location(tmp_path):
     listed = dg("list", "defs", "--json", env=env)
     assert listed.returncode == 0, listed.stderr[-3000:]
     defs = json.loads(listed.stdout)
-    assert sorted(j["name"] for j in defs["jobs"]) == [
-        "monitoring_job",
-        "rollback_job",
-        "training_job",
+    assert sorted(j["name"] for j in defs["jobs"]) == sorted(
+        f"{model}_{job}"
+        for model in (NAME, CHURN)
+        for job in ("monitoring_job", "rollback_job", "training_job")
+    )
+    assets = {a["asset_key"] for a in defs["assets"]}
+    for model in (NAME, CHURN):
+        assert {f"{model}/{a}" for a in ("raw_data", "candidate_model", "drift_report")} <= assets
+    assert sorted(s["name"] for s in defs["sensors"]) == [
+        f"{CHURN}_drift_sensor",
+        f"{NAME}_drift_sensor",
     ]
-    assert {"raw_data", "candidate_model", "production_model", "drift_report"} <= {
-        a["asset_key"] for a in defs["assets"]
-    }
-    assert [s["name"] for s in defs["sensors"]] == ["drift_sensor"]
-    assert len(defs["asset_checks"]) == 20
+    checks = [c["key"] for c in defs["asset_checks"]]
+    assert len(checks) % 2 == 0 and len(checks) >= 40
+    assert sum(c.startswith(f"{NAME}/") for c in checks) == len(checks) // 2
 
 
 def test_dg_launch_runs_training_job_and_mlflow_names_its_run_after_it(launched):
     world, proc = launched
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert 'Finished execution of run for "training_job"' in proc.stderr
+    assert f'Finished execution of run for "{JOB}"' in proc.stderr
     assert "SupersessionWarning" not in proc.stderr  # dg is what Dagster tells users to run
 
     (run,) = dagster_runs(world)
-    assert (run.job_name, run.status.value) == ("training_job", "SUCCESS")
+    assert (run.job_name, run.status.value) == (JOB, "SUCCESS")
     # one MLflow run for the Dagster run, named after its job: what MLflow's UI lists it as
     (mlflow_run,) = world.client().search_runs(
         [world.client().get_experiment_by_name(NAME).experiment_id],
         filter_string=f"tags.dagster_run_id = '{run.run_id}'",
     )
-    assert mlflow_run.info.run_name == "training_job"
-    assert mlflow_run.data.tags["mlflow.runName"] == "training_job"
+    assert mlflow_run.info.run_name == JOB
+    assert mlflow_run.data.tags["mlflow.runName"] == JOB
     assert mlflow_run.info.status == "FINISHED"
     assert world.registry_state() == (["1"], "1")
 
@@ -106,9 +121,13 @@ def test_dg_launch_runs_training_job_and_mlflow_names_its_run_after_it(launched)
         timeout=300,
     )
     assert summary.returncode == 0, summary.stderr[-2000:]
-    assert f"run {run.run_id[:8]}: SUCCESS" in summary.stdout
-    assert "checks passed: 20/20" in summary.stdout
-    assert f"production model: {NAME} version 1" in summary.stdout
+    fraud, churn = summary.stdout.split(f"== {NAME}\n")[1], summary.stdout.split(f"== {NAME}")[0]
+    assert f"run {run.run_id[:8]}: SUCCESS" in fraud
+    assert "checks passed: 20/20" in fraud
+    assert f"production model: {NAME} version 1" in fraud
+    # the other bundled model, not trained here, says so
+    assert f"== {CHURN}\nno training run of {CHURN} yet" in churn
+    assert f"production model: none registered for {CHURN}" in churn
 
 
 def test_dg_launch_materializes_a_selection(launched):
@@ -116,11 +135,11 @@ def test_dg_launch_materializes_a_selection(launched):
 
     world, first = launched
     assert first.returncode == 0, first.stderr[-3000:]
-    proc = dg("launch", "--assets", "raw_data", env=world.env)
+    proc = dg("launch", "--assets", KEY, env=world.env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     newest = dagster_runs(world)[0]
     assert newest.status.value == "SUCCESS"
-    assert newest.asset_selection == {AssetKey("raw_data")}
+    assert newest.asset_selection == {AssetKey([NAME, "raw_data"])}
     assert world.registry_state() == (["1"], "1")  # a data run touches no model
 
 
@@ -158,8 +177,8 @@ def test_dg_dev_serves_the_ui_and_runs_the_daemon_on_127_0_0_1(launched, tmp_pat
         assert server.poll() is None, f"dg dev exited with {server.returncode}\n{log_tail(log)}"
         assert daemon and daemon["healthy"], f"no healthy sensor daemon:\n{log_tail(log)}"
     assert runs["__typename"] == "Runs", runs
-    # the demo's run shows in the UI as training_job
-    assert ("training_job", "SUCCESS") in [(r["jobName"], r["status"]) for r in runs["results"]]
+    # the demo's run shows in the UI as the model's training job
+    assert (JOB, "SUCCESS") in [(r["jobName"], r["status"]) for r in runs["results"]]
     text = log.read_text()
     assert f"Serving dagster-webserver on http://{HOST}:{port}" in text
     # the warnings a `make dev` user saw before: gone
@@ -214,7 +233,18 @@ def test_make_serve_answers_raw_rows_like_the_pipeline(launched, tmp_path):
     env = {**world.env, "PATH": "/usr/bin:/bin", "MLFLOW_ALLOW_PICKLE_DESERIALIZATION": "false"}
     env.pop("VIRTUAL_ENV", None)
     log = tmp_path / "serve.log"
-    command = [sys.executable, "-m", "mlassets.serve", "--port", str(port)]
+    # two models are served here: which one is the user's to say
+    unnamed = subprocess.run(
+        [sys.executable, "-m", "mlassets.serve", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert unnamed.returncode == 2
+    assert f"--model: one of {CHURN}, {NAME}" in unnamed.stderr
+    command = [sys.executable, "-m", "mlassets.serve", "--port", str(port), "--model", NAME]
     with running(command, log, env=env, cwd=tmp_path) as server:
         wait_http(server, f"http://127.0.0.1:{port}/ping", log, timeout=180)
         url = f"http://127.0.0.1:{port}/invocations"

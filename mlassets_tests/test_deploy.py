@@ -231,6 +231,7 @@ def pod_env(tmp_path: Path) -> dict[str, str]:
     env["DAGSTER_HOME"] = str(tmp_path / "dagster_home")
     env["MLASSETS_HOME"] = str(tmp_path / "mlassets")
     env["MLASSETS_SPEC"] = str(REPO / profile["MLASSETS_SPEC_FILE"])
+    env.pop("MLASSETS_SPECS", None)  # the pod's one spec: one model under unprefixed names
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     Path(env["DAGSTER_HOME"]).mkdir()
     return env

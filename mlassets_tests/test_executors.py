@@ -293,7 +293,9 @@ def test_dask_search_from_the_profile_run_config(tmp_path):
     env = world(tmp_path, "dask", DASK_SCHEDULER_ADDRESS=address, MLASSETS_EXECUTOR="in_process")
     log = tmp_path / "cluster.log"
     config = yaml.safe_load((ROOT / "deploy" / "dask" / "run_config.yaml").read_text())
-    training = {**config["ops"]["candidate_model"]["config"], **FAST_TRAINING, "n_jobs": -1}
+    # written for the bundled fraud model; this world serves it alone, under unprefixed names
+    given = config["ops"]["fraud_detection__candidate_model"]["config"]
+    training = {**given, **FAST_TRAINING, "n_jobs": -1}
     with running([str(ROOT / "deploy" / "dask" / "start"), "cluster"], log, env=env):
         from distributed import Client
 

@@ -24,6 +24,7 @@ from mlassets_tests.conftest import (
     TEST_ROWS,
     empty_mlflow_store,
     materialize_all_in_process,
+    process_env,
 )
 from mlassets_tests.test_cli import DAGSTER, ROOT, cli_env
 from mlassets_tests.test_daemon import wait_for
@@ -141,10 +142,12 @@ def test_cli_training_run_is_recorded_in_postgres(tmp_path, monkeypatch):
     Postgres and read back through the instance API."""
     from dagster import AssetKey, DagsterRunStatus
 
-    from mlassets.definitions import defs
+    from mlassets.definitions import build_defs
 
     with services.pg_database() as db:
         env, config = world(tmp_path, db, monkeypatch)
+        with process_env(env):  # the code location the CLI loads (MLASSETS_SPEC: one model)
+            defs = build_defs()
         materialize(tmp_path, env, config)
         with instance_of(env) as instance:
             runs = instance.get_runs()

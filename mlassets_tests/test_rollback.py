@@ -81,11 +81,13 @@ def registry(tmp_path, monkeypatch) -> Registry:
 
 def rollback(registry: Registry, instance, to_version: str | None = None):
     """Run the real `rollback_job` in process; never raises on failure."""
+    from mlassets.catalog import Model
     from mlassets.jobs import rollback_job
     from mlassets.resources import DatasetResource, ModelRegistry
 
     config = {} if to_version is None else {"to_version": to_version}
-    return rollback_job.execute_in_process(
+    # the one model of one spec file: unprefixed names, as the code location serves it
+    return rollback_job(Model(NAME)).execute_in_process(
         run_config={"ops": {"rollback_production": {"config": config}}},
         instance=instance,
         resources={

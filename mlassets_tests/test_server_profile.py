@@ -93,7 +93,7 @@ def test_default_resources_give_the_client_an_artifact_root_only_when_it_writes(
 
     monkeypatch.setenv("MLASSETS_HOME", str(tmp_path))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
-    for key in ("MLASSETS_SPEC", "MLFLOW_REGISTRY_URI", "MLASSETS_ARTIFACT_ROOT"):
+    for key in ("MLASSETS_SPEC", "MLASSETS_SPECS", "MLFLOW_REGISTRY_URI", "MLASSETS_ARTIFACT_ROOT"):
         monkeypatch.delenv(key, raising=False)
     if artifact_root:
         monkeypatch.setenv("MLASSETS_ARTIFACT_ROOT", artifact_root)
@@ -159,6 +159,7 @@ def test_a_registry_apart_from_the_tracking_store_is_honoured(tmp_path, monkeypa
     monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking)
     monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
     monkeypatch.delenv("MLASSETS_SPEC", raising=False)
+    monkeypatch.delenv("MLASSETS_SPECS", raising=False)
     resource = default_resources(load_spec())["registry"]
     assert resource.registry_uri == registry
     assert str(resource.client().get_model_version_by_alias("apart", "production").version) == "1"
@@ -210,8 +211,17 @@ def test_the_profile_dagster_yaml_is_a_valid_instance(tmp_path):
     from dagster import DagsterInstance
     from dagster._core.run_coordinator import QueuedRunCoordinator
 
+    from mlassets.catalog import TRAINING_TAG
+
     shutil.copy(PROFILE / "dagster.yaml", tmp_path / "dagster.yaml")
     with DagsterInstance.from_config(str(tmp_path)) as instance:
         assert isinstance(instance.run_coordinator, QueuedRunCoordinator)
-        assert instance.run_coordinator.get_run_queue_config().max_concurrent_runs == 1
+        queue = instance.run_coordinator.get_run_queue_config()
+        assert queue.max_concurrent_runs == 2
+        # but one training run per model at a time: every training job tags its runs
+        # mlassets/training=<model>, limited per unique value
+        limits = [limit for limit in queue.tag_concurrency_limits if limit["key"] == TRAINING_TAG]
+        assert limits == [
+            {"key": TRAINING_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+        ]
         assert not instance.telemetry_enabled

@@ -2,12 +2,21 @@
 
 import dataclasses
 
-from dagster import AssetExecutionContext, Config, Failure, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetsDefinition,
+    Config,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 from pydantic import Field
 
 from mlassets.assets.metadata import json_list, preview, schema_metadata
 from mlassets.assets.refusals import as_failure
-from mlassets.checks.data_quality import DATA_QUALITY_SPECS, quality_results
+from mlassets.catalog import Model, Problem, model_of
+from mlassets.checks.data_quality import data_quality_specs, quality_results
 from mlassets.resources import DatasetResource
 
 
@@ -25,7 +34,7 @@ class RawDataConfig(Config):
     )
 
 
-def _rows_per_class(run_config: dict) -> int:
+def _rows_per_class(run_config: dict, m: Model) -> int:
     """Rows each label class needs for this run's own split and search (its `splits` and
     `candidate_model` config), so `label_classes` fails before any training would. Read from
     the run config as given: a value Dagster resolves later (e.g. `{env: ...}`) keeps its default."""
@@ -35,7 +44,7 @@ def _rows_per_class(run_config: dict) -> int:
     ops = (run_config or {}).get("ops") or {}
 
     def given(op: str, defaults):
-        config = (ops.get(op) or {}).get("config") or {}
+        config = (ops.get(m.op(op)) or {}).get("config") or {}
         return dataclasses.replace(
             defaults,
             **{
@@ -49,7 +58,6 @@ def _rows_per_class(run_config: dict) -> int:
     return min_rows_per_class(given("splits", SPLIT), given("candidate_model", TRAINING))
 
 
-@asset(group_name="data", kinds={"pandas"}, check_specs=DATA_QUALITY_SPECS)
 def raw_data(
     context: AssetExecutionContext, config: RawDataConfig, dataset: DatasetResource
 ):  # no return annotation: with check_specs Dagster would read `MaterializeResult` as Nothing
@@ -66,17 +74,18 @@ def raw_data(
     from mlassets.ml.steps import read_raw, validate_raw
     from mlassets.spec import SpecError
 
+    m = model_of(context)
     try:  # a source outside the spec's folder, too big, unreadable: one bounded line, no trace
-        spec = dataset.spec()
-        uri = dataset.source_uri()
+        spec = dataset.spec(m.name)
+        uri = dataset.source_uri(m.name)
         with as_failure():
             df, used, consumed = read_raw(
-                uri, dataset.landing_uri(), spec, config.batches, config.consumed
+                uri, dataset.landing_uri(m.name), spec, config.batches, config.consumed
             )
     except (DataError, SpecError) as e:
         raise Failure(description=str(e)) from None
     quality = validate_raw(
-        df, spec, [b.as_dict() for b in consumed], _rows_per_class(context.run.run_config)
+        df, spec, [b.as_dict() for b in consumed], _rows_per_class(context.run.run_config, m)
     )
     fp, failed = of(df)["data"], quality.failed
     for o in quality.outcomes:
@@ -92,7 +101,7 @@ def raw_data(
     )
     return MaterializeResult(
         value=df,
-        check_results=quality_results(quality.outcomes),
+        check_results=quality_results(quality.outcomes, m.key("raw_data")),
         metadata={
             "dagster/row_count": len(df),
             "dagster/column_schema": schema_metadata(df),
@@ -104,3 +113,36 @@ def raw_data(
             "preview": preview(df),
         },
     )
+
+
+def build(m: Model) -> list[AssetsDefinition]:
+    """Group `data` of model `m`."""
+    return [
+        asset(
+            name="raw_data",
+            key_prefix=m.prefix,
+            group_name=m.group("data"),
+            kinds={"pandas"},
+            op_tags=m.tags,
+            check_specs=data_quality_specs(m.key("raw_data")),
+        )(raw_data)
+    ]
+
+
+def dataset_spec(context: AssetExecutionContext) -> None:
+    """Fails with why its spec file cannot be served (the error is in its description too)."""
+    error = context.assets_def.metadata_by_key[context.asset_key]["error"]
+    raise Failure(description=str(getattr(error, "value", error)), allow_retries=False)
+
+
+def build_problem(problem: Problem) -> AssetsDefinition:
+    """A spec file of the folder that cannot be served, shown where its model would be: the asset
+    `<file>/dataset_spec`, whose description is the loader's error and which fails with it."""
+    return asset(
+        name="dataset_spec",
+        key_prefix=[problem.ident],
+        group_name="spec_errors",
+        description=f"This spec cannot be served: {problem.error}",
+        metadata={"spec_file": MetadataValue.path(str(problem.path)), "error": problem.error},
+        op_tags={"mlassets/spec_file": str(problem.path)},
+    )(dataset_spec)

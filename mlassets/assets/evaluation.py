@@ -1,7 +1,14 @@
 """Group `evaluation`: the candidate's report on the held-out test set, against production."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from mlassets.assets.metadata import md_image
 from mlassets.assets.refusals import (
@@ -9,6 +16,7 @@ from mlassets.assets.refusals import (
     as_failure,
     transient_only,
 )
+from mlassets.catalog import Model, model_of
 from mlassets.config import EvaluationConfig
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import mlflow_run
@@ -24,12 +32,6 @@ PICTURES = {
 }
 
 
-@asset(
-    group_name="evaluation",
-    kinds={"sklearn", "mlflow"},
-    required_resource_keys={"mlflow", "dataset", "registry"},
-    retry_policy=MLFLOW_RETRY_POLICY,
-)
 @transient_only
 def evaluation_report(
     context: AssetExecutionContext,
@@ -51,7 +53,7 @@ def evaluation_report(
     from mlassets.ml.report import data_url
     from mlassets.ml.steps import evaluate_and_log
 
-    spec = context.resources.dataset.spec()
+    spec = context.resources.dataset.spec(model_of(context).name)
     with mlflow_run(context) as run_id, as_failure():
         evaluation = evaluate_and_log(
             context.resources.registry.client(),
@@ -108,3 +110,19 @@ def evaluation_report(
             "mlflow_artifacts": MetadataValue.json(artifacts),
         },
     )
+
+
+def build(m: Model) -> list[AssetsDefinition]:
+    """Group `evaluation` of model `m` (its gates are in `mlassets.checks.gates`)."""
+    return [
+        asset(
+            name="evaluation_report",
+            key_prefix=m.prefix,
+            group_name=m.group("evaluation"),
+            kinds={"sklearn", "mlflow"},
+            op_tags=m.tags,
+            ins={name: AssetIn(m.key(name)) for name in ("candidate_model", "test_set")},
+            required_resource_keys={m.mlflow_key, "dataset", "registry"},
+            retry_policy=MLFLOW_RETRY_POLICY,
+        )(evaluation_report)
+    ]

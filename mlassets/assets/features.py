@@ -6,7 +6,9 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    AssetIn,
     AssetOut,
+    AssetsDefinition,
     Output,
     asset,
     multi_asset,
@@ -14,12 +16,14 @@ from dagster import (
 
 from mlassets.assets.metadata import preview, schema_metadata
 from mlassets.assets.refusals import as_failure
+from mlassets.catalog import Model, model_of
 from mlassets.config import SplitConfig
 from mlassets.resources import DatasetResource
 
 
-@asset(group_name="features", kinds={"pandas"})
-def features(raw_data: pd.DataFrame, dataset: DatasetResource) -> Output[pd.DataFrame]:
+def features(
+    context: AssetExecutionContext, raw_data: pd.DataFrame, dataset: DatasetResource
+) -> Output[pd.DataFrame]:
     """The raw columns plus the spec's derived features, each from its row's own timestamp.
 
     Refuses rows whose blocking data-quality checks failed (the verdict travels with `raw_data`),
@@ -28,7 +32,7 @@ def features(raw_data: pd.DataFrame, dataset: DatasetResource) -> Output[pd.Data
     from mlassets.ml.provenance import of
     from mlassets.ml.steps import make_features
 
-    spec = dataset.spec()
+    spec = dataset.spec(model_of(context).name)
     with as_failure():
         df = make_features(raw_data, spec)
     record = of(df)
@@ -49,19 +53,6 @@ def features(raw_data: pd.DataFrame, dataset: DatasetResource) -> Output[pd.Data
 SPLITS = ("train_set", "validation_set", "test_set")
 
 
-@multi_asset(
-    group_name="features",
-    outs={name: AssetOut(kinds={"pandas"}) for name in SPLITS},
-    check_specs=[
-        AssetCheckSpec(
-            "disjoint_and_stratified",
-            asset="test_set",
-            additional_deps=["train_set", "validation_set"],
-            blocking=True,
-            description="No row (by id) sits in two splits; positive rates differ by <= 2 points.",
-        )
-    ],
-)
 def splits(
     context: AssetExecutionContext,
     config: SplitConfig,
@@ -78,7 +69,8 @@ def splits(
     from mlassets.ml.provenance import of
     from mlassets.ml.steps import make_splits
 
-    spec = dataset.spec()
+    m = model_of(context)
+    spec = dataset.spec(m.name)
     with as_failure():
         result = make_splits(features, spec, SplitSettings(**config.model_dump()))
     verdict, ok = result.verdict, result.passed
@@ -97,7 +89,7 @@ def splits(
     context.log.info(f"split check: {verdict}")
     yield AssetCheckResult(
         check_name="disjoint_and_stratified",
-        asset_key="test_set",
+        asset_key=m.key("test_set"),
         passed=ok,
         severity=AssetCheckSeverity.ERROR,
         metadata={
@@ -108,3 +100,35 @@ def splits(
             "identified_by": spec.id or "row index",
         },
     )
+
+
+def build(m: Model) -> list[AssetsDefinition]:
+    """Group `features` of model `m`: its features and its three splits."""
+    split_keys = {name: m.key(name) for name in SPLITS}
+    return [
+        asset(
+            name="features",
+            key_prefix=m.prefix,
+            group_name=m.group("features"),
+            kinds={"pandas"},
+            op_tags=m.tags,
+            ins={"raw_data": AssetIn(m.key("raw_data"))},
+        )(features),
+        multi_asset(
+            name=m.op("splits"),
+            group_name=m.group("features"),
+            op_tags=m.tags,
+            ins={"features": AssetIn(m.key("features"))},
+            outs={name: AssetOut(key=key, kinds={"pandas"}) for name, key in split_keys.items()},
+            check_specs=[
+                AssetCheckSpec(
+                    "disjoint_and_stratified",
+                    asset=split_keys["test_set"],
+                    additional_deps=[split_keys["train_set"], split_keys["validation_set"]],
+                    blocking=True,
+                    description="No row (by id) sits in two splits; positive rates differ by "
+                    "<= 2 points.",
+                )
+            ],
+        )(splits),
+    ]

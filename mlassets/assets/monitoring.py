@@ -1,10 +1,18 @@
 """Group `monitoring`: what landed since production was trained, and the drift decision on it."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from mlassets.assets.metadata import md_image, md_table
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
+from mlassets.catalog import Model, model_of
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
@@ -29,26 +37,21 @@ def _skipped(recent_data: pd.DataFrame) -> list[dict]:
     return list(of(recent_data).get("skipped_batches") or [])
 
 
-def _production_or_reason(registry: ModelRegistry, name: str):
-    """(production, None) or (None, why monitoring cannot compare against it yet)."""
+def _production_or_reason(registry: ModelRegistry, name: str, job: str = "training_job"):
+    """(production, None) or (None, why monitoring cannot compare against it yet; `job` is the
+    model's training job, which would fix it)."""
     from mlassets.ml.monitoring import production
     from mlassets.ml.registry import RegistryError
 
     try:
         prod = production(registry.client(), name)
     except RegistryError as e:
-        return None, f"{e}: run training_job to promote a version that has one"
+        return None, f"{e}: run {job} to promote a version that has one"
     if prod is None:
-        return None, f"no production model for {name} yet: run training_job first"
+        return None, f"no production model for {name} yet: run {job} first"
     return prod, None
 
 
-@asset(
-    group_name="monitoring",
-    kinds={"pandas"},
-    deps=["production_model"],
-    retry_policy=MLFLOW_RETRY_POLICY,
-)
 def recent_data(
     context: AssetExecutionContext, dataset: DatasetResource, registry: ModelRegistry
 ) -> MaterializeResult:
@@ -64,11 +67,14 @@ def recent_data(
         from mlassets.ml.monitoring import recent
         from mlassets.ml.provenance import stamp
 
-        spec = dataset.spec()
-        prod, why_not = _production_or_reason(registry, spec.name)
+        spec = dataset.spec(model_of(context).name)
+        landing = dataset.landing_uri(spec.name)
+        prod, why_not = _production_or_reason(
+            registry, spec.name, model_of(context).job("training_job")
+        )
         if why_not:
             context.log.warning(f"{why_not}; every landed batch counts as recent")
-        rec = recent(dataset.landing_uri(), spec, prod)
+        rec = recent(landing, spec, prod)
         skipped = skipped_records(rec.errors)
         # which production these rows are "recent" for: drift_report and scored_batches judge them
         # against that version only; and which batches were left out, which they show too
@@ -86,9 +92,7 @@ def recent_data(
             value=rec.rows,
             metadata={
                 "dagster/row_count": len(rec.rows),
-                "landing": MetadataValue.path(
-                    dataset.landing_uri() or "(no landing folder in spec)"
-                ),
+                "landing": MetadataValue.path(landing or "(no landing folder in spec)"),
                 "production_version": prod.version if prod else "none",
                 "batches_landed": rec.landed,
                 "recent_batches": md_table(
@@ -99,7 +103,6 @@ def recent_data(
         )
 
 
-@asset(group_name="monitoring", kinds={"scipy"}, retry_policy=MLFLOW_RETRY_POLICY)
 def drift_report(
     context: AssetExecutionContext,
     recent_data: pd.DataFrame,
@@ -116,10 +119,12 @@ def drift_report(
         from mlassets.ml.evaluation import png_data_url
         from mlassets.ml.monitoring import Recent, decide
 
-        spec = dataset.spec()
+        spec = dataset.spec(model_of(context).name)
         _same_production(recent_data, registry, spec.name)
         skipped = _skipped(recent_data)
-        prod, reason = _production_or_reason(registry, spec.name)
+        prod, reason = _production_or_reason(
+            registry, spec.name, model_of(context).job("training_job")
+        )
         if prod is None:
             context.log.info(reason)
             return MaterializeResult(
@@ -150,7 +155,6 @@ def drift_report(
         )
 
 
-@asset(group_name="monitoring", kinds={"sklearn"}, retry_policy=MLFLOW_RETRY_POLICY)
 def scored_batches(
     context: AssetExecutionContext,
     recent_data: pd.DataFrame,
@@ -161,10 +165,12 @@ def scored_batches(
     with retry_if_transient():  # outermost: RegistryError is handled inside
         from mlassets.ml.monitoring import production_model, score_batches
 
-        spec = dataset.spec()
+        spec = dataset.spec(model_of(context).name)
         _same_production(recent_data, registry, spec.name)
         skipped = MetadataValue.json(_skipped(recent_data))  # not scored: see recent_data
-        prod, reason = _production_or_reason(registry, spec.name)
+        prod, reason = _production_or_reason(
+            registry, spec.name, model_of(context).job("training_job")
+        )
         if prod is None or recent_data.empty:
             why = reason or "no recent rows to score"
             context.log.info(why)
@@ -192,3 +198,25 @@ def scored_batches(
                 "skipped_batches": skipped,
             },
         )
+
+
+def build(m: Model) -> list[AssetsDefinition]:
+    """Group `monitoring` of model `m`."""
+
+    def monitoring_asset(fn, kinds: set[str], **kwargs) -> AssetsDefinition:
+        return asset(
+            name=fn.__name__,
+            key_prefix=m.prefix,
+            group_name=m.group("monitoring"),
+            kinds=kinds,
+            op_tags=m.tags,
+            retry_policy=MLFLOW_RETRY_POLICY,
+            **kwargs,
+        )(fn)
+
+    recent_in = {"recent_data": AssetIn(m.key("recent_data"))}
+    return [
+        monitoring_asset(recent_data, {"pandas"}, deps=[m.key("production_model")]),
+        monitoring_asset(drift_report, {"scipy"}, ins=recent_in),
+        monitoring_asset(scored_batches, {"sklearn"}, ins=recent_in),
+    ]

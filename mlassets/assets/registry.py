@@ -1,23 +1,25 @@
 """Group `registry`: the registered model version, then the `staging` and `production` aliases."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from mlassets.assets.refusals import (
     MLFLOW_RETRY_POLICY,
     as_failure,
     transient_only,
 )
+from mlassets.catalog import Model, model_of
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
 
-@asset(
-    group_name="registry",
-    kinds={"mlflow"},
-    required_resource_keys={"mlflow", "dataset", "registry"},
-    retry_policy=MLFLOW_RETRY_POLICY,
-)
 @transient_only
 def registered_model(
     context: AssetExecutionContext,
@@ -38,7 +40,7 @@ def registered_model(
     """
     from mlassets.ml.steps import register_candidate
 
-    spec = context.resources.dataset.spec()
+    spec = context.resources.dataset.spec(model_of(context).name)
     # a refusal marks the MLflow run FAILED
     with mlflow_run(context) as run_id, as_failure():
         registered = register_candidate(
@@ -76,9 +78,9 @@ def registered_model(
     )
 
 
-@asset(group_name="registry", kinds={"mlflow"}, retry_policy=MLFLOW_RETRY_POLICY)
 @transient_only
 def staging_model(
+    context: AssetExecutionContext,
     registered_model: dict,
     candidate_model: Candidate,
     test_set: pd.DataFrame,
@@ -92,7 +94,11 @@ def staging_model(
 
     with as_failure():
         staged = stage(
-            registry.client(), registered_model, candidate_model, test_set, dataset.spec()
+            registry.client(),
+            registered_model,
+            candidate_model,
+            test_set,
+            dataset.spec(model_of(context).name),
         )
     name, version = staged["name"], staged["version"]
     return MaterializeResult(
@@ -106,7 +112,6 @@ def staging_model(
     )
 
 
-@asset(group_name="registry", kinds={"mlflow"}, retry_policy=MLFLOW_RETRY_POLICY)
 @transient_only
 def production_model(staging_model: dict, registry: ModelRegistry) -> MaterializeResult:
     """The alias `production` on the verified staging version; the one it replaces becomes
@@ -125,3 +130,29 @@ def production_model(staging_model: dict, registry: ModelRegistry) -> Materializ
             "previous_version": moved["previous"] or "none",
         },
     )
+
+
+def build(m: Model) -> list[AssetsDefinition]:
+    """Group `registry` of model `m`: the version, then its aliases."""
+
+    def registry_asset(fn, ins: tuple[str, ...], **kwargs) -> AssetsDefinition:
+        return asset(
+            name=fn.__name__,
+            key_prefix=m.prefix,
+            group_name=m.group("registry"),
+            kinds={"mlflow"},
+            op_tags=m.tags,
+            ins={name: AssetIn(m.key(name)) for name in ins},
+            retry_policy=MLFLOW_RETRY_POLICY,
+            **kwargs,
+        )(fn)
+
+    return [
+        registry_asset(
+            registered_model,
+            ("candidate_model", "evaluation_report", "train_set", "test_set"),
+            required_resource_keys={m.mlflow_key, "dataset", "registry"},
+        ),
+        registry_asset(staging_model, ("registered_model", "candidate_model", "test_set")),
+        registry_asset(production_model, ("staging_model",)),
+    ]

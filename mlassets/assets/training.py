@@ -1,7 +1,14 @@
 """Group `training`: the tuned candidate Pipeline."""
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from mlassets.assets.metadata import md_image
 from mlassets.assets.refusals import (
@@ -9,17 +16,12 @@ from mlassets.assets.refusals import (
     as_failure,
     transient_only,
 )
+from mlassets.catalog import Model, model_of
 from mlassets.config import TrainingConfig
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import mlflow_run
 
 
-@asset(
-    group_name="training",
-    kinds={"sklearn", "mlflow"},
-    required_resource_keys={"mlflow", "dataset", "registry"},
-    retry_policy=MLFLOW_RETRY_POLICY,
-)
 @transient_only
 def candidate_model(
     context: AssetExecutionContext,
@@ -40,7 +42,7 @@ def candidate_model(
     from mlassets.ml.report import data_url
     from mlassets.ml.steps import train_and_log
 
-    spec = context.resources.dataset.spec()
+    spec = context.resources.dataset.spec(model_of(context).name)
 
     def progress(done: int, total: int, best: float) -> None:
         context.log.info(
@@ -113,3 +115,19 @@ def candidate_model(
 
 def _jsonable(v):
     return v if isinstance(v, (int, float, str, bool, type(None))) else str(v)
+
+
+def build(m: Model) -> list[AssetsDefinition]:
+    """Group `training` of model `m`."""
+    return [
+        asset(
+            name="candidate_model",
+            key_prefix=m.prefix,
+            group_name=m.group("training"),
+            kinds={"sklearn", "mlflow"},
+            op_tags=m.tags,
+            ins={name: AssetIn(m.key(name)) for name in ("train_set", "validation_set")},
+            required_resource_keys={m.mlflow_key, "dataset", "registry"},
+            retry_policy=MLFLOW_RETRY_POLICY,
+        )(candidate_model)
+    ]

@@ -5,7 +5,7 @@ the value is written and travels with it: a later partial run that starts below 
 that the rows it is given failed, instead of reading "the latest" check record of the instance.
 """
 
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, MetadataValue
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, MetadataValue
 
 from mlassets.assets.metadata import md_table
 from mlassets.ml.validation import CHECKS
@@ -13,13 +13,16 @@ from mlassets.ml.validation import CHECKS
 # Failed expectations listed per check in its metadata (a spec can declare hundreds of columns).
 SHOWN = 20
 
-DATA_QUALITY_SPECS = [
-    AssetCheckSpec(name, asset="raw_data", blocking=True, description=description)
-    for name, description in CHECKS.items()
-]
+
+def data_quality_specs(raw_data: AssetKey) -> list[AssetCheckSpec]:
+    """The blocking checks of one model's `raw_data`."""
+    return [
+        AssetCheckSpec(name, asset=raw_data, blocking=True, description=description)
+        for name, description in CHECKS.items()
+    ]
 
 
-def quality_results(outcomes: list) -> list[AssetCheckResult]:
+def quality_results(outcomes: list, raw_data: AssetKey) -> list[AssetCheckResult]:
     """One check result per rule family from one Great Expectations pass."""
     from mlassets.ml.bounded import MESSAGE_BYTES, clip
     from mlassets.ml.validation import by_check
@@ -30,7 +33,7 @@ def quality_results(outcomes: list) -> list[AssetCheckResult]:
         shown = failed[:SHOWN]  # each outcome's sample and text are bounded; so is their number
         results.append(
             AssetCheckResult(
-                asset_key="raw_data",
+                asset_key=raw_data,
                 check_name=name,
                 passed=not failed,
                 severity=AssetCheckSeverity.ERROR,

@@ -13,12 +13,14 @@ from dagster import (
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetIn,
+    AssetsDefinition,
     MetadataValue,
     asset_check,
     multi_asset_check,
 )
 
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, retry_if_transient
+from mlassets.catalog import Model, model_of
 from mlassets.ml.evaluation import METRICS
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry
@@ -31,19 +33,6 @@ def _verdict(evaluation_report: dict, name: str) -> dict:
     return next(g for g in evaluation_report["gates"] if g["name"] == name)
 
 
-@multi_asset_check(
-    specs=[
-        AssetCheckSpec(
-            name,
-            asset="evaluation_report",
-            blocking=True,
-            description=f"Test-set {metric} is at least EvaluationConfig.min_{metric} "
-            "(judged by evaluation_report).",
-        )
-        for name, metric in GATE_CHECKS.items()
-    ],
-    ins={"evaluation_report": AssetIn("evaluation_report")},
-)
 def metric_gates(context: AssetCheckExecutionContext, evaluation_report: dict):
     """One blocking check per metric threshold; a failure names metric, value and threshold."""
     for name, metric in GATE_CHECKS.items():
@@ -51,7 +40,7 @@ def metric_gates(context: AssetCheckExecutionContext, evaluation_report: dict):
         if not r["passed"]:
             context.log.error(r["description"])
         yield AssetCheckResult(
-            asset_key="evaluation_report",
+            asset_key=model_of(context).key("evaluation_report"),
             check_name=name,
             passed=bool(r["passed"]),
             severity=AssetCheckSeverity.ERROR,
@@ -69,14 +58,6 @@ def _shown(value, empty: str = "none"):
     return empty if value is None else value
 
 
-@asset_check(
-    asset="evaluation_report",
-    blocking=True,
-    description="The candidate's primary metric (EvaluationConfig.primary_metric, f1) on the test "
-    "set is at least production's on the same rows minus EvaluationConfig.tolerance (0.0). "
-    "Passes, and says so, when there is no production model; fails when production exists but "
-    "cannot be scored, unless EvaluationConfig.allow_unscored_production.",
-)
 def beats_production(
     context: AssetCheckExecutionContext, evaluation_report: dict
 ) -> AssetCheckResult:
@@ -104,15 +85,6 @@ def beats_production(
     )
 
 
-@asset_check(
-    asset="evaluation_report",
-    name="fairness",
-    blocking=True,
-    description="For every sensitive column of the spec, the equalized odds difference (largest "
-    "TPR or FPR gap between groups) is at most EvaluationConfig.max_equalized_odds (0.1), and the "
-    "demographic parity difference at most max_demographic_parity (default: reported, not "
-    "gated); rates over fewer than min_group_size (30) rows are reported, not gated.",
-)
 def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) -> AssetCheckResult:
     """Fairness: a candidate that treats a group measurably worse is not registered."""
     from mlassets.assets.metadata import md_table
@@ -161,15 +133,8 @@ def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) 
     )
 
 
-@asset_check(
-    asset="staging_model",
-    blocking=True,
-    additional_ins={"test_set": AssetIn("test_set"), "candidate_model": AssetIn("candidate_model")},
-    retry_policy=MLFLOW_RETRY_POLICY,
-    description="The version this run put behind @staging loads from the registry through "
-    "mlflow.pyfunc and predicts exactly like the in-memory candidate on the test set.",
-)
 def staging_predicts_identically(
+    context: AssetCheckExecutionContext,
     staging_model: dict,
     test_set: pd.DataFrame,
     candidate_model: Candidate,
@@ -183,7 +148,7 @@ def staging_predicts_identically(
     from mlassets.ml.features import input_frame
     from mlassets.ml.registry import STAGING, alias_version, predictions_match
 
-    spec = dataset.spec()
+    spec = dataset.spec(model_of(context).name)
     client = registry.client()
     with retry_if_transient():
         version = alias_version(client, spec.name, STAGING)
@@ -211,3 +176,63 @@ def staging_predicts_identically(
         ),
         metadata={**result, "staged_version": staged, "staging_alias_now": str(version)},
     )
+
+
+BEATS_PRODUCTION = (
+    "The candidate's primary metric (EvaluationConfig.primary_metric, f1) on the test set is at "
+    "least production's on the same rows minus EvaluationConfig.tolerance (0.0). Passes, and says "
+    "so, when there is no production model; fails when production exists but cannot be scored, "
+    "unless EvaluationConfig.allow_unscored_production."
+)
+FAIRNESS = (
+    "For every sensitive column of the spec, the equalized odds difference (largest TPR or FPR "
+    "gap between groups) is at most EvaluationConfig.max_equalized_odds (0.1), and the "
+    "demographic parity difference at most max_demographic_parity (default: reported, not "
+    "gated); rates over fewer than min_group_size (30) rows are reported, not gated."
+)
+STAGING_PARITY = (
+    "The version this run put behind @staging loads from the registry through mlflow.pyfunc and "
+    "predicts exactly like the in-memory candidate on the test set."
+)
+
+
+def build(m: Model) -> list[AssetsDefinition]:
+    """The blocking gates of model `m`: on its `evaluation_report` and its `staging_model`."""
+    report = m.key("evaluation_report")
+    report_in = {"evaluation_report": AssetIn(report)}
+    return [
+        multi_asset_check(
+            name=m.op("metric_gates"),
+            specs=[
+                AssetCheckSpec(
+                    name,
+                    asset=report,
+                    blocking=True,
+                    description=f"Test-set {metric} is at least EvaluationConfig.min_{metric} "
+                    "(judged by evaluation_report).",
+                )
+                for name, metric in GATE_CHECKS.items()
+            ],
+            ins=report_in,
+            op_tags=m.tags,
+        )(metric_gates),
+        asset_check(
+            asset=report,
+            name="beats_production",
+            blocking=True,
+            op_tags=m.tags,
+            description=BEATS_PRODUCTION,
+        )(beats_production),
+        asset_check(
+            asset=report, name="fairness", blocking=True, op_tags=m.tags, description=FAIRNESS
+        )(fairness_gate),
+        asset_check(
+            asset=m.key("staging_model"),
+            name="staging_predicts_identically",
+            blocking=True,
+            additional_ins={name: AssetIn(m.key(name)) for name in ("test_set", "candidate_model")},
+            retry_policy=MLFLOW_RETRY_POLICY,
+            op_tags=m.tags,
+            description=STAGING_PARITY,
+        )(staging_predicts_identically),
+    ]
