@@ -19,23 +19,11 @@ from mlassets.spec import BUNDLED_SPECS, DEFAULT_SPEC
 from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, fraud_frame, write_frame
 from mlassets_tests.conftest import SERIAL_TRAINING, TEST_ROWS, empty_mlflow_store, process_env
 from mlassets_tests.test_cli import CHURN_SPEC, DAGSTER, ROOT, churn_frame, cli_env
+from mlassets_tests.test_graph import ALL_ASSETS
 
 FRAUD, CHURN = "fraud_detection", "churn_model"
-STEPS = [
-    "raw_data",
-    "features",
-    "train_set",
-    "validation_set",
-    "test_set",
-    "candidate_model",
-    "evaluation_report",
-    "registered_model",
-    "staging_model",
-    "production_model",
-    "recent_data",
-    "drift_report",
-    "scored_batches",
-]
+# one model's assets: the training job's, then monitoring's
+STEPS = [*sorted(ALL_ASSETS), "recent_data", "drift_report", "scored_batches"]
 CHURN_TRAINING = {**SERIAL_TRAINING, "param_grid": {"n_estimators": [30], "max_depth": [8]}}
 
 
@@ -123,7 +111,7 @@ def test_the_bundled_folder_gives_each_model_its_own_graph_jobs_sensor_and_sched
         assert training.tags[TRAINING_TAG] == name
         # the training job holds this model's assets and checks only
         selected = {k.to_user_string() for k in training.asset_layer.selected_asset_keys}
-        assert selected == {f"{name}/{s}" for s in STEPS[:10]}
+        assert selected == {f"{name}/{s}" for s in ALL_ASSETS}
         assert defs.get_sensor_def(f"{name}_drift_sensor").job_name == f"{name}_training_job"
         schedule = defs.get_schedule_def(f"{name}_daily_monitoring")
         assert schedule.job_name == f"{name}_monitoring_job"

@@ -13,6 +13,7 @@ from dagster import (
 )
 from pydantic import Field
 
+from mlassets.assets.factory import model_asset
 from mlassets.assets.metadata import json_list, preview, schema_metadata
 from mlassets.assets.refusals import as_failure
 from mlassets.catalog import Model, Problem, model_of
@@ -117,16 +118,8 @@ def raw_data(
 
 def build(m: Model) -> list[AssetsDefinition]:
     """Group `data` of model `m`."""
-    return [
-        asset(
-            name="raw_data",
-            key_prefix=m.prefix,
-            group_name=m.group("data"),
-            kinds={"pandas"},
-            op_tags=m.tags,
-            check_specs=data_quality_specs(m.key("raw_data")),
-        )(raw_data)
-    ]
+    quality = data_quality_specs(m.key("raw_data"))
+    return [model_asset(m, raw_data, "data", {"pandas"}, check_specs=quality)]
 
 
 def dataset_spec(context: AssetExecutionContext) -> None:

@@ -3,13 +3,12 @@
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
+from mlassets.assets.factory import model_asset
 from mlassets.assets.metadata import md_image
 from mlassets.assets.refusals import (
     MLFLOW_RETRY_POLICY,
@@ -115,14 +114,13 @@ def evaluation_report(
 def build(m: Model) -> list[AssetsDefinition]:
     """Group `evaluation` of model `m` (its gates are in `mlassets.checks.gates`)."""
     return [
-        asset(
-            name="evaluation_report",
-            key_prefix=m.prefix,
-            group_name=m.group("evaluation"),
-            kinds={"sklearn", "mlflow"},
-            op_tags=m.tags,
-            ins={name: AssetIn(m.key(name)) for name in ("candidate_model", "test_set")},
-            required_resource_keys={m.mlflow_key, "dataset", "registry"},
+        model_asset(
+            m,
+            evaluation_report,
+            "evaluation",
+            {"sklearn", "mlflow"},
+            ins=("candidate_model", "test_set"),
+            logs_to_mlflow=True,
             retry_policy=MLFLOW_RETRY_POLICY,
-        )(evaluation_report)
+        )
     ]

@@ -10,10 +10,10 @@ from dagster import (
     AssetOut,
     AssetsDefinition,
     Output,
-    asset,
     multi_asset,
 )
 
+from mlassets.assets.factory import model_asset
 from mlassets.assets.metadata import preview, schema_metadata
 from mlassets.assets.refusals import as_failure
 from mlassets.catalog import Model, model_of
@@ -106,14 +106,7 @@ def build(m: Model) -> list[AssetsDefinition]:
     """Group `features` of model `m`: its features and its three splits."""
     split_keys = {name: m.key(name) for name in SPLITS}
     return [
-        asset(
-            name="features",
-            key_prefix=m.prefix,
-            group_name=m.group("features"),
-            kinds={"pandas"},
-            op_tags=m.tags,
-            ins={"raw_data": AssetIn(m.key("raw_data"))},
-        )(features),
+        model_asset(m, features, "features", {"pandas"}, ins=["raw_data"]),
         multi_asset(
             name=m.op("splits"),
             group_name=m.group("features"),

@@ -3,13 +3,12 @@
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
+from mlassets.assets.factory import model_asset
 from mlassets.assets.metadata import md_image, md_table
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.catalog import Model, model_of
@@ -202,21 +201,18 @@ def scored_batches(
 
 def build(m: Model) -> list[AssetsDefinition]:
     """Group `monitoring` of model `m`."""
-
-    def monitoring_asset(fn, kinds: set[str], **kwargs) -> AssetsDefinition:
-        return asset(
-            name=fn.__name__,
-            key_prefix=m.prefix,
-            group_name=m.group("monitoring"),
-            kinds=kinds,
-            op_tags=m.tags,
-            retry_policy=MLFLOW_RETRY_POLICY,
-            **kwargs,
-        )(fn)
-
-    recent_in = {"recent_data": AssetIn(m.key("recent_data"))}
+    retry = MLFLOW_RETRY_POLICY
     return [
-        monitoring_asset(recent_data, {"pandas"}, deps=[m.key("production_model")]),
-        monitoring_asset(drift_report, {"scipy"}, ins=recent_in),
-        monitoring_asset(scored_batches, {"sklearn"}, ins=recent_in),
+        model_asset(
+            m,
+            recent_data,
+            "monitoring",
+            {"pandas"},
+            deps=[m.key("production_model")],
+            retry_policy=retry,
+        ),
+        model_asset(m, drift_report, "monitoring", {"scipy"}, ["recent_data"], retry_policy=retry),
+        model_asset(
+            m, scored_batches, "monitoring", {"sklearn"}, ["recent_data"], retry_policy=retry
+        ),
     ]

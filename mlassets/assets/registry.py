@@ -3,13 +3,12 @@
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
+from mlassets.assets.factory import model_asset
 from mlassets.assets.refusals import (
     MLFLOW_RETRY_POLICY,
     as_failure,
@@ -134,25 +133,26 @@ def production_model(staging_model: dict, registry: ModelRegistry) -> Materializ
 
 def build(m: Model) -> list[AssetsDefinition]:
     """Group `registry` of model `m`: the version, then its aliases."""
-
-    def registry_asset(fn, ins: tuple[str, ...], **kwargs) -> AssetsDefinition:
-        return asset(
-            name=fn.__name__,
-            key_prefix=m.prefix,
-            group_name=m.group("registry"),
-            kinds={"mlflow"},
-            op_tags=m.tags,
-            ins={name: AssetIn(m.key(name)) for name in ins},
-            retry_policy=MLFLOW_RETRY_POLICY,
-            **kwargs,
-        )(fn)
-
+    kinds, retry = {"mlflow"}, MLFLOW_RETRY_POLICY
     return [
-        registry_asset(
+        model_asset(
+            m,
             registered_model,
-            ("candidate_model", "evaluation_report", "train_set", "test_set"),
-            required_resource_keys={m.mlflow_key, "dataset", "registry"},
+            "registry",
+            kinds,
+            ins=("candidate_model", "evaluation_report", "train_set", "test_set"),
+            logs_to_mlflow=True,
+            retry_policy=retry,
         ),
-        registry_asset(staging_model, ("registered_model", "candidate_model", "test_set")),
-        registry_asset(production_model, ("staging_model",)),
+        model_asset(
+            m,
+            staging_model,
+            "registry",
+            kinds,
+            ins=("registered_model", "candidate_model", "test_set"),
+            retry_policy=retry,
+        ),
+        model_asset(
+            m, production_model, "registry", kinds, ins=("staging_model",), retry_policy=retry
+        ),
     ]

@@ -3,13 +3,12 @@
 import pandas as pd
 from dagster import (
     AssetExecutionContext,
-    AssetIn,
     AssetsDefinition,
     MaterializeResult,
     MetadataValue,
-    asset,
 )
 
+from mlassets.assets.factory import model_asset
 from mlassets.assets.metadata import md_image
 from mlassets.assets.refusals import (
     MLFLOW_RETRY_POLICY,
@@ -119,15 +118,15 @@ def _jsonable(v):
 
 def build(m: Model) -> list[AssetsDefinition]:
     """Group `training` of model `m`."""
+    training_inputs = ("train_set", "validation_set")
     return [
-        asset(
-            name="candidate_model",
-            key_prefix=m.prefix,
-            group_name=m.group("training"),
-            kinds={"sklearn", "mlflow"},
-            op_tags=m.tags,
-            ins={name: AssetIn(m.key(name)) for name in ("train_set", "validation_set")},
-            required_resource_keys={m.mlflow_key, "dataset", "registry"},
+        model_asset(
+            m,
+            candidate_model,
+            "training",
+            {"sklearn", "mlflow"},
+            ins=training_inputs,
+            logs_to_mlflow=True,
             retry_policy=MLFLOW_RETRY_POLICY,
-        )(candidate_model)
+        )
     ]
