@@ -115,6 +115,7 @@ def fraud_batch(
     drift: str = "none",
     first_id: int = 1,
     start: pd.Timestamp = START,
+    strength: float = 1.0,
 ) -> pd.DataFrame:
     """A batch of `rows` new transactions, with no drift, covariate drift or concept drift.
 
@@ -124,6 +125,9 @@ def fraud_batch(
       where it has data, but the inputs no longer look like the training set.
     - `concept`: the features keep their training distribution but fraud follows a different
       rule, so feature drift tests stay quiet while the production model's accuracy and F1 drop.
+
+    `strength` scales the covariate shift (`_shift`): 0 is none, 1 the shift above, 2 twice
+    as far; the label rule stays the same at every strength.
 
     The label noise (and the covariate shifts) come from a second generator seeded from `seed`,
     so the same arguments always give the same rows.
@@ -135,9 +139,11 @@ def fraud_batch(
         return df
     rng = np.random.default_rng([seed, DRIFTS.index(drift)])
     if drift == "covariate":
-        df["feature_1"] = (100 * (df["feature_1"] / 100) ** 0.7).round(3)
-        df["feature_2"] = (df["feature_2"] * 1.4).round(2)
-        df["category"] = rng.choice(CATEGORIES, rows, p=[0.45, 0.2, 0.25, 0.1])
+        _check_strength(strength)
+        df["feature_1"] = (100 * (df["feature_1"] / 100) ** (0.7**strength)).round(3)
+        df["feature_2"] = (df["feature_2"] * 1.4**strength).round(2)
+        moved = rng.choice(CATEGORIES, rows, p=[0.45, 0.2, 0.25, 0.1])
+        df["category"] = _shift(df["category"].to_numpy(), moved, strength, rng)
     df["label"] = _fraud_label(
         df["feature_1"].to_numpy(),
         df["feature_2"].to_numpy(),
@@ -293,12 +299,29 @@ def _churn_label(cols: dict, noise: np.ndarray, concept: bool = False) -> np.nda
     return (score > 2.4).astype(np.int64)
 
 
-def churn_batch(rows: int, seed: int, drift: str = "none", first_id: int = 1) -> pd.DataFrame:
+def _check_strength(strength: float) -> None:
+    if not 0 <= strength <= 10:
+        raise ValueError(f"strength must be in [0, 10], got {strength}")
+
+
+def _shift(before: np.ndarray, moved: np.ndarray, strength: float, rng) -> np.ndarray:
+    """A categorical column partway to its shifted mix: each row takes its shifted value with
+    probability `strength` (all of them from 1 on, with no extra draw, so strength 1 gives the
+    batches it always gave)."""
+    if strength >= 1:
+        return moved
+    return np.where(rng.random(len(before)) < strength, moved, before)
+
+
+def churn_batch(
+    rows: int, seed: int, drift: str = "none", first_id: int = 1, strength: float = 1.0
+) -> pd.DataFrame:
     """`rows` customers of the churn table, with no drift, covariate drift or concept drift
     (as `fraud_batch`; `none` is exactly `churn_frame(rows, seed, first_id)`).
 
     - `covariate`: logins lapse (days since the last one x1.6), prices rise by 3 points and the
-      channel mix moves towards partners; churn follows the same rule.
+      channel mix moves towards partners; churn follows the same rule. `strength` scales it
+      (0 none, 1 this shift, 2 twice as far), as `fraud_batch`'s.
     - `concept`: the inputs keep their distribution, churn follows another rule
       (`_churn_label`), so drift tests stay quiet while the production model's F1 drops.
     """
@@ -306,10 +329,13 @@ def churn_batch(rows: int, seed: int, drift: str = "none", first_id: int = 1) ->
         raise ValueError(f"drift {drift!r} is unknown (known: {list(DRIFTS)})")
     cols, noise, missing = _churn_draws(rows, np.random.default_rng(seed))
     if drift == "covariate":
+        _check_strength(strength)
         rng = np.random.default_rng([seed, DRIFTS.index(drift)])
-        cols["days_since_last_login"] = (cols["days_since_last_login"] * 1.6).round(2)
-        cols["price_change_pct"] = cols["price_change_pct"] + 3
-        cols["channel"] = rng.choice(len(CHANNELS), rows, p=[0.3, 0.3, 0.4])
+        cols["days_since_last_login"] = (cols["days_since_last_login"] * 1.6**strength).round(2)
+        # whole %, as every price change is: a model never saw 12.5 %
+        cols["price_change_pct"] = (cols["price_change_pct"] + 3 * strength).round()
+        moved = rng.choice(len(CHANNELS), rows, p=[0.3, 0.3, 0.4])
+        cols["channel"] = _shift(cols["channel"], moved, strength, rng)
     churned = _churn_label(cols, noise, concept=drift == "concept")
     df = pd.DataFrame({"customer_id": np.arange(first_id, first_id + rows, dtype=np.int64)})
     for c in CHURN_NUMERIC:
@@ -344,12 +370,13 @@ def table_batch(
     drift: str = "none",
     first_id: int = 1,
     start: pd.Timestamp = START,
+    strength: float = 1.0,
 ) -> pd.DataFrame:
     """`fraud_batch` or `churn_batch` by name (`start` dates fraud's rows; churn has no dates)."""
     if table == "fraud":
-        return fraud_batch(rows, seed, drift, first_id, start)
+        return fraud_batch(rows, seed, drift, first_id, start, strength)
     if table == "churn":
-        return churn_batch(rows, seed, drift, first_id)
+        return churn_batch(rows, seed, drift, first_id, strength)
     raise ValueError(f"table {table!r} is unknown (known: {list(TABLES)})")
 
 
