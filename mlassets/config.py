@@ -8,8 +8,8 @@ from pydantic import Field
 from mlassets.ml.defaults import (
     EVALUATION,
     METRICS,
+    POST_SEARCH_SETTINGS,
     SPLIT,
-    THRESHOLD_SETTINGS,
     TRAINING,
     EvaluationSettings,
 )
@@ -99,10 +99,16 @@ class TrainingConfig(Config):
         description="Metric the threshold maximises on the validation set: f1, f2, precision, "
         "recall, accuracy, balanced_accuracy, mcc or youden.",
     )
+    calibration: str = Field(
+        default=TRAINING.calibration,
+        description="How the positive-class probability is calibrated on the validation set for "
+        "estimating performance before labels arrive: temperature, sigmoid or isotonic (the "
+        "model's decisions do not change).",
+    )
 
     def search_settings(self) -> dict[str, Any]:
         """The keyword arguments of `mlassets.ml.training.train_candidate` these settings give."""
-        return self.model_dump(exclude=set(THRESHOLD_SETTINGS))
+        return self.model_dump(exclude=set(POST_SEARCH_SETTINGS))
 
 
 class EvaluationConfig(Config):
@@ -205,7 +211,8 @@ class DriftConfig(Config):
     """Thresholds of the retrain decision (shared by `drift_report` and `drift_sensor`).
 
     Defaults follow the seed (alpha 0.05, a 0.05 metric drop, 10,000 recent rows) plus a
-    multiple-testing correction and effect-size minimums; see `mlassets.ml.drift.DriftThresholds`
+    multiple-testing correction, effect-size minimums and a 0.05 drop of the performance
+    estimated before labels; see `mlassets.ml.drift.DriftThresholds`
     for the reason behind each.
     """
 
@@ -232,6 +239,17 @@ class DriftConfig(Config):
         default=DRIFT.min_labelled_rows,
         description="Labelled recent rows needed to judge degradation.",
     )
+    estimated_degradation: bool = Field(
+        default=DRIFT.estimated_degradation,
+        description="Retrain when the performance estimated from the production model's "
+        "calibrated probabilities drops, before any label arrives (labels decide once they "
+        "cover every recent row).",
+    )
+    max_estimated_drop: float = Field(
+        default=DRIFT.max_estimated_drop,
+        description="Estimated accuracy or F1 drop, against the estimate on the test rows, "
+        "that is degraded.",
+    )
     window_batches: int = Field(
         default=0,
         description="Retrain on the source plus the newest N recent batches (0: all of them).",
@@ -247,4 +265,6 @@ class DriftConfig(Config):
             max_metric_drop=self.max_metric_drop,
             min_rows=self.min_rows,
             min_labelled_rows=self.min_labelled_rows,
+            estimated_degradation=self.estimated_degradation,
+            max_estimated_drop=self.max_estimated_drop,
         )

@@ -42,7 +42,8 @@ def drift_sensor(m: Model, training_job) -> SensorDefinition:
         minimum_interval_seconds=settings.sensor_interval(),
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Retrains {m.name} when its landed batches drift from the production "
-        "model's reference or its accuracy/F1 on recent labels drops, and enough rows arrived. "
+        "model's reference, its accuracy/F1 on recent labels drops or the accuracy/F1 estimated "
+        "before labels (calibrated probabilities) drops, and enough rows arrived. "
         "Never twice for the same batches; a batch that breaks the spec's rules is skipped by "
         "name.",
     )
@@ -176,6 +177,7 @@ def _judge(
             f"{TAG}/retrain_reason": clip(report.summary, TAG_BYTES),
             f"{TAG}/drifted_features": ",".join(report.drifted) or "none",
             f"{TAG}/degraded": str(report.degraded).lower(),
+            f"{TAG}/estimated_degraded": str(report.estimated_degraded).lower(),
             f"{TAG}/batches_key": key,
             f"{TAG}/production_version": prod.version,
             f"{TAG}/skipped_batches": clip(",".join(sorted(rec.errors)), TAG_BYTES) or "none",

@@ -25,6 +25,7 @@ UNIT_MODULES = frozenset(
     {
         "ml/test_data.py",
         "ml/test_drift.py",
+        "ml/test_estimation.py",
         "ml/test_eval_extras.py",
         "ml/test_evaluation.py",
         "ml/test_features.py",

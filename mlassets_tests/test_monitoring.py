@@ -57,6 +57,9 @@ def test_sensor_decisions_cursor_and_run_key(world):
     requests, skip = outcome(result)
     assert requests == []
     assert "no retrain" in skip and f"{ROWS:,}" in skip
+    # the skip reason carries the performance estimated before the labels, with its interval
+    assert "performance is not degraded (estimated f1 0." in skip
+    assert "estimated f1 holds (estimated_degradation)" in skip
     cursor_after_clean = result.cursor
     assert set(json.loads(cursor_after_clean)) == {"batch_0001.parquet"}
 
@@ -137,6 +140,8 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         tags = requests[0].tags
         assert tags["mlassets/degraded"] == "true"
         assert tags["mlassets/drifted_features"] == "none"
+        # concept drift: the estimate cannot see it (inputs unchanged), the labels do
+        assert tags["mlassets/estimated_degraded"] == "false"
 
         # the monitoring job shows the same decision as assets
         monitoring = env.run("monitoring_job", {})
@@ -150,6 +155,27 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         meta = mats["drift_report"].materialization.metadata
         assert meta["retrain"].value is True
         assert "data:image/png;base64," in meta["most_drifted"].value
+        # estimated next to realized: per batch in a plot, and as figures
+        assert "data:image/png;base64," in meta["estimated_vs_realized"].value
+        estimated = report["estimated"]
+        assert estimated["evaluated"] and estimated["rows"] == ROWS
+        f1 = estimated["metrics"]["f1"]
+        assert f1["low"] <= f1["estimate"] <= f1["high"] and not f1["degraded"]
+        assert meta["estimated_f1"].value == round(f1["estimate"], 4)
+        [batch] = estimated["by_batch"]
+        assert batch["batch"] == "batch_0002.parquet"
+        assert batch["realized"] < batch["estimate"] - 0.2  # the limit, in the picture too
+        # and in MLflow: a run of its own in the production version's experiment
+        client = env.client()
+        run = client.get_run(meta["mlflow_run_id"].value)
+        prod = client.get_model_version_by_alias("fraud_detection", "production")
+        assert run.info.experiment_id == client.get_run(prod.run_id).info.experiment_id
+        assert run.data.tags["mlassets.production_version"] == str(prod.version)
+        assert run.data.tags["mlassets.kind"] == "drift_report" and run.info.status == "FINISHED"
+        assert run.data.metrics["estimated_f1"] == pytest.approx(f1["estimate"])
+        assert run.data.metrics["realized_f1"] < run.data.metrics["estimated_f1"] - 0.2
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"estimated_vs_realized.png", "drift_report.json"} <= artifacts
         scored = monitoring.output_for_node("scored_batches")
         assert len(scored) == ROWS
         assert list(scored.columns) == ["user_id", "_batch", "score", "prediction"]

@@ -109,14 +109,15 @@ def drift_report(
     registry: ModelRegistry,
     monitoring: MonitoringResource,
 ) -> MaterializeResult:
-    """Per-feature drift, performance on recent labels and volume, and the retrain decision.
+    """Per-feature drift, performance on recent labels and estimated before them, volume, and
+    the retrain decision; recorded as an MLflow run too (`monitoring.log_drift_report`).
 
     The same function (`mlassets.ml.drift.drift_report`) decides for `drift_sensor`.
     """
     with retry_if_transient():  # outermost: RegistryError is handled inside
         from mlassets.ml.drift import plot_drift
         from mlassets.ml.evaluation import png_data_url
-        from mlassets.ml.monitoring import Recent, decide
+        from mlassets.ml.monitoring import Recent, decide, estimate_figure, log_drift_report
 
         spec = dataset.spec(model_of(context).name)
         _same_production(recent_data, registry, spec.name)
@@ -146,9 +147,22 @@ def drift_report(
             # judged without these: each broke the spec's rules on its own (see recent_data)
             "skipped_batches": MetadataValue.json(skipped),
         }
+        if report.estimated.get("evaluated"):
+            metadata["estimated"] = MetadataValue.json(report.to_dict()["estimated"])
+            for name, m in report.estimated["metrics"].items():
+                metadata[f"estimated_{name}"] = round(m["estimate"], 4)
         if report.rows:
             fig = plot_drift(report, prod.reference, recent_data)
             metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")
+        figure = estimate_figure(report)
+        if figure is not None:
+            metadata["estimated_vs_realized"] = md_image(
+                png_data_url(figure), "estimated vs realized performance per batch"
+            )
+        # the same figures and plot in MLflow, as a run of the production version's experiment
+        metadata["mlflow_run_id"] = log_drift_report(
+            registry.client(), prod, report, figure, {"dagster_run_id": context.run_id}
+        )
         return MaterializeResult(
             value={**report.to_dict(), "skipped_batches": skipped}, metadata=metadata
         )

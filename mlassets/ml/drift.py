@@ -69,6 +69,14 @@ class DriftThresholds:
       positives) to about +/-0.005, far inside `max_metric_drop`.
     - `psi_bins=10`: PSI over reference deciles (numeric) or categories, for the record: PSI
       is reported, not used in the decision (its usual 0.1 / 0.25 bands have no error control).
+    - `estimated_degradation=True`, `max_estimated_drop=0.05`: before labels arrive, the
+      production model is degraded when a metric of `metrics` estimated from its calibrated
+      probabilities (`mlassets.ml.estimation`, CBPE) falls more than 0.05 below the same
+      estimate on its test rows. In `make bench` (benchmarks/RESULTS.md, section estimation)
+      the estimated F1 of 10,000 unshifted rows strays at most ~0.02 from the test rows'
+      estimate, and its error against the realized F1 stays within 0.03 under covariate shift:
+      0.05 is the labelled signal's bar, cleared by noise on no batch. Labels win when they
+      cover every recent row: then the realized figures decide and the estimate is shown.
     """
 
     alpha: float = 0.05
@@ -82,13 +90,20 @@ class DriftThresholds:
     max_eval_rows: int | None = 100_000
     psi_bins: int = 10
     seed: int = 0
+    estimated_degradation: bool = True
+    max_estimated_drop: float = 0.05
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
             raise ValueError(f"correction {self.correction!r} is unknown (known: {CORRECTIONS})")
         if not 0 < self.alpha < 1:
             raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
-        for name in ("min_effect_numeric", "min_effect_categorical", "max_metric_drop"):
+        for name in (
+            "min_effect_numeric",
+            "min_effect_categorical",
+            "max_metric_drop",
+            "max_estimated_drop",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
         if self.min_rows < 0 or self.min_labelled_rows < 0:
@@ -118,10 +133,16 @@ class DriftReport:
     reasons: list[str]
     unseen: dict[str, dict[str, int]] = field(default_factory=dict)
     config: DriftThresholds = field(default_factory=DriftThresholds)
+    estimated: dict[str, Any] = field(default_factory=dict)
 
     @property
     def degraded(self) -> bool:
         return bool(self.degradation.get("degraded", False))
+
+    @property
+    def estimated_degraded(self) -> bool:
+        """The estimate fell too far and counts in the decision (labels do not cover the rows)."""
+        return bool(self.estimated.get("degraded") and self.estimated.get("decides"))
 
     @property
     def summary(self) -> str:
@@ -148,6 +169,8 @@ class DriftReport:
                 "drifted": self.drifted,
                 "degraded": self.degraded,
                 "degradation": self.degradation,
+                "estimated_degraded": self.estimated_degraded,
+                "estimated": self.estimated,
                 "rows": self.rows,
                 "reference_rows": self.reference_rows,
                 "min_rows": self.config.min_rows,
@@ -171,6 +194,7 @@ def drift_report(
     positive: Any = 1,
     baseline: Mapping[str, float] | None = None,
     model_inputs: Sequence[str] | None = None,
+    estimation: Mapping[str, Any] | None = None,
 ) -> DriftReport:
     """Compare `recent` rows with the `reference` sample and decide whether to retrain.
 
@@ -190,7 +214,15 @@ def drift_report(
     features; a registered mlassets model reads the spec's raw `model_inputs`); a metric of
     `config.metrics` more than `max_metric_drop` below its baseline is degraded.
 
-    Decision: retrain = (any feature drifted or degraded) and len(recent) >= `min_rows`.
+    Estimated degradation (before labels): when `model` and `estimation` (the version's stored
+    calibration and its estimate on the test rows, `baseline["estimation"]`) are given, every
+    recent row, labelled or not, is scored and the metrics at the model's decisions are estimated
+    from its calibrated probabilities (`mlassets.ml.estimation`), with 95 % intervals, overall and
+    per batch (`_batch`); an estimate more than `max_estimated_drop` below the test rows' is
+    degraded, and counts unless labels cover every recent row (they then decide).
+
+    Decision: retrain = (any feature drifted, degraded or estimated degraded) and
+    len(recent) >= `min_rows`.
     `reasons` spells out the decision first, then every figure behind it.
     """
     cfg = config or DriftThresholds()
@@ -225,9 +257,19 @@ def drift_report(
     columns = list(model_inputs) if model_inputs is not None else numeric + categorical
     degradation = _degradation(recent, columns, model, label, positive, baseline, cfg)
     n = int(len(recent))
+    estimated = _estimated(recent, columns, model, label, positive, estimation, baseline, cfg)
+    # labels that cover every recent row measure what the estimate only guesses
+    estimated["decides"] = bool(
+        cfg.estimated_degradation
+        and estimated["evaluated"]
+        and not (degradation["evaluated"] and degradation["labelled_rows"] == n)
+    )
+    estimated_degraded = estimated["degraded"] and estimated["decides"]
     enough = n >= cfg.min_rows
-    retrain = bool((drifted or degradation["degraded"]) and enough)
-    reasons = _reasons(table, drifted, degradation, unseen, n, len(reference), enough, retrain, cfg)
+    retrain = bool((drifted or degradation["degraded"] or estimated_degraded) and enough)
+    reasons = _reasons(
+        table, drifted, degradation, estimated, unseen, n, len(reference), enough, retrain, cfg
+    )
     return DriftReport(
         features=table,
         drifted=drifted,
@@ -239,6 +281,7 @@ def drift_report(
         reasons=reasons,
         unseen=unseen,
         config=cfg,
+        estimated=estimated,
     )
 
 
@@ -416,11 +459,8 @@ def _degradation(
             "metrics too noisy to act on, performance not measured"
         )
         return out
-    index = np.flatnonzero(labelled.to_numpy())
-    if cfg.max_eval_rows is not None and n_labelled > cfg.max_eval_rows:
-        rng = np.random.default_rng(cfg.seed)
-        index = np.sort(rng.choice(index, cfg.max_eval_rows, replace=False))
-        out["sampled"] = True
+    index = _eval_sample(np.flatnonzero(labelled.to_numpy()), cfg)
+    out["sampled"] = len(index) < n_labelled
     rows = recent.iloc[index][[*columns, label]]  # copies only the rows scored
     y = (rows[label] == positive).to_numpy()
     pred = np.asarray(model.predict(rows[columns])) == 1
@@ -444,6 +484,92 @@ def _degradation(
             f"(max_eval_rows={cfg.max_eval_rows:,})"
         )
     return out
+
+
+def _eval_sample(index: np.ndarray, cfg: DriftThresholds) -> np.ndarray:
+    """At most `max_eval_rows` of the row positions `index`: a seeded sample, in order."""
+    if cfg.max_eval_rows is None or len(index) <= cfg.max_eval_rows:
+        return index
+    rng = np.random.default_rng(cfg.seed)
+    return np.sort(rng.choice(index, cfg.max_eval_rows, replace=False))
+
+
+def _estimated(
+    recent: pd.DataFrame,
+    columns: list[str],
+    model: Any,
+    label: str | None,
+    positive: Any,
+    estimation: Mapping[str, Any] | None,
+    baseline: Mapping[str, float] | None,
+    cfg: DriftThresholds,
+) -> dict[str, Any]:
+    """The metrics estimated on every recent row (CBPE), against the test rows' estimate."""
+    from mlassets.ml.estimation import Calibration, by_batch, estimate_model
+
+    out: dict[str, Any] = {
+        "evaluated": False,
+        "degraded": False,
+        "rows": 0,
+        "sampled": False,
+        "max_drop": cfg.max_estimated_drop,
+        "metrics": {},
+        "by_batch": [],
+        "note": "",
+    }
+    test = (estimation or {}).get("test") or {}
+    if not (estimation or {}).get("calibration") or not test.get("metrics"):
+        out["note"] = (
+            "no performance estimate: the production version carries no calibration "
+            "(registered before mlassets calibrated its probabilities)"
+        )
+        return out
+    if model is None or len(recent) == 0:
+        out["note"] = "no performance estimate: " + (
+            "no recent rows" if len(recent) == 0 else "no production model"
+        )
+        return out
+    index = _eval_sample(np.arange(len(recent)), cfg)
+    rows = recent.iloc[index]
+    cal = Calibration.from_dict(estimation["calibration"])
+    est, p, predicted = estimate_model(model, cal, rows[columns], metrics=cfg.metrics)
+    out.update(evaluated=True, rows=int(len(rows)), sampled=len(rows) < len(recent))
+    out["expected_positive_rate"] = est.expected_positive_rate
+    out["predicted_positive_rate"] = est.predicted_positive_rate
+    out["calibration"] = cal.method
+    for name in cfg.metrics:
+        figures = dict(est.metrics[name])
+        reference = test["metrics"].get(name, {}).get("estimate")
+        figures["baseline"] = reference
+        figures["baseline_realized"] = (baseline or {}).get(name)
+        if reference is not None:
+            figures["drop"] = float(reference) - figures["estimate"]
+            figures["degraded"] = figures["drop"] > cfg.max_estimated_drop
+        out["metrics"][name] = figures
+    out["degraded"] = any(m.get("degraded") for m in out["metrics"].values())
+    if "_batch" in rows:
+        labels = None
+        if label and label in rows:
+            known = rows[label].notna().to_numpy()
+            labels = np.where(known, (rows[label] == positive).to_numpy(), np.nan)
+        metric = "f1" if "f1" in cfg.metrics else cfg.metrics[0]
+        out["by_batch"] = by_batch(p, predicted, rows["_batch"].to_numpy(), labels, metric=metric)
+        out["by_batch_metric"] = metric
+    if out["sampled"]:
+        out["note"] = (
+            f"estimated on a seeded sample of {len(rows):,} of the {len(recent):,} recent rows "
+            f"(max_eval_rows={cfg.max_eval_rows:,})"
+        )
+    return out
+
+
+def estimate_phrase(estimated: Mapping[str, Any], name: str = "f1") -> str:
+    """'estimated f1 0.871 [0.852, 0.889] vs 0.880 on the test rows', or '' when not estimated."""
+    m = estimated.get("metrics", {}).get(name) if estimated.get("evaluated") else None
+    if not m:
+        return ""
+    base = f" vs {m['baseline']:.3f} on the test rows" if m.get("baseline") is not None else ""
+    return f"estimated {name} {m['estimate']:.3f} [{m['low']:.3f}, {m['high']:.3f}]{base}"
 
 
 # --- reasons ------------------------------------------------------------------------------------
@@ -476,6 +602,7 @@ def _reasons(
     table: pd.DataFrame,
     drifted: list[str],
     deg: dict[str, Any],
+    est: dict[str, Any],
     unseen: dict[str, dict[str, int]],
     rows: int,
     reference_rows: int,
@@ -484,11 +611,18 @@ def _reasons(
     cfg: DriftThresholds,
 ) -> list[str]:
     degraded = [k for k, m in deg["metrics"].items() if m.get("degraded")]
+    estimated_down = [k for k, m in est["metrics"].items() if m.get("degraded")]
     signals = []
     if drifted:
         signals.append(f"feature drift in {', '.join(drifted)}")
     if degraded:
         signals.append(f"performance degraded ({', '.join(degraded)})")
+    if estimated_down and est["decides"]:
+        signals.append(
+            "estimated_degradation before labels ("
+            + ", ".join(_estimate_change(k, est["metrics"][k]) for k in estimated_down)
+            + ")"
+        )
     volume = f"{rows:,} recent rows {'>=' if enough else '<'} {cfg.min_rows:,} required"
     if rows == 0:
         return [f"no retrain: nothing to compare ({volume})", f"volume: {volume}"]
@@ -497,7 +631,11 @@ def _reasons(
     elif signals:
         head = f"no retrain: {' and '.join(signals)}, but too few rows ({volume})"
     else:
-        head = f"no retrain: no feature drifted and performance is not degraded ({volume})"
+        phrase = estimate_phrase(est, "f1" if "f1" in est["metrics"] else cfg.metrics[0])
+        holds = (
+            f"performance is not degraded ({phrase})" if phrase else "performance is not degraded"
+        )
+        head = f"no retrain: no feature drifted and {holds}; {volume}"
     reasons = [head]
 
     tested = table[table["p_value"].notna()]
@@ -545,8 +683,45 @@ def _reasons(
             )
     if deg["note"]:
         reasons.append(deg["note"])
+    if est["evaluated"]:
+        for name, m in est["metrics"].items():
+            reasons.append(_estimate_line(name, m, est, cfg))
+        if not est["decides"] and est["degraded"]:
+            why = (
+                "labels cover every recent row, so the realized figures decide"
+                if cfg.estimated_degradation
+                else "estimated_degradation is off"
+            )
+            reasons.append(f"the estimate does not decide: {why}")
+    if est["note"]:
+        reasons.append(est["note"])
     reasons.append(f"volume: {volume}")
     return reasons
+
+
+def _estimate_change(name: str, m: Mapping[str, Any]) -> str:
+    return f"{name} {m['baseline']:.4f} -> {m['estimate']:.4f} [{m['low']:.4f}, {m['high']:.4f}]"
+
+
+def _estimate_line(
+    name: str, m: Mapping[str, Any], est: Mapping[str, Any], cfg: DriftThresholds
+) -> str:
+    interval = f"[{m['low']:.4f}, {m['high']:.4f}] (95 %)"
+    where = f"on {est['rows']:,} recent rows, labelled or not, from {est['calibration']}-calibrated probabilities"
+    if m.get("baseline") is None:
+        return f"estimated {name} = {m['estimate']:.4f} {interval} {where}: no baseline to compare with"
+    verdict = "degraded" if m["degraded"] else "holds"
+    cmp = ">" if m["degraded"] else "<="
+    realized = (
+        f"; realized on the test rows {m['baseline_realized']:.4f}"
+        if m.get("baseline_realized") is not None
+        else ""
+    )
+    return (
+        f"estimated {name} {verdict} (estimated_degradation): {m['baseline']:.4f} estimated on "
+        f"the test rows -> {m['estimate']:.4f} {interval} {where}, drop {m['drop']:+.4f} {cmp} "
+        f"{cfg.max_estimated_drop}{realized}"
+    )
 
 
 # --- plots, reference samples, fingerprints -----------------------------------------------------

@@ -124,11 +124,14 @@ def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) 
 
 
 def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, client):
-    """The drift report of `rec` against `prod`'s reference, with degradation when labelled."""
+    """The drift report of `rec` against `prod`'s reference, with degradation when labelled and
+    the performance estimated before labels when the version carries its calibration."""
     from mlassets.ml.drift import drift_report
 
     labelled = spec.label.column in rec.rows and rec.rows[spec.label.column].notna().any()
-    model = production_model(client, spec, prod.version) if labelled else None
+    estimation = prod.baseline.get("estimation")
+    scored = len(rec.rows) and (labelled or estimation)
+    model = production_model(client, spec, prod.version) if scored else None
     frame = rec.rows if len(rec.rows) else pd.DataFrame(columns=prod.reference.columns)
     return drift_report(
         prod.reference,
@@ -141,6 +144,7 @@ def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, client)
         positive=spec.label.positive,
         baseline=prod.baseline.get("metrics"),
         model_inputs=spec.model_inputs,
+        estimation=estimation,
     )
 
 
@@ -176,3 +180,63 @@ def score_batches(model, rows: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
     out["score"] = positive_scores(model, X)
     out["prediction"] = model.predict(X)
     return out.reset_index(drop=True)
+
+
+def estimate_figure(report):
+    """Estimated against realized performance per recent batch (`estimation.plot_by_batch`),
+    or None when nothing was estimated."""
+    from mlassets.ml.estimation import plot_by_batch
+
+    est = report.estimated
+    if not est.get("by_batch"):
+        return None
+    metric = est["by_batch_metric"]
+    return plot_by_batch(
+        est["by_batch"],
+        metric=metric,
+        baseline=est["metrics"].get(metric, {}).get("baseline"),
+        max_drop=report.config.max_estimated_drop,
+    )
+
+
+def log_drift_report(client, prod: Production, report, figure=None, tags=None) -> str:
+    """Record a drift report as an MLflow run of its own, in the experiment of the production
+    version's training run and tagged with that version: its estimated (and, with labels,
+    realized) metrics, the report as JSON and the estimated-vs-realized plot. The training run
+    stays as it was registered. Returns the run id."""
+    import time
+
+    from mlflow.entities import Metric
+
+    experiment = client.get_run(prod.run_id).info.experiment_id
+    run = client.create_run(
+        experiment,
+        run_name="drift_report",
+        tags={
+            "mlassets.kind": "drift_report",
+            "mlassets.production_version": prod.version,
+            "mlassets.production_run_id": prod.run_id,
+            "mlassets.retrain": str(report.retrain).lower(),
+            **(tags or {}),
+        },
+    )
+    run_id = run.info.run_id
+    try:
+        values = {"recent_rows": report.rows, "drifted_features": len(report.drifted)}
+        for name, m in report.estimated.get("metrics", {}).items():
+            values.update({f"estimated_{name}": m["estimate"], f"estimated_{name}_low": m["low"]})
+            values[f"estimated_{name}_high"] = m["high"]
+        for name, m in report.degradation.get("metrics", {}).items():
+            values[f"realized_{name}"] = m["current"]
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if v == v]
+        )
+        client.log_dict(run_id, report.to_dict(), "drift_report.json")
+        if figure is not None:
+            client.log_figure(run_id, figure, "estimated_vs_realized.png")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    client.set_terminated(run_id, "FINISHED")
+    return run_id

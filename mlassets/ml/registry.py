@@ -53,12 +53,19 @@ class RegistryError(RuntimeError):
     """A registry operation that was refused or undone; the registry is as it was."""
 
 
-def log_pipeline(model, X_example: pd.DataFrame, spec=None, name: str = "model"):
+def log_pipeline(
+    model,
+    X_example: pd.DataFrame,
+    spec=None,
+    calibration: dict[str, Any] | None = None,
+    name: str = "model",
+):
     """Log a fitted Pipeline to the active MLflow run in skops format, served by mlassets' loader.
 
     The signature is the spec's raw input columns (`serving.signature`; without a spec, the
     example's columns as they are), the pyfunc loader
-    `mlassets.ml.serving` (labels, or the probability on request). Untrusted types beyond
+    `mlassets.ml.serving` (labels, or the probability on request; with `calibration`, a
+    `estimation.Calibration` as a dict, the calibrated probability too). Untrusted types beyond
     `SKOPS_TRUSTED_TYPES` make MLflow refuse the model; we never fall back to pickle.
     """
     import mlflow
@@ -76,6 +83,7 @@ def log_pipeline(model, X_example: pd.DataFrame, spec=None, name: str = "model")
         sk_model=model,
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
+        calibration=calibration,
         signature=sig,
         input_example=example,
         # the flavor's own pins (installed sklearn, skops, ...): skips MLflow's slow

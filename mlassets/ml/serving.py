@@ -9,7 +9,10 @@ list), loads the skops file with mlassets' own trusted list, and answers:
 - `params={"output": "label"}` (the default): the label at the model's tuned threshold, exactly
   what the in-process Pipeline's `predict` gives;
 - `params={"output": "probability"}`: the positive-class probability;
-- `params={"output": "both"}`: a table with both, columns `prediction` and `probability`.
+- `params={"output": "both"}`: a table with both, columns `prediction` and `probability`;
+- `params={"output": "calibrated_probability"}`: P(positive) calibrated on the validation set
+  (`estimation.Calibration`, in the model's folder as `calibration.json`): the probability to
+  act on as a chance, and the one performance estimates before labels are made from.
 
 Loading needs `mlassets` importable (the model's first step, `features.SpecFeatures`, is ours):
 serve from the project's environment (`make serve`, `--env-manager local`).
@@ -25,7 +28,8 @@ import pandas as pd
 
 LOADER_MODULE = "mlassets.ml.serving"
 OUTPUT_PARAM = "output"
-OUTPUTS = ("label", "probability", "both")
+OUTPUTS = ("label", "probability", "both", "calibrated_probability")
+CALIBRATION_FILE = "calibration.json"
 DEFAULT_OUTPUT = "label"
 
 
@@ -92,13 +96,19 @@ def signature(spec, example: pd.DataFrame, predictions: np.ndarray):
     )
 
 
-def save_model(path: str, mlflow_model, sk_model, **kwargs: Any) -> None:
+def save_model(
+    path: str, mlflow_model, sk_model, calibration: dict | None = None, **kwargs: Any
+) -> None:
     """MLflow's flavor hook (`Model.log(flavor=this module)`): the sklearn flavor in skops, with
-    this module as the pyfunc loader."""
+    this module as the pyfunc loader, and the calibration (JSON) beside it when there is one."""
+    import json
+
     import mlflow.sklearn
     from mlflow import pyfunc
 
     mlflow.sklearn.save_model(sk_model, path, mlflow_model=mlflow_model, **kwargs)
+    if calibration is not None:
+        (Path(path) / CALIBRATION_FILE).write_text(json.dumps(calibration))
     mlflow_model.flavors[pyfunc.FLAVOR_NAME][pyfunc.MAIN] = LOADER_MODULE
     mlflow_model.save(str(Path(path) / "MLmodel"))
 
@@ -113,8 +123,9 @@ def params_schema():
 class ServedModel:
     """A verified, loaded mlassets model behind MLflow's pyfunc interface."""
 
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, calibration: Any = None) -> None:
         self.model = model
+        self.calibration = calibration  # estimation.Calibration, or None (older versions)
 
     def get_raw_model(self) -> Any:
         """The fitted sklearn model (MLflow's `PyFuncModel.get_raw_model` returns this)."""
@@ -132,9 +143,19 @@ class ServedModel:
                 f"params.{OUTPUT_PARAM} must be one of {list(OUTPUTS)}, not {str(output)[:80]!r}",
                 INVALID_PARAMETER_VALUE,
             )
+        if output == "calibrated_probability" and self.calibration is None:
+            raise MlflowException(
+                "this model version carries no calibration (registered before mlassets "
+                "calibrated its probabilities): ask for output 'probability'",
+                INVALID_PARAMETER_VALUE,
+            )
         try:
             if output == "label":
                 return self.model.predict(data)
+            if output == "calibrated_probability":
+                from mlassets.ml.estimation import probability as calibrated
+
+                return np.asarray(calibrated(self.model, self.calibration, data), dtype=float)
             probability = np.asarray(positive_scores(self.model, data), dtype=float)
             if output == "probability":
                 return probability
@@ -159,4 +180,14 @@ def _load_pyfunc(path: str) -> ServedModel:
     if folder.is_file():
         folder = folder.parent
     file = verify_flavor(folder, f"model at {folder}")
-    return ServedModel(skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES))
+    return ServedModel(skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES), load_calibration(folder))
+
+
+def load_calibration(folder: Path):
+    """The `calibration.json` of a model's folder as an `estimation.Calibration`, or None."""
+    import json
+
+    from mlassets.ml.estimation import Calibration
+
+    file = Path(folder) / CALIBRATION_FILE
+    return Calibration.from_dict(json.loads(file.read_text())) if file.is_file() else None

@@ -204,6 +204,7 @@ def train_and_log(
     failed its quality checks, or a spec that changed since the data was read.
     """
     from mlassets.ml.data import target
+    from mlassets.ml.estimation import METHODS, fit_calibration
     from mlassets.ml.features import input_frame
     from mlassets.ml.report import log_threshold_choice
     from mlassets.ml.threshold import choose_threshold
@@ -218,6 +219,10 @@ def train_and_log(
     provenance.require_spec(record, spec, "candidate_model", "train_set")
     if settings.strategy != "fixed":  # every other strategy cross-validates
         require_folds(target(train_set, spec), settings.cv_folds, spec.label.column)
+    if settings.calibration not in METHODS:  # before the search, not after it
+        raise ValueError(
+            f"calibration {settings.calibration!r} is unknown (known: {', '.join(METHODS)})"
+        )
     estimator = estimator_for(settings.strategy, settings.estimator)
     started = time.perf_counter()
     result = train_candidate(
@@ -236,10 +241,18 @@ def train_and_log(
         tune=settings.tune_threshold,
         seed=settings.seed,
     )
+    # calibrated on the same validation rows the threshold was tuned on, never the test rows
+    calibration = fit_calibration(
+        choice.model,
+        input_frame(validation_set, spec),
+        target(validation_set, spec),
+        settings.calibration,
+    )
     candidate = Candidate(
         choice.model,
         {
             "digest": provenance.model_digest(choice.model),
+            "calibration": calibration.to_dict(),
             "trained_on": split["train"],
             **{k: record.get(k) for k in ("spec", "spec_digest", "data", "quality", "batches")},
             "split": split,
@@ -262,6 +275,7 @@ def train_and_log(
                 "train_fingerprint": split["train"],
                 "data_fingerprint": record["data"],
                 "candidate_digest": candidate.digest,
+                "calibration": calibration.method,
                 **{f"best_{k}": v for k, v in result.best_params.items()},
             }
         )
@@ -316,6 +330,7 @@ def evaluate_and_log(
         **(settings or {}),
     )
     report = evaluation.report
+    report["estimation"] = estimation_on_test(candidate, X, y)
     report[provenance.KEY] = {
         "candidate": candidate.digest,
         "test_rows": fingerprint(test_set),
@@ -327,7 +342,41 @@ def evaluate_and_log(
     report["mlflow_run_id"] = run_id
     with active_run(client, run_id):
         report["artifacts"] = log_report(report, evaluation.images)
+        if report["estimation"]:
+            import mlflow
+
+            est = report["estimation"]
+            mlflow.log_metrics(
+                {
+                    **{f"test_estimated_{k}": v["estimate"] for k, v in est["metrics"].items()},
+                    "test_calibrated_brier": est["calibrated_brier"],
+                    "test_calibrated_expected_calibration_error": est["calibrated_ece"],
+                }
+            )
     return evaluation
+
+
+def estimation_on_test(
+    candidate: Candidate, X: pd.DataFrame, y: pd.Series
+) -> dict[str, Any] | None:
+    """What the estimate says on the test rows, beside what their labels say: the baseline
+    that estimates on unlabelled rows are compared with (like with like: an estimate's small
+    bias cancels), and how well the calibrated probability fits labels it never saw."""
+    from mlassets.ml.estimation import Calibration, estimate_model
+    from mlassets.ml.explain import calibration
+
+    record = candidate.provenance.get("calibration")
+    if not record:  # a candidate made before calibration existed
+        return None
+    cal = Calibration.from_dict(record)
+    est, p, _ = estimate_model(candidate.model, cal, X)
+    fit = calibration(y, p)
+    return {
+        **est.to_dict(),
+        "calibration": cal.method,
+        "calibrated_brier": fit["brier"],
+        "calibrated_ece": fit["expected_calibration_error"],
+    }
 
 
 # -- registry ------------------------------------------------------------------------------------
@@ -390,7 +439,8 @@ def register_candidate(
     # the run stays active until the version is marked registered: a sweep abandons a pending
     # version only once its run has ended
     with active_run(client, run_id):
-        info = log_pipeline(candidate.model, input_frame(test_set, spec), spec)
+        calibration = cp.get("calibration")
+        info = log_pipeline(candidate.model, input_frame(test_set, spec), spec, calibration)
         reference = reference_sample(
             train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
         )
@@ -403,6 +453,12 @@ def register_candidate(
                 "train_rows": len(train_set),
                 "reference_rows": len(reference),
                 "candidate": candidate.digest,
+                # what estimating performance on unlabelled rows needs (mlassets.ml.estimation)
+                "estimation": (
+                    {"calibration": calibration, "test": evaluation.get("estimation")}
+                    if calibration and evaluation.get("estimation")
+                    else None
+                ),
             },
         )
         mv = register(

@@ -586,3 +586,30 @@ def test_a_tampered_version_is_refused_by_name_on_every_path_and_nothing_is_load
     assert aliases(world, name) == {PRODUCTION: "1"}
     assert version_status(world.client, name, "1") == REGISTERED
     assert not marker.exists()
+
+
+def test_a_served_version_answers_its_calibrated_probability_and_an_older_one_says_why_not(
+    world, _featured, spec
+):
+    """The calibration travels in the model's folder (`calibration.json`): the served model
+    answers `output=calibrated_probability` exactly as the in-process calibration does; a
+    version logged without one refuses that output by name and still answers the others."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    from mlassets.ml.data import target
+    from mlassets.ml.estimation import fit_calibration, probability
+
+    model = world.models[0]
+    cal = fit_calibration(model, world.X, target(_featured, spec).head(200), "temperature")
+    with mlflow.start_run(experiment_id=world.scratch):
+        info = log_pipeline(model, world.X, calibration=cal.to_dict())
+    served = mlflow.pyfunc.load_model(info.model_uri)
+    answer = served.predict(world.X, params={"output": "calibrated_probability"})
+    np.testing.assert_allclose(answer, probability(model, cal, world.X), atol=1e-12)
+    np.testing.assert_array_equal(served.predict(world.X), world.expected(0))
+
+    older = mlflow.pyfunc.load_model(world.infos[1].model_uri)  # logged without a calibration
+    with pytest.raises(MlflowException, match="carries no calibration"):
+        older.predict(world.X, params={"output": "calibrated_probability"})
+    assert len(older.predict(world.X, params={"output": "probability"})) == len(world.X)

@@ -1,0 +1,301 @@
+"""Performance before the labels arrive: confidence-based performance estimation (CBPE).
+
+A calibrated model's positive-class probability p is, row by row, the chance that the label is
+positive. So on unlabelled rows the expected confusion counts at the model's own decisions are
+sums of probabilities: expected true positives = sum of p over the rows it flags, false negatives
+= sum of p over the rows it passes, and so on. Accuracy, precision, recall and F1 follow from
+those counts. That holds as long as P(label | features) is what it was when the model was
+calibrated: it tracks covariate shift (the rows move to where the model is less sure or less
+right) but is blind to concept drift (the same rows now mean something else). Labels stay the
+signal for that.
+
+Calibration is sklearn's (`CalibratedClassifierCV` over the frozen fitted Pipeline, fit on
+validation rows); what it learned is kept as a few numbers (`Calibration`, JSON), so the
+registered model and its drift reference carry it without pickle and without changing the
+model's decisions: the tuned threshold still cuts the uncalibrated score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+METHODS = ("isotonic", "sigmoid", "temperature")
+METRICS = ("accuracy", "precision", "recall", "f1")
+# The default calibration: chosen on the figures of `make bench` (section `estimation`):
+# see `mlassets.ml.defaults.ESTIMATION`.
+LEVEL = 0.95  # the intervals' coverage
+DRAWS = 2_000  # simulated label counts per interval
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """What sklearn's calibrator learned, as numbers: maps the model's raw score to P(positive).
+
+    `response` is the score sklearn calibrated: the Pipeline's `decision_function` when it has
+    one (log-odds for gradient boosting), else its positive-class `predict_proba`.
+    - isotonic: piecewise linear through (`x`, `y`), constant beyond the ends;
+    - sigmoid (Platt): 1 / (1 + exp(a * score + b));
+    - temperature: the softmax of `beta` times the logits (binary: (-d, d) or log-probabilities).
+    """
+
+    method: str
+    response: str
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    a: float = 0.0
+    b: float = 0.0
+    beta: float = 1.0
+    rows: int = 0
+    positives: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"calibration method {self.method!r} is unknown (known: {METHODS})")
+        if self.response not in ("decision_function", "predict_proba"):
+            raise ValueError(f"calibration response {self.response!r} is unknown")
+        if self.method == "isotonic" and (len(self.x) != len(self.y) or not self.x):
+            raise ValueError("an isotonic calibration needs as many x as y, at least one")
+
+    def apply(self, score: np.ndarray) -> np.ndarray:
+        """P(positive) for raw scores of `self.response`, as sklearn's calibrator gives it."""
+        from scipy.special import expit
+
+        s = np.asarray(score, dtype=float)
+        if self.method == "isotonic":
+            return np.interp(s, self.x, self.y)  # np.interp clips at the ends, as sklearn does
+        if self.method == "sigmoid":
+            return expit(-(self.a * s + self.b))
+        if self.response == "decision_function":  # logits (-d, d)
+            return expit(2 * self.beta * s)
+        eps = 1e-12  # sklearn's: log(p + eps) for each class
+        return expit(self.beta * (np.log(s + eps) - np.log(1 - s + eps)))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["x"], out["y"] = list(self.x), list(self.y)
+        return out
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> Calibration:
+        known = {k: record[k] for k in cls.__dataclass_fields__ if k in record}
+        known["x"], known["y"] = tuple(known.get("x", ())), tuple(known.get("y", ()))
+        return cls(**known)
+
+
+def _response(model) -> str:
+    """The score sklearn's calibration reads from `model`: decision_function first."""
+    return "decision_function" if hasattr(model, "decision_function") else "predict_proba"
+
+
+def raw_score(model, X, response: str) -> np.ndarray:
+    """The uncalibrated score of the Pipeline inside `model` (threshold wrapper unwrapped)."""
+    from mlassets.ml.threshold import base_model
+
+    base = base_model(model)
+    if response == "decision_function":
+        return np.asarray(base.decision_function(X), dtype=float).ravel()
+    return np.asarray(base.predict_proba(X), dtype=float)[:, 1]
+
+
+def fit_calibration(model, X, y, method: str) -> Calibration:
+    """Calibrate the positive-class probability of `model`'s fitted Pipeline on (X, y), rows it
+    was not trained on (the validation set): sklearn's `CalibratedClassifierCV` over the frozen
+    Pipeline, its calibrator kept as numbers. The model itself is untouched."""
+    from sklearn.calibration import CalibratedClassifierCV
+    from sklearn.frozen import FrozenEstimator
+
+    from mlassets.ml.threshold import base_model
+
+    if method not in METHODS:
+        raise ValueError(f"calibration method {method!r} is unknown (known: {METHODS})")
+    base = base_model(model)
+    y = np.asarray(y)  # sklearn 1.9's temperature scaling reads y[0]: a Series' label 0
+    fitted = CalibratedClassifierCV(FrozenEstimator(base), method=method).fit(X, y)
+    calibrator = fitted.calibrated_classifiers_[0].calibrators[0]
+    common = {
+        "method": method,
+        "response": _response(base),
+        "rows": int(len(y)),
+        "positives": int(np.sum(np.asarray(y) == 1)),
+    }
+    if method == "isotonic":
+        return Calibration(
+            **common,
+            x=tuple(float(v) for v in calibrator.X_thresholds_),
+            y=tuple(float(v) for v in calibrator.y_thresholds_),
+        )
+    if method == "sigmoid":
+        return Calibration(**common, a=float(calibrator.a_), b=float(calibrator.b_))
+    return Calibration(**common, beta=float(np.ravel(calibrator.beta_)[0]))
+
+
+def probability(model, calibration: Calibration, X) -> np.ndarray:
+    """The calibrated P(positive) of each row of X."""
+    return calibration.apply(raw_score(model, X, calibration.response))
+
+
+def _counts_metric(name: str, tp, fn, n1: float, n0: float) -> np.ndarray:
+    """A metric from true positives and false negatives, given n1 rows flagged and n0 passed."""
+    from mlassets.ml.threshold import count_metric
+
+    tp, fn = np.asarray(tp, float), np.asarray(fn, float)
+    return count_metric(name, tp, n1 - tp, fn, n0 - fn)
+
+
+@dataclass
+class Estimate:
+    """Estimated metrics at the model's decisions on `rows` unlabelled rows, with intervals.
+
+    `metrics[name]` = {"estimate", "low", "high"}: the expected confusion counts give the
+    estimate (as NannyML's CBPE); the interval is where the realized metric falls with
+    probability `level` if the calibration holds, from the label counts' normal approximation
+    (a sum of independent Bernoulli(p) per row) propagated through the metric by seeded draws.
+    It is the labels' own noise on these rows, not the calibration's error.
+    """
+
+    rows: int
+    metrics: dict[str, dict[str, float]]
+    expected_positive_rate: float
+    predicted_positive_rate: float
+    level: float = LEVEL
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def value(self, name: str) -> float:
+        return self.metrics[name]["estimate"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows": self.rows,
+            "metrics": self.metrics,
+            "expected_positive_rate": self.expected_positive_rate,
+            "predicted_positive_rate": self.predicted_positive_rate,
+            "level": self.level,
+            **self.extra,
+        }
+
+
+def estimate(
+    p: np.ndarray,
+    predicted: np.ndarray,
+    *,
+    metrics: Sequence[str] = METRICS,
+    level: float = LEVEL,
+    draws: int = DRAWS,
+    seed: int = 0,
+) -> Estimate:
+    """CBPE: the metrics expected on rows with calibrated probabilities `p` and the model's
+    0/1 decisions `predicted`, with a `level` interval (see `Estimate`)."""
+    p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    flagged = np.asarray(predicted).astype(bool)
+    if p.shape != flagged.shape:
+        raise ValueError(f"{len(p)} probabilities but {len(flagged)} decisions")
+    n = len(p)
+    if n == 0:
+        nan = float("nan")
+        none = {m: {"estimate": nan, "low": nan, "high": nan} for m in metrics}
+        return Estimate(0, none, nan, nan, level)
+    n1, n0 = float(flagged.sum()), float(n - flagged.sum())
+    p1, p0 = p[flagged], p[~flagged]
+    tp, fn = p1.sum(), p0.sum()  # expected true positives and false negatives
+    rng = np.random.default_rng(seed)
+    tp_draw = np.clip(rng.normal(tp, np.sqrt(np.sum(p1 * (1 - p1))), draws), 0, n1)
+    fn_draw = np.clip(rng.normal(fn, np.sqrt(np.sum(p0 * (1 - p0))), draws), 0, n0)
+    tail = (1 - level) / 2 * 100
+    out = {}
+    for name in metrics:
+        point = float(_counts_metric(name, tp, fn, n1, n0))
+        low, high = np.percentile(
+            _counts_metric(name, tp_draw, fn_draw, n1, n0), [tail, 100 - tail]
+        )
+        out[name] = {"estimate": point, "low": float(low), "high": float(high)}
+    return Estimate(n, out, float(p.mean()), n1 / n, level)
+
+
+def realized(y: np.ndarray, predicted: np.ndarray, metrics: Sequence[str] = METRICS) -> dict:
+    """The same metrics from true labels (1 = positive), for side-by-side figures."""
+    y = np.asarray(y).astype(bool)
+    flagged = np.asarray(predicted).astype(bool)
+    tp, fn = float(np.sum(y & flagged)), float(np.sum(y & ~flagged))
+    n1, n0 = float(flagged.sum()), float((~flagged).sum())
+    return {m: float(_counts_metric(m, tp, fn, n1, n0)) for m in metrics}
+
+
+def estimate_model(
+    model, calibration: Calibration, X, *, metrics: Sequence[str] = METRICS, seed: int = 0
+) -> tuple[Estimate, np.ndarray, np.ndarray]:
+    """`estimate` for `model` on rows X, with the calibrated probabilities and the model's own
+    decisions it was made from."""
+    p = probability(model, calibration, X)
+    predicted = (np.asarray(model.predict(X)) == 1).astype(int)
+    return estimate(p, predicted, metrics=metrics, seed=seed), p, predicted
+
+
+def by_batch(
+    p: np.ndarray,
+    predicted: np.ndarray,
+    batches: np.ndarray,
+    labels: np.ndarray | None = None,
+    *,
+    metric: str = "f1",
+    seed: int = 0,
+) -> list[dict[str, Any]]:
+    """Per batch: rows, the estimated `metric` with its interval and, where every row of the
+    batch has a label (`labels` NaN where missing), the realized one. For the plot and table."""
+    out = []
+    batches = np.asarray(batches).astype(str)
+    for name in sorted(set(batches)):
+        rows = batches == name
+        est = estimate(p[rows], predicted[rows], metrics=(metric,), seed=seed).metrics[metric]
+        entry = {"batch": name, "rows": int(rows.sum()), **est, "realized": None}
+        if labels is not None:
+            y = np.asarray(labels, dtype=float)[rows]
+            if len(y) and not np.isnan(y).any():
+                entry["realized"] = realized(y == 1, predicted[rows], (metric,))[metric]
+        out.append(entry)
+    return out
+
+
+def plot_by_batch(
+    entries: list[dict[str, Any]],
+    *,
+    metric: str = "f1",
+    baseline: float | None = None,
+    max_drop: float | None = None,
+):
+    """Estimated (with interval) against realized `metric` per batch: a matplotlib Figure on the
+    Agg canvas (no pyplot state, safe in a daemon)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(6.0, 0.6 * len(entries) + 3), 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    x = np.arange(len(entries))
+    est = np.array([e["estimate"] for e in entries], float)
+    low = np.array([e["low"] for e in entries], float)
+    high = np.array([e["high"] for e in entries], float)
+    ax.errorbar(
+        x,
+        est,
+        yerr=[np.maximum(est - low, 0), np.maximum(high - est, 0)],
+        fmt="o",
+        color="tab:blue",
+        capsize=3,
+        label=f"estimated {metric} (CBPE, 95 % interval)",
+    )
+    real = [(i, e["realized"]) for i, e in enumerate(entries) if e.get("realized") is not None]
+    if real:
+        ax.plot(*zip(*real, strict=True), "s", color="tab:orange", label=f"realized {metric}")
+    if baseline is not None:
+        ax.axhline(baseline, color="grey", ls="--", lw=1, label="baseline (test rows)")
+        if max_drop is not None:
+            ax.axhline(baseline - max_drop, color="tab:red", ls=":", lw=1, label="retrain below")
+    ax.set_xticks(x, [e["batch"] for e in entries], rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric}: estimated before the labels vs realized, per recent batch", fontsize=9)
+    ax.legend(fontsize=7, loc="lower left")
+    return fig
