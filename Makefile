@@ -7,6 +7,9 @@ export DAGSTER_HOME ?= $(MLASSETS_HOME)/dagster
 export MLFLOW_DISABLE_TELEMETRY := true
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ALLOW_PICKLE_DESERIALIZATION := false
+# NannyML (the `bench` extra, benchmarks/bench_estimation.py) sends usage analytics unless this
+# is set, to any value.
+export NML_DISABLE_USAGE_LOGGING := 1
 DEMO_ROWS ?= 10000
 # `dg` (dagster-dg-cli), the CLI Dagster 1.13 tells users to run; it finds the code location through
 # [tool.dg] in pyproject.toml. VIRTUAL_ENV says the project's .venv is the active one (else dg warns).
@@ -21,6 +24,11 @@ $(BIN)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 install: $(BIN)/.installed
+
+# The `bench` extra: NannyML, the estimation benchmark's yardstick; `make bench` only.
+$(BIN)/.installed-bench: $(BIN)/.installed pyproject.toml constraints.txt
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[dev,engines,bench]'
+	touch $@
 
 home:
 	mkdir -p $(DAGSTER_HOME)
@@ -92,7 +100,7 @@ browser:
 screenshots: install browser
 	$(BIN)/python -m mlassets_tests.test_ui docs
 
-bench: install
+bench: $(BIN)/.installed-bench
 	$(BIN)/python -m benchmarks
 
 clean:

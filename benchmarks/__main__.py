@@ -2,7 +2,8 @@
 
     python -m benchmarks [SECTION ...] [--out FILE]
 
-Sections, in order: load, validation, tuning, overhead, scaling, drift, sensor (default: all).
+Sections, in order: load, validation, tuning, overhead, scaling, drift, sensor, executors, memory,
+estimation (default: all).
 BENCH_QUICK=1 runs small tables and fewer repeats, to check the benchmarks themselves; a full run
 takes about 95 minutes on 2 cores, most of it the seed's grid search (tuning), and
 benchmarks/RESULTS.md records one. Every figure is a median of repeated runs
@@ -31,6 +32,7 @@ SECTIONS = {
     "sensor": "drift_sensor tick",
     "executors": "Executors: every step in its own process against one process",
     "memory": "Memory of training_job: peak PSS of all its processes, per stage",
+    "estimation": "Performance before the labels: estimated vs realized F1 (CBPE)",
 }
 
 
@@ -49,6 +51,8 @@ def _run(name: str) -> str:
         from benchmarks.bench_executors import main
     elif name == "memory":
         from benchmarks.bench_memory import main
+    elif name == "estimation":
+        from benchmarks.bench_estimation import main
     elif name == "drift":
         from benchmarks.bench_drift import main
 

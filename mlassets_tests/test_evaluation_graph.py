@@ -115,6 +115,22 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     np.testing.assert_array_equal(both["prediction"], got[:50])
     assert served.get_raw_model().threshold == t
 
+    # the calibration fit on the validation rows travels with the version: in the model's
+    # folder (served) and in its drift reference (monitoring), the same numbers
+    from mlassets.ml.estimation import Calibration
+    from mlassets.ml.estimation import probability as calibrated
+    from mlassets.ml.registry import load_reference
+
+    record = result.output_for_node("candidate_model").provenance["calibration"]
+    assert record["method"] == "temperature" and record["rows"] == len(
+        result.output_for_node("splits", "validation_set")
+    )
+    p = served.predict(rows, params={"output": "calibrated_probability"})
+    np.testing.assert_allclose(p, calibrated(candidate, Calibration.from_dict(record), X))
+    _, _, baseline = load_reference(client, "fraud_detection", tracking_uri=world.tracking_uri)
+    assert baseline["estimation"]["calibration"] == record
+    assert baseline["estimation"]["test"] == report["estimation"]
+
 
 def test_report_pictures_and_artifacts_sit_behind_the_model_version(fraud_world, tmp_path):
     import mlflow
@@ -145,12 +161,19 @@ def test_report_pictures_and_artifacts_sit_behind_the_model_version(fraud_world,
         assert meta[key].startswith("![") and "data:image/png;base64," in meta[key]
     assert "data:image/png;base64," in meta["group_rates"]
     assert meta["decision_threshold"] == report["threshold"]["value"]
+    # the test rows' F1 estimated from calibrated probabilities, beside the realized one
+    estimated = report["estimation"]["metrics"]["f1"]
+    assert meta["estimated_f1"] == round(estimated["estimate"], 4)
+    assert abs(estimated["estimate"] - report["metrics"]["f1"]) < 0.1
+    assert report["estimation"]["rows"] == report["rows"]
 
     # the same pictures, the JSON and the HTML on the MLflow run of the model version
     run = client.get_run(mv.run_id)
     assert run.data.metrics["test_f1"] == pytest.approx(report["metrics"]["f1"])
     assert "test_f1_at_default_threshold" in run.data.metrics
     assert "test_brier" in run.data.metrics
+    assert run.data.metrics["test_estimated_f1"] == pytest.approx(estimated["estimate"])
+    assert run.data.params["calibration"] == "temperature"
     assert "fairness_category_equalized_odds_difference" in run.data.metrics
     names = {a.path for a in client.list_artifacts(mv.run_id, "evaluation")}
     assert names == {f"evaluation/{p}.png" for p in PICTURES}

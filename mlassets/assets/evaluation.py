@@ -104,11 +104,26 @@ def evaluation_report(
             "importance": MetadataValue.md(evaluation.markdown.get("importance", "(off)")),
             "brier_score": calibration.get("brier", "n/a (no probabilities)"),
             "expected_calibration_error": calibration.get("expected_calibration_error", "n/a"),
+            # what monitoring will estimate before labels, checked here against labels
+            **_estimation_metadata(report.get("estimation")),
             **pictures,
             "mlflow_run_id": run_id,
             "mlflow_artifacts": MetadataValue.json(artifacts),
         },
     )
+
+
+def _estimation_metadata(estimation: dict | None) -> dict:
+    """The test rows' F1 estimated from calibrated probabilities (beside the realized one)."""
+    if not estimation:
+        return {}
+    f1 = estimation["metrics"]["f1"]
+    return {
+        "estimated_f1": round(f1["estimate"], 4),
+        "estimated_f1_interval": f"[{f1['low']:.4f}, {f1['high']:.4f}] (95 %)",
+        "calibration": estimation["calibration"],
+        "calibrated_brier_score": estimation["calibrated_brier"],
+    }
 
 
 def build(m: Model) -> list[AssetsDefinition]:
