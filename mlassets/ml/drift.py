@@ -534,7 +534,7 @@ def _estimated(
     index = _eval_sample(np.arange(len(recent)), cfg)
     rows = recent.iloc[index]
     cal = Calibration.from_dict(estimation["calibration"])
-    est, p, predicted = estimate_model(model, cal, rows[columns], metrics=cfg.metrics)
+    est, scored = estimate_model(model, cal, rows[columns], metrics=cfg.metrics)
     out.update(evaluated=True, rows=int(len(rows)), sampled=len(rows) < len(recent))
     out["expected_positive_rate"] = est.expected_positive_rate
     out["predicted_positive_rate"] = est.predicted_positive_rate
@@ -555,7 +555,7 @@ def _estimated(
             known = rows[label].notna().to_numpy()
             labels = np.where(known, (rows[label] == positive).to_numpy(), np.nan)
         metric = "f1" if "f1" in cfg.metrics else cfg.metrics[0]
-        out["by_batch"] = by_batch(p, predicted, rows["_batch"].to_numpy(), labels, metric=metric)
+        out["by_batch"] = by_batch(scored, rows["_batch"].to_numpy(), labels, metric=metric)
         out["by_batch_metric"] = metric
     if out["sampled"]:
         out["note"] = (

@@ -369,8 +369,8 @@ def estimation_on_test(
     if not record:  # a candidate made before calibration existed
         return None
     cal = Calibration.from_dict(record)
-    est, p, _ = estimate_model(candidate.model, cal, X)
-    fit = calibration(y, p)
+    est, scored = estimate_model(candidate.model, cal, X)
+    fit = calibration(y, scored.p)
     return {
         **est.to_dict(),
         "calibration": cal.method,
