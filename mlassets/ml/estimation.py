@@ -26,8 +26,8 @@ import numpy as np
 
 METHODS = ("isotonic", "sigmoid", "temperature")
 METRICS = ("accuracy", "precision", "recall", "f1")
-# The default calibration: chosen on the figures of `make bench` (section `estimation`):
-# see `mlassets.ml.defaults.ESTIMATION`.
+# The default method is `TrainingSettings.calibration` (mlassets.ml.defaults), chosen on the
+# figures of `make bench` (section `estimation`).
 LEVEL = 0.95  # the intervals' coverage
 DRAWS = 2_000  # simulated label counts per interval
 # Bootstrap refits of the calibrator on resampled validation rows: the interval's calibration
@@ -131,11 +131,13 @@ def fit_calibration(
     Pipeline, its calibrator kept as numbers, with `refits` seeded bootstrap refits (how unsure
     those numbers are, for the intervals). The model itself is untouched.
 
-    The Pipeline scores X once; the calibrator is fit on those scores (`_Scores`: the same
-    numbers sklearn would fit over the Pipeline itself; refits cost no model pass)."""
+    The Pipeline scores X once; the calibrator is fit on those scores (`_scores_class`: the
+    same numbers sklearn would fit over the Pipeline itself; refits cost no model pass)."""
     if method not in METHODS:
         raise ValueError(f"calibration method {method!r} is unknown (known: {METHODS})")
-    response = _response(_base(model))
+    from mlassets.ml.threshold import base_model
+
+    response = _response(base_model(model))
     score = raw_score(model, X, response)
     y = np.asarray(y)  # sklearn 1.9's temperature scaling reads y[0]: a Series' label 0
     rng = np.random.default_rng(seed)
@@ -152,12 +154,6 @@ def fit_calibration(
         draws=tuple(draws),
         **_calibrate(score, y, method, response),
     )
-
-
-def _base(model):
-    from mlassets.ml.threshold import base_model
-
-    return base_model(model)
 
 
 def _calibrate(score: np.ndarray, y: np.ndarray, method: str, response: str) -> dict[str, Any]:
