@@ -1,6 +1,7 @@
 """drift_sensor and the monitoring assets on a real instance and registry (sensor ticks in process)."""
 
 import json
+import re
 
 import pytest
 from dagster import RunRequest, build_sensor_context
@@ -16,10 +17,15 @@ def write_batch(env, name: str, drift: str, seed: int, rows: int = ROWS, slot: i
     return write_frame(df, env.landing / name)
 
 
-def tick(env, cursor: str | None = None):
+def tick(env, cursor: str | None = None, **drift):
     # the code location's drift_sensor (one model: unprefixed names); its tick needs no tracking
+    from mlassets.config import DriftConfig
+    from mlassets.resources import MonitoringResource
+
     drift_sensor = env.defs().get_sensor_def("drift_sensor")
     resources = {k: v for k, v in env.resources().items() if k != "mlflow"}
+    if drift:  # other thresholds for this tick
+        resources["monitoring"] = MonitoringResource(drift=DriftConfig(**drift))
     context = build_sensor_context(instance=env.instance, cursor=cursor, resources=resources)
     result = drift_sensor(context)
     return result, context
@@ -57,8 +63,10 @@ def test_sensor_decisions_cursor_and_run_key(world):
     requests, skip = outcome(result)
     assert requests == []
     assert "no retrain" in skip and f"{ROWS:,}" in skip
-    # the skip reason carries the performance estimated before the labels, with its interval
-    assert "performance is not degraded (estimated f1 0." in skip
+    # the labels judge these rows; the skip reason carries the estimate beside them
+    assert (
+        "performance is not degraded (f1 0." in skip and "labelled rows) (estimated f1 0." in skip
+    )
     assert "estimated f1 holds (estimated_degradation)" in skip
     cursor_after_clean = result.cursor
     assert set(json.loads(cursor_after_clean)) == {"batch_0001.parquet"}
@@ -123,6 +131,44 @@ def test_sensor_decisions_cursor_and_run_key(world):
     prod = production(world.client(), "fraud_detection")
     rec = recent(str(world.landing), spec, prod)
     assert rec.batches == [] and "batch_0003.csv" in rec.errors
+
+
+def test_an_estimated_drop_before_labels_waits_for_them_naming_the_estimate(world):
+    """Unlabelled rows the production model is unsure of land: the sensor's decision is
+    "retrain" on the estimate alone, and with no batch labelled yet it skips, naming the
+    estimated_degradation with its figures and the batch it waits for; nothing is consumed."""
+    import numpy as np
+
+    from mlassets.ml.estimation import Calibration, probability
+    from mlassets.ml.features import build_features, input_frame
+    from mlassets.ml.landing import list_batches
+    from mlassets.ml.monitoring import production, production_model
+
+    spec = world.resources()["dataset"].spec()
+    prod = production(world.client(), spec.name)
+    model = production_model(world.client(), spec, prod.version)
+    calibration = Calibration.from_dict(prod.baseline["estimation"]["calibration"])
+    pool = fraud_batch(60_000, 41, first_id=BATCH_FIRST_ID + 900_000)
+    p = probability(model, calibration, input_frame(build_features(pool, spec), spec))
+    unsure = pool[(p > 0.1) & (p < 0.9)].assign(label=np.nan)
+    assert len(unsure) >= 1_000
+    write_frame(unsure.reset_index(drop=True), world.landing / "batch_0100.parquet")
+    landed = list_batches(str(world.landing))
+    seen = {b.name: b.digest for b in landed if b.name != "batch_0100.parquet"}
+
+    result, _ = tick(world, json.dumps(seen), min_rows=1_000)
+    requests, skip = outcome(result)
+    assert requests == []
+    assert skip.startswith("retrain: ") and "estimated_degradation before labels (" in skip
+    assert "but no batch has its labels yet; waiting for labels: batch_0100.parquet" in skip
+    # with its figures: the test rows' estimate -> this one [its interval]
+    assert re.search(r"f1 0\.\d{4} -> 0\.\d{4} \[0\.\d{4}, 0\.\d{4}\]\)", skip), skip
+    # nothing consumed: the batch is judged again once its labels land
+    from mlassets.ml.monitoring import recent
+
+    assert [b.name for b in recent(str(world.landing), spec, prod).batches] == [
+        "batch_0100.parquet"
+    ]
 
 
 def test_too_few_rows_and_concept_drift(tmp_path_factory):

@@ -161,7 +161,7 @@ def drift_report(
             )
         # the same figures and plot in MLflow, as a run of the production version's experiment
         metadata["mlflow_run_id"] = log_drift_report(
-            registry.client(), prod, report, figure, {"dagster_run_id": context.run_id}
+            registry.client(), prod, report, figure, {"mlassets.dagster_run_id": context.run_id}
         )
         return MaterializeResult(
             value={**report.to_dict(), "skipped_batches": skipped}, metadata=metadata

@@ -137,9 +137,14 @@ def fit_calibration(
         raise ValueError(f"calibration method {method!r} is unknown (known: {METHODS})")
     from mlassets.ml.threshold import base_model
 
+    y = np.asarray(y)  # sklearn 1.9's temperature scaling reads y[0]: a Series' label 0
+    classes = sorted(set(y.tolist()))
+    if classes != [0, 1]:
+        raise ValueError(
+            f"calibration needs labels 0 and 1 among its {len(y):,} rows, found {classes[:5]}"
+        )
     response = _response(base_model(model))
     score = raw_score(model, X, response)
-    y = np.asarray(y)  # sklearn 1.9's temperature scaling reads y[0]: a Series' label 0
     rng = np.random.default_rng(seed)
     draws = []
     for _ in range(refits):
@@ -294,7 +299,7 @@ def estimate(
     0/1 decisions `predicted`, with a `level` interval (see `Estimate`); `p_draws`, the same
     rows' probabilities under each bootstrap refit of the calibration, widen it by the
     calibration's own uncertainty (the label draws are spread over them)."""
-    p = np.clip(np.asarray(p, dtype=float), 0.0, 1.0)
+    p = _probabilities(p, "p")
     flagged = np.asarray(predicted).astype(bool)
     if p.shape != flagged.shape:
         raise ValueError(f"{len(p)} probabilities but {len(flagged)} decisions")
@@ -306,13 +311,19 @@ def estimate(
     n1, n0 = float(flagged.sum()), float(n - flagged.sum())
     tp, fn = p[flagged].sum(), p[~flagged].sum()  # expected true positives and false negatives
     rng = np.random.default_rng(seed)
-    sources = [np.clip(np.asarray(d, dtype=float), 0.0, 1.0) for d in p_draws] or [p]
+    sources = [_probabilities(d, "p_draws") for d in p_draws] or [p]
     each = -(-draws // len(sources))  # label draws per calibration: at least `draws` in all
+    # each refit's expected counts, centred on the estimate's own: the refits bring their spread
+    # around it, not the bootstrap's bias, so the interval holds the point it is drawn around
+    tp_means = np.array([q[flagged].sum() for q in sources])
+    fn_means = np.array([q[~flagged].sum() for q in sources])
+    tp_means += tp - tp_means.mean()
+    fn_means += fn - fn_means.mean()
     tp_draw, fn_draw = [], []
-    for q in sources:
+    for q, tp_k, fn_k in zip(sources, tp_means, fn_means, strict=True):
         q1, q0 = q[flagged], q[~flagged]
-        tp_draw.append(rng.normal(q1.sum(), np.sqrt(np.sum(q1 * (1 - q1))), each))
-        fn_draw.append(rng.normal(q0.sum(), np.sqrt(np.sum(q0 * (1 - q0))), each))
+        tp_draw.append(rng.normal(tp_k, np.sqrt(np.sum(q1 * (1 - q1))), each))
+        fn_draw.append(rng.normal(fn_k, np.sqrt(np.sum(q0 * (1 - q0))), each))
     tp_draw = np.clip(np.concatenate(tp_draw), 0, n1)
     fn_draw = np.clip(np.concatenate(fn_draw), 0, n0)
     tail = (1 - level) / 2 * 100
@@ -324,6 +335,19 @@ def estimate(
         )
         out[name] = {"estimate": point, "low": float(low), "high": float(high)}
     return Estimate(n, out, float(p.mean()), n1 / n, level)
+
+
+def _probabilities(values, what: str) -> np.ndarray:
+    """`values` as probabilities, refused when any is missing or outside [0, 1] (a raw score
+    passed by mistake would otherwise give a plausible figure)."""
+    p = np.asarray(values, dtype=float)
+    bad = ~np.isfinite(p) | (p < -1e-9) | (p > 1 + 1e-9)
+    if bad.any():
+        shown = ", ".join(f"{v:.4g}" for v in p[bad][:5])
+        raise ValueError(
+            f"{what} must be probabilities in [0, 1]; {int(bad.sum()):,} are not: {shown}"
+        )
+    return np.clip(p, 0.0, 1.0)
 
 
 def realized(y: np.ndarray, predicted: np.ndarray, metrics: Sequence[str] = METRICS) -> dict:

@@ -203,16 +203,26 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
     """Record a drift report as an MLflow run of its own, in the experiment of the production
     version's training run and tagged with that version: its estimated (and, with labels,
     realized) metrics, the report as JSON and the estimated-vs-realized plot. The training run
-    stays as it was registered. Returns the run id."""
+    stays as it was registered. Returns the run id.
+
+    Never tagged `dagster_run_id`: dagster-mlflow resumes the newest run with that tag in the
+    experiment, which would make a training step of the same Dagster run log into this one.
+    Tagged with this process (`recovery`'s host and pid), so a crash before it ends is swept."""
+    import os
+    import socket
     import time
 
     from mlflow.entities import Metric
+
+    from mlassets.ml.recovery import HOST_TAG, PID_TAG
 
     experiment = client.get_run(prod.run_id).info.experiment_id
     run = client.create_run(
         experiment,
         run_name="drift_report",
         tags={
+            HOST_TAG: socket.gethostname(),
+            PID_TAG: str(os.getpid()),
             "mlassets.kind": "drift_report",
             "mlassets.production_version": prod.version,
             "mlassets.production_run_id": prod.run_id,

@@ -49,6 +49,14 @@ class Candidate:
         return self.model.predict(X)
 
 
+def calibration_digest(record: dict[str, Any] | None) -> str | None:
+    """A digest of a candidate's calibration (`estimation.Calibration` as a dict), or None."""
+    if not record:
+        return None
+    payload = json.dumps(record, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def spec_digest(spec) -> str:
     """A digest of everything in the spec that shapes data and model (not its file path)."""
     payload = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
@@ -170,6 +178,14 @@ def registration_refusals(
             f"evaluation_report judged candidate {ep.get('candidate', 'none')}, not this "
             f"candidate {cp['digest']}: materialize evaluation_report (with its checks) for "
             "this candidate_model, then the registry"
+        )
+    estimation = evaluation.get("estimation") or {}
+    calibration = calibration_digest(cp.get("calibration"))
+    if estimation and estimation.get("calibration_digest") != calibration:
+        reasons.append(
+            f"evaluation_report estimated on the test rows with calibration "
+            f"{estimation.get('calibration_digest')}, but candidate {cp['digest']} carries "
+            f"{calibration}: materialize evaluation_report for this candidate_model"
         )
     if cp.get("trained_on") != train_fingerprint:
         reasons.append(

@@ -188,6 +188,12 @@ def load_calibration(folder: Path):
     import json
 
     from mlassets.ml.estimation import Calibration
+    from mlassets.ml.registry import RegistryError
 
     file = Path(folder) / CALIBRATION_FILE
-    return Calibration.from_dict(json.loads(file.read_text())) if file.is_file() else None
+    if not file.is_file():
+        return None
+    try:
+        return Calibration.from_dict(json.loads(file.read_text()))
+    except (ValueError, TypeError, KeyError) as e:
+        raise RegistryError(f"{file} is not a calibration mlassets wrote: {e}") from e

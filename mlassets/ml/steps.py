@@ -247,6 +247,7 @@ def train_and_log(
         input_frame(validation_set, spec),
         target(validation_set, spec),
         settings.calibration,
+        seed=settings.seed,
     )
     candidate = Candidate(
         choice.model,
@@ -374,6 +375,8 @@ def estimation_on_test(
     return {
         **est.to_dict(),
         "calibration": cal.method,
+        # which calibration made this baseline: registration refuses another one beside it
+        "calibration_digest": provenance.calibration_digest(record),
         "calibrated_brier": fit["brier"],
         "calibrated_ece": fit["expected_calibration_error"],
     }

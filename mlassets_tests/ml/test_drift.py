@@ -248,8 +248,8 @@ def test_labels_without_model_or_with_few_labels_are_not_scored(world):
     recent = world.batch(BATCH_ROWS, seed=108, drift="concept")
     no_model = world.report(recent, model=None)
     assert not no_model.degradation["evaluated"] and not no_model.retrain
-    assert "20,000 labelled recent rows but no production model" in no_model.reasons[-3]
-    assert no_model.reasons[-2].startswith("no performance estimate: the production version")
+    assert any("20,000 labelled recent rows but no production model" in r for r in no_model.reasons)
+    assert any(r.startswith("no performance estimate: the production") for r in no_model.reasons)
 
     recent.loc[500:, "label"] = np.nan
     few = world.report(recent)

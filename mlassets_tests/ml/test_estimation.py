@@ -239,13 +239,77 @@ def test_concept_drift_is_invisible_to_the_estimate_and_caught_by_the_labels(wor
     assert "estimated_degradation" not in seen.reasons[0]
 
 
-def test_labels_on_every_row_decide_over_the_estimate(world):
-    recent = _unsure(world, 303)
-    report = world.report(recent, labelled=True, min_rows=len(recent))
-    assert report.estimated["degraded"] and not report.estimated["decides"]
-    assert "labels cover every recent row" in " ".join(report.reasons)
+def test_labels_judge_their_own_rows_and_the_estimate_the_unlabelled_ones(world):
+    """Labels on every row: the realized figures decide, the estimate is shown per batch only.
+    Labels on the clean rows alone: they hold, and the estimate on the unlabelled unsure rows
+    requests the retrain, saying which rows it rests on."""
+    unsure = _unsure(world, 303)
+    unsure["_batch"] = "unsure.parquet"
+    report = world.report(unsure, labelled=True, min_rows=len(unsure))
+    assert report.estimated["covered"] and not report.estimated["decides"]
+    assert report.estimated["degraded"] and not report.estimated_degraded
+    assert "labels cover every recent row" in report.estimated["note"]
+    assert any(r.startswith("the estimate does not decide: labels cover") for r in report.reasons)
     assert report.degraded and report.retrain  # the labels see the drop themselves
+    assert "performance degraded (accuracy, f1)" in report.reasons[0]
     assert "estimated_degradation" not in report.reasons[0]
+    assert report.estimated["by_batch"][0]["realized"] is not None
+
+    clean = world.batch(4_000, 311).assign(_batch="clean.parquet")
+    partial = pd.concat(
+        [clean, unsure.assign(**{world.spec.label.column: np.nan})], ignore_index=True
+    )
+    report = world.report(partial, labelled=True, min_rows=len(partial))
+    assert report.degradation["evaluated_rows"] == 4_000 and not report.degraded
+    assert report.estimated["rows"] == len(unsure) and report.estimated_degraded
+    assert report.retrain and "estimated_degradation" in report.reasons[0]
+    line = next(r for r in report.reasons if r.startswith("estimated f1 degraded"))
+    assert f"on {len(unsure):,} unlabelled recent rows" in line
+
+
+def test_the_head_says_what_measured_performance(world):
+    clean = world.batch(12_000, 312)
+    labelled = world.report(clean, labelled=True)
+    assert not labelled.retrain
+    f1 = labelled.degradation["metrics"]["f1"]["current"]
+    assert (
+        f"performance is not degraded (f1 {f1:.3f} on 12,000 labelled rows" in (labelled.reasons[0])
+    )
+
+    unlabelled = world.report(clean.drop(columns=[world.spec.label.column]))
+    assert "performance is not degraded (estimated f1 0." in unlabelled.reasons[0]
+    assert "on 12,000 recent rows, labelled or not" in unlabelled.reasons[0]
+
+    unsure = _unsure(world, 313).drop(columns=[world.spec.label.column])
+    quiet = {"min_effect_numeric": 9.0, "min_effect_categorical": 0.9}  # no feature can drift
+    off = world.report(unsure, min_rows=len(unsure), estimated_degradation=False, **quiet)
+    assert not off.retrain and off.estimated["degraded"]
+    assert "performance was not measured (estimated f1 0." in off.reasons[0]
+    assert ", not deciding)" in off.reasons[0]
+
+
+def test_bad_probabilities_and_one_class_labels_are_refused_by_name(world):
+    with pytest.raises(ValueError, match=r"p must be probabilities in \[0, 1\]; 2 are not: nan, 3"):
+        estimate(np.array([0.2, np.nan, 3.0]), np.array([1, 0, 1]))
+    with pytest.raises(ValueError, match="labels 0 and 1 among its 3,000 rows, found \\[0\\]"):
+        fit_calibration(world.model, world.X(world.validation), np.zeros(3_000, int), "temperature")
+
+
+def test_registration_refuses_an_evaluation_made_with_another_calibration(world):
+    from mlassets.ml.provenance import Candidate, calibration_digest, registration_refusals
+
+    other = fit_calibration(
+        world.model, world.X(world.validation), target(world.validation, world.spec), "sigmoid"
+    )
+    candidate = Candidate(world.model, {"digest": "c1", "calibration": other.to_dict()})
+    evaluation = {
+        "estimation": {"calibration_digest": calibration_digest(world.estimation["calibration"])}
+    }
+    reasons = registration_refusals(candidate, evaluation, "t", "t", world.spec)
+    assert any("estimated on the test rows with calibration" in r for r in reasons)
+    evaluation["estimation"]["calibration_digest"] = calibration_digest(other.to_dict())
+    reasons = registration_refusals(candidate, evaluation, "t", "t", world.spec)
+    assert not any("calibration" in r for r in reasons)
 
 
 def test_per_batch_figures_and_plot(world):
