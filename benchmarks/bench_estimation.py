@@ -85,42 +85,32 @@ def one_core():
 
 
 def train(table_name: str, rows: int, *, strategy: str = "fast", seed: int = SEED) -> Trained:
-    """build_features -> split -> train_candidate -> choose_threshold (benchmarks/direct.py's
-    `pipeline`), one process and one core, then every calibration on the validation rows."""
+    """benchmarks/direct.py's `pipeline` (features, split, search, threshold: candidate_model's
+    calls), one process and one core, then every calibration on the validation rows."""
     with one_core():
         return _train(table_name, rows, strategy, seed)
 
 
 def _train(table_name: str, rows: int, strategy: str, seed: int) -> Trained:
+    from benchmarks.direct import pipeline
     from mlassets.ml.data import target
     from mlassets.ml.estimation import METHODS, fit_calibration
-    from mlassets.ml.features import build_features, input_frame
-    from mlassets.ml.splitting import split
-    from mlassets.ml.threshold import choose_threshold
-    from mlassets.ml.training import train_candidate
+    from mlassets.ml.features import input_frame
     from mlassets.spec import BUNDLED_SPECS, load_spec
     from mlassets.synthetic import table_batch
 
     t = time.perf_counter()
     spec = load_spec(BUNDLED_SPECS / f"{table_name}.yaml")
-    features = build_features(table_batch(table_name, rows, seed=SOURCE_SEED), spec)
-    parts = split(features, target(features, spec), seed=seed)
-    result = train_candidate(
-        input_frame(parts.train, spec),
-        target(parts.train, spec),
-        spec,
-        strategy=strategy,
-        seed=seed,
-        n_jobs=1,
-    )
+    df = table_batch(table_name, rows, seed=SOURCE_SEED)
+    result = pipeline(df, spec, strategy, n_jobs=1, seed=seed, validate=False)
+    parts = result["splits"]
     X_val, y_val = input_frame(parts.validation, spec), target(parts.validation, spec)
-    choice = choose_threshold(result.model, X_val, y_val, seed=seed)
-    calibrations = {m: fit_calibration(choice.model, X_val, y_val, m) for m in METHODS}
+    calibrations = {m: fit_calibration(result["model"], X_val, y_val, m) for m in METHODS}
     return Trained(
         table_name,
         spec,
-        choice.model,
-        choice.threshold,
+        result["model"],
+        result["threshold"],
         calibrations,
         parts.validation,
         parts.test,

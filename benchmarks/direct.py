@@ -111,6 +111,8 @@ def pipeline(
         "best_params": result.best_params,
         "threshold": choice.threshold,
         "test_index": parts.test.index.to_numpy(),
+        "model": choice.model,  # for benchmarks that go on from the trained model
+        "splits": parts,
     }
 
 
