@@ -218,10 +218,12 @@ def drift_report(
 
     Estimated degradation (before labels): when `model` and `estimation` (the version's stored
     calibration and its estimate on the test rows, `baseline["estimation"]`) are given, every
-    recent row, labelled or not, is scored and the metrics at the model's decisions are estimated
-    from its calibrated probabilities (`mlassets.ml.estimation`), with 95 % intervals, overall and
-    per batch (`_batch`); an estimate more than `max_estimated_drop` below the test rows' is
-    degraded, and counts unless labels cover every recent row (they then decide).
+    recent row is scored and the metrics at the model's decisions are estimated from its
+    calibrated probabilities (`mlassets.ml.estimation`), with 95 % intervals, per batch
+    (`_batch`) and for the decision: on the unlabelled rows when the labelled ones were measured,
+    else on every row. An estimate more than `max_estimated_drop` below the test rows' is
+    degraded; it counts when it rests on at least `min_labelled_rows` rows the labels do not
+    cover and `estimated_degradation` is on.
 
     Decision: retrain = (any feature drifted, degraded or estimated degraded) and
     len(recent) >= `min_rows`.
