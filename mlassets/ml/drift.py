@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 Correction = Literal["bh", "bonferroni", "none"]
+# estimated before labels and reported; `DriftThresholds.metrics` of them decide
+ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1")
 CORRECTIONS: tuple[str, ...] = ("bh", "bonferroni", "none")
 MISSING = "<missing>"  # how a missing categorical value is counted: a category of its own
 TABLE_COLUMNS = [
@@ -559,19 +561,20 @@ def _estimated(
                 "labels cover every recent row: the realized figures decide, the estimate is "
                 "shown beside them"
             )
-    est = judged.estimate(cfg.metrics, cfg.seed)
+    est = judged.estimate(ESTIMATED_METRICS, cfg.seed)
     out.update(evaluated=bool(est.rows), rows=int(est.rows), sampled=len(rows) < len(recent))
     out["expected_positive_rate"] = est.expected_positive_rate
     out["predicted_positive_rate"] = est.predicted_positive_rate
     out["calibration"] = cal.method
-    for name in cfg.metrics if est.rows else ():
+    for name in ESTIMATED_METRICS if est.rows else ():
         figures = dict(est.metrics[name])
         reference = test["metrics"].get(name, {}).get("estimate")
         figures["baseline"] = reference
         figures["baseline_realized"] = (baseline or {}).get(name)
         if reference is not None:
             figures["drop"] = float(reference) - figures["estimate"]
-            figures["degraded"] = figures["drop"] > cfg.max_estimated_drop
+            # every metric is estimated and shown; those of `metrics` decide
+            figures["degraded"] = name in cfg.metrics and figures["drop"] > cfg.max_estimated_drop
         out["metrics"][name] = figures
     out["degraded"] = any(m.get("degraded") for m in out["metrics"].values())
     if est.rows and est.rows < cfg.min_labelled_rows:
@@ -764,6 +767,11 @@ def _estimate_line(
     where = f"on {est['rows']:,} {est['scope']}, from {est['calibration']}-calibrated probabilities"
     if m.get("baseline") is None:
         return f"estimated {name} = {m['estimate']:.4f} {interval} {where}: no baseline to compare with"
+    if name not in cfg.metrics:  # reported beside the deciding metrics
+        return (
+            f"estimated {name} = {m['estimate']:.4f} {interval} (test rows {m['baseline']:.4f}; "
+            "reported, not a retrain metric)"
+        )
     verdict = "degraded" if m["degraded"] else "holds"
     cmp = ">" if m["degraded"] else "<="
     realized = (

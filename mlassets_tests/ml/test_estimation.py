@@ -212,6 +212,13 @@ def test_rows_the_model_is_unsure_of_lower_the_estimate_and_request_a_retrain(wo
     line = next(r for r in report.reasons if r.startswith("estimated f1 degraded"))
     assert f"{estimated:.4f}" in line and "> 0.05" in line
     assert not report.degradation["evaluated"]  # no label was needed
+    # all four metrics estimated with intervals; accuracy and F1 (DriftConfig.metrics) decide
+    assert list(report.estimated["metrics"]) == ["accuracy", "precision", "recall", "f1"]
+    for m in report.estimated["metrics"].values():
+        assert m["low"] <= m["estimate"] <= m["high"]
+    assert any(
+        r.startswith("estimated recall = ") and "not a retrain metric" in r for r in report.reasons
+    )
 
     off = world.report(unlabelled, min_rows=len(recent), estimated_degradation=False)
     assert not off.estimated_degraded and "estimated_degradation" not in off.reasons[0]
