@@ -187,6 +187,11 @@ def batch_row(
     return row
 
 
+def _versus(default: str) -> list[str]:
+    """The columns that set our estimate beside NannyML's, each with its error."""
+    return [f"ours ({default})", "abs. error", "NannyML", "abs. error"]
+
+
 def load_nannyml():
     """nannyml, or None when the `bench` extra is not installed (`make bench` installs it)."""
     os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")  # its usage analytics, read at import
@@ -365,18 +370,7 @@ def report(results: dict[str, dict], p: Plan, default: str, nml_note: str | None
             f"**(a) {t}: estimated vs realized F1 by covariate-shift strength** (means over "
             f"{p.seeds} batch(es) of {p.batch_rows:,} rows; abs. error is the mean per-batch "
             "absolute error)\n\n"
-            + table(
-                [
-                    "strength",
-                    "rows",
-                    "realized F1",
-                    f"ours ({default})",
-                    "abs. error",
-                    "NannyML",
-                    "abs. error",
-                ],
-                rows,
-            )
+            + table(["strength", "rows", "realized F1", *_versus(default)], rows)
         )
 
     rows = []
@@ -455,16 +449,7 @@ def report(results: dict[str, dict], p: Plan, default: str, nml_note: str | None
         "so calibrated probabilities still describe the old rule and every CBPE estimate stays "
         "where it was (means over the batches; labels remain the signal for this)\n\n"
         + table(
-            [
-                "table",
-                "batches",
-                "realized F1 on test rows",
-                "realized F1",
-                f"ours ({default})",
-                "abs. error",
-                "NannyML",
-                "abs. error",
-            ],
+            ["table", "batches", "realized F1 on test rows", "realized F1", *_versus(default)],
             rows,
         )
     )

@@ -419,20 +419,6 @@ def _categorical_stats(ref: pd.Series, cur: pd.Series) -> tuple[dict[str, Any], 
 # --- performance on labelled recent rows --------------------------------------------------------
 
 
-def _metrics(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
-    tp = float(np.sum(pred & y))
-    fp = float(np.sum(pred & ~y))
-    fn = float(np.sum(~pred & y))
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    return {
-        "accuracy": float(np.mean(pred == y)) if len(y) else 0.0,
-        "precision": precision,
-        "recall": recall,
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0,
-    }
-
-
 def _degradation(
     recent: pd.DataFrame,
     columns: list[str],
@@ -443,6 +429,8 @@ def _degradation(
     cfg: DriftThresholds,
 ) -> dict[str, Any]:
     """Score `model` on the labelled recent rows and compare with `baseline`."""
+    from mlassets.ml.estimation import realized
+
     labelled = recent[label].notna() if label and label in recent else None
     n_labelled = int(labelled.sum()) if labelled is not None else 0
     out: dict[str, Any] = {
@@ -473,7 +461,7 @@ def _degradation(
     rows = recent.iloc[index][[*columns, label]]  # copies only the rows scored
     y = (rows[label] == positive).to_numpy()
     pred = np.asarray(model.predict(rows[columns])) == 1
-    current = _metrics(y, pred)
+    current = realized(y, pred)
     out.update(evaluated=True, evaluated_rows=int(len(rows)), positive_rate=float(y.mean()))
     for name in cfg.metrics:
         if name not in baseline:

@@ -269,7 +269,6 @@ class Estimate:
     expected_positive_rate: float
     predicted_positive_rate: float
     level: float = LEVEL
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def value(self, name: str) -> float:
         return self.metrics[name]["estimate"]
@@ -281,7 +280,6 @@ class Estimate:
             "expected_positive_rate": self.expected_positive_rate,
             "predicted_positive_rate": self.predicted_positive_rate,
             "level": self.level,
-            **self.extra,
         }
 
 

@@ -49,18 +49,19 @@ class Candidate:
         return self.model.predict(X)
 
 
+def _json_digest(value: Any) -> str:
+    payload = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
 def calibration_digest(record: dict[str, Any] | None) -> str | None:
     """A digest of a candidate's calibration (`estimation.Calibration` as a dict), or None."""
-    if not record:
-        return None
-    payload = json.dumps(record, sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return _json_digest(record) if record else None
 
 
 def spec_digest(spec) -> str:
     """A digest of everything in the spec that shapes data and model (not its file path)."""
-    payload = json.dumps(spec.model_dump(mode="json"), sort_keys=True, default=str)
-    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+    return _json_digest(spec.model_dump(mode="json"))
 
 
 def model_digest(model) -> str:
