@@ -613,3 +613,13 @@ def test_a_served_version_answers_its_calibrated_probability_and_an_older_one_sa
     with pytest.raises(MlflowException, match="carries no calibration"):
         older.predict(world.X, params={"output": "calibrated_probability"})
     assert len(older.predict(world.X, params={"output": "probability"})) == len(world.X)
+
+
+@pytest.mark.parametrize("text", ['{"method": "beta", "response": "decision_function"}', "{oops"])
+def test_a_malformed_calibration_file_is_refused_naming_it(tmp_path, text):
+    from mlassets.ml.serving import CALIBRATION_FILE, load_calibration
+
+    assert load_calibration(tmp_path) is None  # none written: an older version, no error
+    (tmp_path / CALIBRATION_FILE).write_text(text)
+    with pytest.raises(RegistryError, match=f"{CALIBRATION_FILE} is not a calibration"):
+        load_calibration(tmp_path)
