@@ -39,7 +39,7 @@ def world(trained_env):
     unknown = batch(4)
     unknown.loc[[0, 5], "category"] = "toys"
     write_frame(unknown, landing / "batch_0004.parquet")
-    write_frame(batch(5).drop(columns=["label"]), landing / "batch_0005.parquet")
+    write_frame(batch(5).drop(columns=["feature_2"]), landing / "batch_0005.parquet")
     write_frame(batch(6), landing / "batch_0006.parquet")
     return dataclasses.replace(trained_env, drift={"min_rows": 1_000})
 
@@ -64,7 +64,7 @@ def assert_reasons(text: str) -> None:
     assert "batch_0003.parquet: fails features_not_empty on column 'feature_2'" in text
     assert "batch_0004.parquet: fails values_allowed on column 'category'" in text
     assert "'toys'" in text
-    assert "batch_0005.parquet" in text and "missing ['label']" in text
+    assert "batch_0005.parquet" in text and "missing ['feature_2']" in text
 
 
 def test_monitoring_assets_skip_bad_batches_by_name_and_judge_the_rest(world):
@@ -154,16 +154,28 @@ def test_a_registry_that_errors_is_a_skip_not_a_raise(world, tmp_path):
 
 
 def test_a_batch_whose_labels_have_not_arrived_shows_drift_but_is_not_trained_on(world):
-    """Labels often arrive after the rows: such a batch passes its checks and counts for drift,
-    but a retraining run on it would fail raw_data's label checks, so it is neither trained on
-    nor consumed (it stays recent until its file is rewritten with labels)."""
-    unlabelled = batch(7).assign(label=np.nan)
-    write_frame(unlabelled, world.landing / "batch_0007.parquet")
+    """Labels often arrive after the rows: a batch with an empty label column, and one that
+    landed without the label column at all (the model's inputs only), pass their checks and
+    count for drift, but a retraining run on them would fail raw_data's label checks, so they
+    are neither trained on nor consumed (they stay recent until their labels arrive)."""
+    from mlassets.ml.monitoring import production, recent
+
+    write_frame(batch(7).assign(label=np.nan), world.landing / "batch_0007.parquet")
+    write_frame(batch(8).drop(columns="label"), world.landing / "batch_0008.csv")
+    waiting = ["batch_0007.parquet", "batch_0008.csv"]
     try:
         requests, skip = outcome(tick(world))
         assert len(requests) == 1, skip
         raw_cfg = requests[0].run_config["ops"]["raw_data"]["config"]
-        assert "batch_0007.parquet" not in raw_cfg["batches"] + raw_cfg["consumed"]
+        assert not set(waiting) & set(raw_cfg["batches"] + raw_cfg["consumed"])
         assert raw_cfg["batches"] and set(raw_cfg["batches"]) <= {*GOOD, "batch_0002.csv"}
+        assert "batch_0008" not in requests[0].tags["mlassets/skipped_batches"]
+        spec = world.resources()["dataset"].spec()
+        rec = recent(str(world.landing), spec, production(world.client(), spec.name))
+        assert set(waiting) <= {b.name for b in rec.batches}
+        rows = rec.rows[rec.rows["_batch"] == "batch_0008.csv"]
+        assert len(rows) == ROWS and rows["label"].isna().all()
+        assert list(rec.rows.columns[: len(spec.columns)]) == list(spec.columns)
     finally:
-        (world.landing / "batch_0007.parquet").unlink()
+        for name in waiting:
+            (world.landing / name).unlink()

@@ -106,6 +106,7 @@ def read_batches(
         except DataError as e:
             errors[batch.name] = clip(str(e), REASON_BYTES)
             continue
+        df = with_label_column(df, spec)
         if list(df.columns) != expected:
             missing = [c for c in expected if c not in df.columns]
             extra = [c for c in df.columns if c not in expected]
@@ -128,6 +129,22 @@ def read_batches(
     if not frames:
         return pd.DataFrame(columns=[*expected, "_batch"]), read, errors
     return pd.concat(frames, ignore_index=True), read, errors
+
+
+def with_label_column(df: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:
+    """A batch that landed without the label column (the model's inputs only: the label comes
+    later, or by file, see `labels`) with that column added, empty, where the spec puts it; any
+    other batch as it is. The file itself is never rewritten."""
+    label = spec.label.column
+    if label in df.columns or list(df.columns) != [c for c in spec.columns if c != label]:
+        return df
+    numeric = spec.columns[label].type in ("integer", "float", "boolean")
+    empty = pd.Series(
+        float("nan") if numeric else None, index=df.index, dtype=float if numeric else object
+    )
+    out = df.copy(deep=False)
+    out.insert(list(spec.columns).index(label), label, empty)
+    return out
 
 
 # The per-batch rules that a union of batches can only pass when each batch passes alone: each
@@ -171,9 +188,8 @@ def judge_batches(
     verdicts: dict[str, str | None] = {}
     together, alone = [], []
     for batch, df in loaded:
-        with _VERDICTS_LOCK:
-            known = _VERDICTS.get((batch.digest, digest), _UNKNOWN)
-        if known is not _UNKNOWN:
+        known = known_verdict(batch, digest)
+        if known is not UNKNOWN:
             verdicts[batch.name] = known
         elif groupable and not _has_empty_column(df, spec):
             together.append((batch, df))
@@ -181,16 +197,30 @@ def judge_batches(
             alone.append((batch, df))
     for batch, why in [*(_alone(b, df, spec) for b, df in alone), *_bisect(together, spec)]:
         verdicts[batch.name] = why
-        if batch.digest != UNREADABLE and not (why or "").startswith(_UNVALIDATED):
-            with _VERDICTS_LOCK:  # an error may pass next time: not kept
-                _VERDICTS[(batch.digest, digest)] = why
-                while len(_VERDICTS) > _VERDICTS_MAX:
-                    _VERDICTS.popitem(last=False)
+        remember_verdict(batch, digest, why)
     return verdicts
 
 
 _UNVALIDATED = "could not be validated"
-_UNKNOWN = object()
+UNKNOWN = object()
+
+
+def known_verdict(batch: Batch, rules: str) -> str | None | object:
+    """The verdict already reached on `batch`'s content under `rules` (a spec digest), else
+    `UNKNOWN`."""
+    with _VERDICTS_LOCK:
+        return _VERDICTS.get((batch.digest, rules), UNKNOWN)
+
+
+def remember_verdict(batch: Batch, rules: str, why: str | None) -> None:
+    """Keep a verdict on `batch`'s content, unless it may change: an unreadable file, or a
+    validation that could not run (an error may pass next time)."""
+    if batch.digest == UNREADABLE or (why or "").startswith(_UNVALIDATED):
+        return
+    with _VERDICTS_LOCK:
+        _VERDICTS[(batch.digest, rules)] = why
+        while len(_VERDICTS) > _VERDICTS_MAX:
+            _VERDICTS.popitem(last=False)
 
 
 def _has_empty_column(df: pd.DataFrame, spec: DatasetSpec) -> bool:
@@ -265,12 +295,12 @@ def check_batch(df: pd.DataFrame, spec: DatasetSpec) -> str | None:
     failed = _failed(df, spec)
     if not failed:
         return None
-    shown = [_failure(o) for o in failed[:SAMPLE_SIZE]]
+    shown = [describe_failure(o) for o in failed[:SAMPLE_SIZE]]
     more = f"; and {len(failed) - SAMPLE_SIZE} more" if len(failed) > SAMPLE_SIZE else ""
     return clip(f"fails {'; '.join(shown)}{more}", REASON_BYTES)
 
 
-def _failure(o) -> str:
+def describe_failure(o) -> str:
     """One failed expectation in a few words: check, column, how many rows, a few values."""
     where = f" on column {clip_value(o.column)!r}" if o.column else ""
     if o.error:
