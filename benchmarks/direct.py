@@ -152,7 +152,7 @@ def training_job(
     run_id = run.info.run_id
     try:
         with clock("raw_data"):
-            raw, _, _ = steps.read_raw(
+            raw, *_ = steps.read_raw(
                 str(source or home / "data" / "transactions.parquet"), None, spec
             )
         with clock("data_quality"):

@@ -67,6 +67,11 @@ class DatasetResource(ConfigurableResource):
         spec = self.spec(name)
         return spec.resolve(spec.landing, self.data_root) if spec.landing else None
 
+    def labels_uri(self, name: str | None = None) -> str | None:
+        """The folder where labels arrive after their rows (`labels` in the spec), or None."""
+        spec = self.spec(name)
+        return spec.resolve(spec.labels, self.data_root) if spec.labels else None
+
     def catalog(self):
         """The models these specs make (`mlassets.catalog`), read at code-location load."""
         from mlassets.catalog import catalog

@@ -18,6 +18,7 @@ from mlassets.catalog import Model
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 TAG = "mlassets"
+LABELS = "labels/"  # the cursor's prefix for label files
 # Bytes of one run tag the sensor writes from user data (batch names, reasons).
 TAG_BYTES = 1_000
 
@@ -114,7 +115,8 @@ def _judge(
     monitoring: MonitoringResource,
 ) -> SensorResult:
     from mlassets.ml.bounded import clip
-    from mlassets.ml.landing import batches_key, describe_skipped, list_batches
+    from mlassets.ml.drift import batches_fingerprint as evidence_key
+    from mlassets.ml.landing import describe_skipped, list_batches
     from mlassets.ml.monitoring import decide, labelled, production, recent
     from mlassets.ml.registry import RegistryError
 
@@ -122,11 +124,19 @@ def _judge(
     landing = dataset.landing_uri(m.name)
     if not landing:
         return _skip(context, f"the spec of {spec.name} names no landing folder", None)
+    labels = dataset.labels_uri(m.name)
     seen = json.loads(context.cursor) if context.cursor else {}
     landed = list_batches(landing)
-    new = [b for b in landed if seen.get(b.name) != b.digest]
+    # label files are seen under `labels/<name>`: labels that arrive for batches already judged
+    # make the next tick decide again
+    files = {b.name: b.digest for b in landed}
+    files.update({f"{LABELS}{f.name}": f.digest for f in list_batches(labels)} if labels else {})
+    new = [name for name, digest in files.items() if seen.get(name) != digest]
     if not new:
-        return _skip(context, f"no new batches in {landing} ({len(landed)} seen before)", None)
+        what = f"{len(landed)} batch(es)" + (
+            f", {len(files) - len(landed)} label file(s)" if labels else ""
+        )
+        return _skip(context, f"no new batches or labels in {landing} ({what} seen before)", None)
     try:
         prod = production(registry.client(), spec.name)
     except RegistryError as e:
@@ -137,35 +147,40 @@ def _judge(
         # the cursor stays put: these batches are judged once a production model exists
         return _skip(
             context,
-            f"{len(new)} new batch(es) but no production model for {spec.name}: "
-            f"run {m.job('training_job')} first",
+            f"{len(new)} new batch(es) or label file(s) but no production model for "
+            f"{spec.name}: run {m.job('training_job')} first",
             None,
         )
-    # every landed batch is marked seen, skipped ones too: a bad batch is reported each time a
+    # every landed file is marked seen, skipped ones too: a bad batch is reported each time a
     # decision is made but does not make every tick a new one; fixing it changes its digest
-    cursor = {b.name: b.digest for b in landed}
-    rec = recent(landing, spec, prod)
+    cursor = files
+    rec = recent(landing, spec, prod, labels)
     for name, error in rec.errors.items():
         context.log.warning(clip(f"skipped batch {name}: {error}"))
-    skipped = f"; {describe_skipped(rec.errors)}" if rec.errors else ""
+    if rec.labels is not None:
+        context.log.info(clip(f"labels: {rec.labels.summary()}"))
+    notes = f"; {describe_skipped(rec.errors)}" if rec.errors else ""
+    # then what the label files did: what joined, and every label that did not
+    if rec.labels is not None and (rec.labels.files or rec.labels.skipped):
+        notes += f"; labels: {rec.labels.summary()}"
     if not rec.batches:
-        return _skip(context, f"no valid batches to judge{skipped}", cursor)
+        return _skip(context, f"no valid batches to judge{notes}", cursor)
     report = decide(spec, prod, rec, monitoring.drift.thresholds(), registry.client())
     if not report.retrain:
         # the skipped batches right after the decision: the figures that follow can be long,
         # and a message too long is cut at its end
         head, *figures = report.reasons
-        return _skip(context, "; ".join([f"{head}{skipped}", *figures]), cursor)
+        return _skip(context, "; ".join([f"{head}{notes}", *figures]), cursor)
 
     trainable, unlabelled = labelled(rec, spec.label.column)
     waiting = f"; waiting for labels: {clip(', '.join(unlabelled), 300)}" if unlabelled else ""
     if not trainable:
         return _skip(
-            context, f"{report.summary}; but no batch has its labels yet{waiting}{skipped}", cursor
+            context, f"{report.summary}; but no batch has its labels yet{waiting}{notes}", cursor
         )
     window = monitoring.drift.window_batches
     train_on = trainable[-window:] if window > 0 else trainable
-    key = batches_key(rec.batches)
+    key = evidence_key(rec.evidence())
     reasons = " | ".join(report.reasons)
     request = RunRequest(
         run_key=f"retrain-{spec.name}-{key}",
@@ -182,9 +197,13 @@ def _judge(
             f"{TAG}/production_version": prod.version,
             f"{TAG}/skipped_batches": clip(",".join(sorted(rec.errors)), TAG_BYTES) or "none",
             f"{TAG}/skipped_reasons": clip(describe_skipped(rec.errors), TAG_BYTES) or "none",
+            f"{TAG}/label_files": clip(
+                ",".join(f["name"] for f in rec.labels.files) if rec.labels else "", TAG_BYTES
+            )
+            or "none",
         },
     )
     context.log.info(
-        clip(f"requesting {m.job('training_job')} ({key}): {reasons}{skipped}{waiting}")
+        clip(f"requesting {m.job('training_job')} ({key}): {reasons}{notes}{waiting}")
     )
     return SensorResult(run_requests=[request], cursor=json.dumps(cursor, sort_keys=True))

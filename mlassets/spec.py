@@ -84,6 +84,9 @@ class DatasetSpec(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=200)  # a Dagster/MLflow name
     source: str
     landing: str | None = None
+    # a folder of label files (`id`, label column; CSV or Parquet) that arrive after the rows:
+    # joined to the landed rows by id (`mlassets.ml.labels`)
+    labels: str | None = None
     label: LabelSpec
     id: str | None = None
     timestamp: str | None = None
@@ -136,6 +139,16 @@ class DatasetSpec(_Strict):
                         f"features.derived[{i}]: {name!r} needs the "
                         f"{'timestamp key' if need == 'timestamp' else f'column {need!r}'}"
                     )
+        if self.labels is not None:
+            if self.id is None:
+                raise ValueError("labels: label files join landed rows by id; set the `id` key")
+            if self.landing is None:
+                raise ValueError("labels: label files join landed batches; set `landing` too")
+            if os.path.normpath(self.labels) == os.path.normpath(self.landing):
+                raise ValueError(
+                    f"labels: {self.labels!r} is the landing folder; label files need their own "
+                    "(a label file there would be read as a batch)"
+                )
         dup = {c for c in self.feature_columns if self.feature_columns.count(c) > 1}
         if dup:
             raise ValueError(f"features: columns listed twice: {sorted(dup)}")
@@ -173,8 +186,8 @@ class DatasetSpec(_Strict):
         can (`file:///etc/os-release#.csv`) and show it in a check message. With
         `allow_external`, URLs and absolute paths pass unchanged.
         """
-        key = (
-            "source" if location == self.source else "landing" if location == self.landing else None
+        key = next(
+            (k for k in ("source", "landing", "labels") if location == getattr(self, k)), None
         )
         base = Path(root) if root is not None else (self.path.parent if self.path else Path.cwd())
         is_url = "://" in location

@@ -398,8 +398,13 @@ def write_batches(
     first_id: int | None = None,
     start: pd.Timestamp = BATCH_START,
     table: str = "fraud",
+    labels_out: str | Path | None = None,
 ) -> list[Path]:
     """Write `batches` new files batch_NNNN.parquet into the folder `out`, never overwriting one.
+
+    With `labels_out`, each batch lands as production rows do, without its label column, and
+    its labels go to `labels_out`/labels_NNNN.csv (id, label): the files a spec's `labels`
+    folder takes, to drop in later.
 
     Numbering continues after the highest batch_NNNN already there, and batch N always takes the
     seed `batch_seed(seed, N)`: writing 2 batches then 1 gives the same files as 3 at once.
@@ -420,6 +425,14 @@ def write_batches(
     paths = []
     for k, i in enumerate(range(last + 1, last + batches + 1)):
         df = table_batch(table, rows, batch_seed(seed, i), drift, first_id + k * rows, start)
+        if labels_out is not None:
+            label = LABEL_COLUMN[table]
+            write_frame(
+                df[[ID_COLUMN[table], label]],
+                Path(labels_out) / f"labels_{i:04d}.csv",
+                overwrite=False,
+            )
+            df = df.drop(columns=label)
         paths.append(write_frame(df, folder / f"batch_{i:04d}.parquet", overwrite=False))
     return paths
 
@@ -549,6 +562,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{BATCH_START.date()} with --batches); --table fraud only",
     )
     parser.add_argument(
+        "--labels-out",
+        default=None,
+        help="with --batches: write each batch without its label column, and its labels "
+        "(id, label) as labels_NNNN.csv into this folder (a spec's `labels` folder)",
+    )
+    parser.add_argument(
         "--force",
         action="store_true",
         help="replace an existing --out file that holds other rows (never a batch)",
@@ -558,6 +577,8 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--rows and --batches cannot be negative")
     if args.batches and args.force:
         parser.error("--force does not apply to --batches: batches are never overwritten")
+    if args.labels_out and not args.batches:
+        parser.error("--labels-out applies to --batches")
     if args.start is not None and args.table != "fraud":
         parser.error(f"--start applies to --table fraud only: the {args.table} table has no dates")
     if args.batches:
@@ -571,12 +592,14 @@ def main(argv: list[str] | None = None) -> None:
                 args.first_id,
                 BATCH_START if args.start is None else args.start,
                 args.table,
+                args.labels_out,
             )
         except FileExistsError as e:
             sys.exit(f"python -m mlassets.synthetic: {e}")
         print(
             f"wrote {len(paths)} {args.table} batch(es) of {args.rows:,} rows ({args.drift} drift) "
             f"to {Path(args.out)}: {', '.join(p.name for p in paths)}"
+            + (f"; their labels to {Path(args.labels_out)}" if args.labels_out else "")
         )
         return
     first_id = 1 if args.first_id is None else args.first_id

@@ -80,13 +80,23 @@ def raw_data(
         spec = dataset.spec(m.name)
         uri = dataset.source_uri(m.name)
         with as_failure():
-            df, used, consumed = read_raw(
-                uri, dataset.landing_uri(m.name), spec, config.batches, config.consumed
+            df, used, consumed, labels = read_raw(
+                uri,
+                dataset.landing_uri(m.name),
+                spec,
+                config.batches,
+                config.consumed,
+                dataset.labels_uri(m.name),
             )
     except (DataError, SpecError) as e:
         raise Failure(description=str(e)) from None
+    label_files = labels.files if labels else []
     quality = validate_raw(
-        df, spec, [b.as_dict() for b in consumed], _rows_per_class(context.run.run_config, m)
+        df,
+        spec,
+        [b.as_dict() for b in consumed],
+        _rows_per_class(context.run.run_config, m),
+        label_files,
     )
     fp, failed = of(df)["data"], quality.failed
     for o in quality.outcomes:
@@ -96,6 +106,7 @@ def raw_data(
         clip(
             f"read {len(df):,} rows x {df.shape[1]} columns from {uri}"
             + (f" and {len(used)} landed batch(es)" if used else "")
+            + (f" ({labels.summary()})" if labels else "")
             + f" ({fp}); data quality: "
             + (f"FAILED {failed}" if failed else "passed")
         )
@@ -109,6 +120,7 @@ def raw_data(
             "source": MetadataValue.path(clip(uri)),
             "batches": json_list([b.as_dict() for b in used]),
             "consumed_batches": json_list([b.as_dict() for b in consumed]),
+            "label_files": json_list(label_files),
             "fingerprint": fp,
             "data_quality": "passed" if not failed else f"failed: {', '.join(failed)}",
             "preview": preview(df),

@@ -73,8 +73,9 @@ def recent_data(
         )
         if why_not:
             context.log.warning(f"{why_not}; every landed batch counts as recent")
-        rec = recent(landing, spec, prod)
+        rec = recent(landing, spec, prod, dataset.labels_uri(spec.name))
         skipped = skipped_records(rec.errors)
+        labels = rec.labels.to_dict() if rec.labels is not None else None
         # which production these rows are "recent" for: drift_report and scored_batches judge them
         # against that version only; and which batches were left out, which they show too
         stamp(
@@ -83,10 +84,13 @@ def recent_data(
                 "spec": spec.name,
                 "production_version": _production_alias(registry, spec.name),
                 "skipped_batches": skipped,
+                "labels": labels,
             },
         )
         for name, error in rec.errors.items():
             context.log.warning(clip(f"skipped batch {name}: {error}"))
+        if rec.labels is not None:
+            context.log.info(clip(f"labels: {rec.labels.summary()}"))
         return MaterializeResult(
             value=rec.rows,
             metadata={
@@ -98,6 +102,17 @@ def recent_data(
                     [{"batch": b.name, "digest": b.digest} for b in rec.batches]
                 ),
                 "skipped_batches": MetadataValue.json(skipped),
+                **(
+                    {
+                        "labels": rec.labels.summary(),
+                        "labelled_rows": int(rec.rows[spec.label.column].notna().sum())
+                        if len(rec.rows)
+                        else 0,
+                        "label_join": MetadataValue.json(labels),
+                    }
+                    if rec.labels is not None
+                    else {}
+                ),
             },
         )
 
@@ -151,6 +166,15 @@ def drift_report(
             metadata["estimated"] = MetadataValue.json(report.to_dict()["estimated"])
             for name, m in report.estimated["metrics"].items():
                 metadata[f"estimated_{name}"] = round(m["estimate"], 4)
+            reliability = report.estimated.get("reliability")
+            if reliability:
+                # how far the rows lie outside the training range; batches past the bar have
+                # their estimate marked unreliable (it does not decide for them)
+                metadata["estimate_reliable"] = report.estimated["reliable"]
+                metadata["outside_training_range"] = round(reliability["outside"]["share"], 4)
+                metadata["unreliable_batches"] = (
+                    ", ".join(reliability["unreliable_batches"]) or "none"
+                )
         if report.rows:
             fig = plot_drift(report, prod.reference, recent_data)
             metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlassets.ml.labels import LabelJoin
 from mlassets.ml.landing import Batch, list_batches, not_yet_trained_on, read_batches
 from mlassets.spec import DatasetSpec
 
@@ -38,6 +39,17 @@ class Recent:
     rows: pd.DataFrame
     errors: dict[str, str] = field(default_factory=dict)
     landed: int = 0
+    # what joining the spec's label files did (None: the spec names no `labels` folder)
+    labels: LabelJoin | None = None
+
+    def evidence(self) -> list[tuple[str, str]]:
+        """(name, digest) of every file the decision rests on: the batches and the label files
+        joined to them. A retrain's run_key is made from it, so labels that arrive for batches
+        already judged make a new decision (a new run), and the same files never two."""
+        files = [(b.name, b.digest) for b in self.batches]
+        if self.labels is not None:
+            files += [(f"labels/{f['name']}", f["digest"]) for f in self.labels.files]
+        return files
 
 
 def labelled(rec: Recent, label: str) -> tuple[list[Batch], list[str]]:
@@ -110,17 +122,28 @@ def production_model(client, spec: DatasetSpec, version: str):
     return for_raw_rows(_production_model(*_uris(client), spec.name, str(version)), spec)
 
 
-def recent(landing_uri: str | None, spec: DatasetSpec, prod: Production | None) -> Recent:
+def recent(
+    landing_uri: str | None,
+    spec: DatasetSpec,
+    prod: Production | None,
+    labels_uri: str | None = None,
+) -> Recent:
     """Landed batches not yet trained on by `prod` (all of them when there is no production),
-    each validated on its own before any statistic: a batch that fails is skipped, with why."""
+    each validated on its own before any statistic: a batch that fails is skipped, with why.
+    With `labels_uri` (the spec's `labels` folder), the label files there are joined to these
+    rows by id (`labels.join_labels`), and what joined and what did not is kept."""
     from mlassets.ml.features import build_features
+    from mlassets.ml.labels import join_labels, read_labels
 
     landed = list_batches(landing_uri)
     fresh = not_yet_trained_on(landed, prod.baseline.get("batches", []) if prod else [])
     rows, read, errors = read_batches(fresh, spec, check=True)
+    joined = None
+    if labels_uri:
+        rows, joined = join_labels(rows, read_labels(labels_uri, spec), spec)
     if len(rows):
         rows = build_features(rows, spec)
-    return Recent(read, rows, errors, len(landed))
+    return Recent(read, rows, errors, len(landed), joined)
 
 
 def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, client):
@@ -214,9 +237,12 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
 
     from mlflow.entities import Metric
 
+    from mlassets.ml.bounded import clip
     from mlassets.ml.recovery import HOST_TAG, PID_TAG
 
     experiment = client.get_run(prod.run_id).info.experiment_id
+    reliability = report.estimated.get("reliability") or {}
+    unreliable = reliability.get("unreliable_batches") or []
     run = client.create_run(
         experiment,
         run_name="drift_report",
@@ -227,12 +253,17 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
             "mlassets.production_version": prod.version,
             "mlassets.production_run_id": prod.run_id,
             "mlassets.retrain": str(report.retrain).lower(),
+            "mlassets.estimate_reliable": str(report.estimated.get("reliable", True)).lower(),
+            "mlassets.unreliable_batches": clip(",".join(unreliable), 5_000) or "none",
             **(tags or {}),
         },
     )
     run_id = run.info.run_id
     try:
         values = {"recent_rows": report.rows, "drifted_features": len(report.drifted)}
+        if reliability:
+            values["outside_share"] = reliability["outside"]["share"]
+            values["unreliable_batches"] = len(unreliable)
         for name, m in report.estimated.get("metrics", {}).items():
             values.update({f"estimated_{name}": m["estimate"], f"estimated_{name}_low": m["low"]})
             values[f"estimated_{name}_high"] = m["high"]

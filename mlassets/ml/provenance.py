@@ -87,9 +87,15 @@ def stamp(df: pd.DataFrame, record: dict[str, Any]) -> pd.DataFrame:
 
 
 def raw_record(
-    spec, data_fingerprint: str, rows: int, failed_checks: list[str], batches: list[dict]
+    spec,
+    data_fingerprint: str,
+    rows: int,
+    failed_checks: list[str],
+    batches: list[dict],
+    label_files: list[dict] | None = None,
 ) -> dict[str, Any]:
-    """What `raw_data` was made from and whether it passed every blocking data-quality check."""
+    """What `raw_data` was made from (the landed batches and the label files joined to them
+    included) and whether it passed every blocking data-quality check."""
     return {
         "spec": spec.name,
         "spec_digest": spec_digest(spec),
@@ -97,6 +103,7 @@ def raw_record(
         "rows": rows,
         "quality": {"passed": not failed_checks, "failed": sorted(failed_checks)},
         "batches": batches,
+        "label_files": label_files or [],
     }
 
 

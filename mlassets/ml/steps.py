@@ -59,16 +59,20 @@ def read_raw(
     spec,
     batches: list[str] = (),
     consumed: list[str] = (),
-) -> tuple[pd.DataFrame, list, list]:
-    """The source table plus the named landed `batches`; also the batches the run accounts for
-    (`consumed`: trained on, or left out of the window). Returns (rows, batches read, consumed).
-    Refuses batches that are missing or unreadable, naming them."""
+    labels_uri: str | None = None,
+) -> tuple[pd.DataFrame, list, list, Any]:
+    """The source table plus the named landed `batches`, with the label files of `labels_uri`
+    joined to those batches' rows by id (as monitoring joined them); also the batches the run
+    accounts for (`consumed`: trained on, or left out of the window). Returns (rows, batches
+    read, consumed, the label join or None). Refuses batches that are missing or unreadable,
+    naming them; a row still without a label is the data-quality checks' to refuse."""
     from mlassets.ml.data import read_table
+    from mlassets.ml.labels import join_labels, read_labels
     from mlassets.ml.landing import list_batches, read_batches
 
     df = read_table(source_uri, spec)
     if not batches and not consumed:
-        return df, [], []
+        return df, [], [], None
     landed = {b.name: b for b in list_batches(landing_uri)}
     wanted = list(dict.fromkeys([*batches, *consumed]))
     missing = [n for n in wanted if n not in landed]
@@ -77,9 +81,12 @@ def read_raw(
     extra, used, errors = read_batches([landed[n] for n in batches], spec)
     if errors:
         raise ProvenanceError(f"unreadable batches: {errors}")
+    joined = None
+    if labels_uri and used:
+        extra, joined = join_labels(extra, read_labels(labels_uri, spec), spec)
     if used:
         df = pd.concat([df, extra.drop(columns="_batch")], ignore_index=True)
-    return df, used, [landed[n] for n in wanted]
+    return df, used, [landed[n] for n in wanted], joined
 
 
 def validate_raw(
@@ -87,18 +94,21 @@ def validate_raw(
     spec,
     batches: list[dict] | None = None,
     min_per_class: int | None = None,
+    label_files: list[dict] | None = None,
 ) -> Quality:
     """Validate `df` with the spec's suite and stamp it with its fingerprint and verdict.
 
     `min_per_class`: rows each label class needs for the run's split and folds (default: for
-    the default settings, `validation.min_rows_per_class`)."""
+    the default settings, `validation.min_rows_per_class`). `batches` and `label_files`: the
+    landed files it holds rows and labels of, for its record."""
     from mlassets.ml.data import fingerprint
     from mlassets.ml.validation import validate
 
     outcomes = validate(df, spec, min_per_class=min_per_class)
     failed = sorted({o.check for o in outcomes if not o.success})
     provenance.stamp(
-        df, provenance.raw_record(spec, fingerprint(df), len(df), failed, batches or [])
+        df,
+        provenance.raw_record(spec, fingerprint(df), len(df), failed, batches or [], label_files),
     )
     return Quality(outcomes, failed)
 
@@ -255,7 +265,10 @@ def train_and_log(
             "digest": provenance.model_digest(choice.model),
             "calibration": calibration.to_dict(),
             "trained_on": split["train"],
-            **{k: record.get(k) for k in ("spec", "spec_digest", "data", "quality", "batches")},
+            **{
+                k: record.get(k)
+                for k in ("spec", "spec_digest", "data", "quality", "batches", "label_files")
+            },
             "split": split,
             "split_check": record.get("split_check"),
             "dagster_run_id": dagster_run_id,
@@ -453,6 +466,7 @@ def register_candidate(
                 "metrics": evaluation["metrics"],
                 "data_fingerprint": cp["data"],
                 "batches": cp.get("batches") or [],
+                "label_files": cp.get("label_files") or [],
                 "train_rows": len(train_set),
                 "reference_rows": len(reference),
                 "candidate": candidate.digest,
