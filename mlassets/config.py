@@ -250,6 +250,12 @@ class DriftConfig(Config):
         description="Estimated accuracy or F1 drop, against the estimate on the test rows, "
         "that is degraded.",
     )
+    max_outside_share: float = Field(
+        default=DRIFT.max_outside_share,
+        description="Share of a batch's rows outside the production model's training range "
+        "(a numeric value beyond it, an unseen category) above which the batch's performance "
+        "estimate is marked unreliable and does not decide.",
+    )
     window_batches: int = Field(
         default=0,
         description="Retrain on the source plus the newest N recent batches (0: all of them).",
@@ -267,4 +273,5 @@ class DriftConfig(Config):
             min_labelled_rows=self.min_labelled_rows,
             estimated_degradation=self.estimated_degradation,
             max_estimated_drop=self.max_estimated_drop,
+            max_outside_share=self.max_outside_share,
         )

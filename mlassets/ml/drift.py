@@ -21,6 +21,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from mlassets.ml.domain import Domain
+
 Correction = Literal["bh", "bonferroni", "none"]
 # estimated before labels and reported; `DriftThresholds.metrics` of them decide
 ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1")
@@ -96,6 +98,7 @@ class DriftThresholds:
     seed: int = 0
     estimated_degradation: bool = True
     max_estimated_drop: float = 0.05
+    max_outside_share: float = 0.05
 
     def __post_init__(self) -> None:
         if self.correction not in CORRECTIONS:
@@ -114,6 +117,8 @@ class DriftThresholds:
             raise ValueError("min_rows and min_labelled_rows cannot be negative")
         if self.max_eval_rows is not None and self.max_eval_rows < 1:
             raise ValueError(f"max_eval_rows must be positive or None, got {self.max_eval_rows}")
+        if not 0 <= self.max_outside_share <= 1:
+            raise ValueError(f"max_outside_share must be in [0, 1], got {self.max_outside_share}")
         if self.psi_bins < 2:
             raise ValueError(f"psi_bins must be at least 2, got {self.psi_bins}")
         unknown = set(self.metrics) - {"accuracy", "f1", "precision", "recall"}
@@ -263,13 +268,16 @@ def drift_report(
     columns = list(model_inputs) if model_inputs is not None else numeric + categorical
     degradation = _degradation(recent, columns, model, label, positive, baseline, cfg)
     n = int(len(recent))
+    domain = Domain.of(reference, numeric, categorical)
     estimated = _estimated(
-        recent, columns, model, label, positive, estimation, baseline, cfg, degradation
+        recent, columns, model, label, positive, estimation, baseline, cfg, degradation, domain
     )
-    # the estimate decides for rows the labels do not measure, and only on enough of them
+    # the estimate decides for rows the labels do not measure, only on enough of them, and
+    # only where the model was trained (rows of batches mostly outside that are its guess)
     estimated["decides"] = bool(
         cfg.estimated_degradation
         and estimated["evaluated"]
+        and estimated["reliable"]
         and not estimated["covered"]
         and estimated["rows"] >= cfg.min_labelled_rows
     )
@@ -501,15 +509,23 @@ def _estimated(
     baseline: Mapping[str, float] | None,
     cfg: DriftThresholds,
     degradation: Mapping[str, Any],
+    domain: Any = None,
 ) -> dict[str, Any]:
     """The metrics estimated from calibrated probabilities (CBPE) against the test rows'
     estimate: on every recent row, or only on the unlabelled ones when `degradation` measured
-    the labelled ones (labels judge their own rows). Per batch on every row, for the plot."""
+    the labelled ones (labels judge their own rows). Per batch on every row, for the plot.
+
+    With `domain` (the training rows' `domain.Domain`), a batch with more than
+    `max_outside_share` of its rows outside it has its estimate marked unreliable: the deciding
+    estimate is made on the other batches' rows, and on none (`reliable` False) when no batch is
+    left."""
+    from mlassets.ml.domain import reliability
     from mlassets.ml.estimation import Calibration, by_batch, score
 
     out: dict[str, Any] = {
         "evaluated": False,
         "degraded": False,
+        "reliable": True,
         "rows": 0,
         "scope": "recent rows, labelled or not",
         "covered": False,
@@ -532,15 +548,22 @@ def _estimated(
         )
         return out
     index = _eval_sample(np.arange(len(recent)), cfg)
-    keep = [*columns, *(c for c in (label, "_batch") if c and c in recent and c not in columns)]
+    features = [*domain.numeric, *domain.categorical] if domain is not None else []
+    extra = (label, "_batch", *features)
+    keep = list(dict.fromkeys([*columns, *(c for c in extra if c and c in recent)]))
     rows = recent.iloc[index][keep]  # copies only the rows and columns scored
     cal = Calibration.from_dict(estimation["calibration"])
     scored = score(model, cal, rows[columns])
-    judged = scored
+    batches = rows["_batch"].to_numpy() if "_batch" in rows else np.full(len(rows), "recent rows")
+    trust = None
+    if domain is not None:
+        trust = reliability(domain.outside(rows), batches, cfg.max_outside_share)
+        out["reliability"] = trust.to_dict()
+    judge = np.ones(len(rows), dtype=bool)
     if degradation["evaluated"] and label in rows:
         unlabelled = rows[label].isna().to_numpy()
         if unlabelled.any():
-            judged = scored.subset(unlabelled)
+            judge = unlabelled
             out["scope"] = "unlabelled recent rows (the labelled ones are measured)"
         else:
             out["covered"] = True
@@ -549,6 +572,13 @@ def _estimated(
                 "labels cover every recent row: the realized figures decide, the estimate is "
                 "shown beside them"
             )
+    if trust is not None and trust.unreliable:
+        if (judge & trust.reliable).any():
+            judge = judge & trust.reliable
+            out["scope"] += f" of batches whose estimate is reliable ({len(trust.unreliable)} not)"
+        else:  # shown, never deciding: every row it rests on is in an unreliable batch
+            out["reliable"] = False
+    judged = scored if judge.all() else scored.subset(judge)
     est = judged.estimate(ESTIMATED_METRICS, cfg.seed)
     out.update(evaluated=bool(est.rows), rows=int(est.rows), sampled=len(rows) < len(recent))
     out["expected_positive_rate"] = est.expected_positive_rate
@@ -576,10 +606,14 @@ def _estimated(
             known = rows[label].notna().to_numpy()
             labels = np.where(known, (rows[label] == positive).to_numpy(), np.nan)
         metric = "f1" if "f1" in cfg.metrics else cfg.metrics[0]
-        out["by_batch"] = by_batch(
-            scored, rows["_batch"].to_numpy(), labels, metric=metric, seed=cfg.seed
-        )
+        out["by_batch"] = by_batch(scored, batches, labels, metric=metric, seed=cfg.seed)
         out["by_batch_metric"] = metric
+        for entry in out["by_batch"] if trust is not None else ():
+            verdict = trust.batches[entry["batch"]]
+            entry["outside_share"] = verdict["share"]
+            entry["reliable"] = verdict["reliable"]
+            if not verdict["reliable"]:
+                entry["unreliable"] = verdict["reason"]
     if out["sampled"]:
         sample = (
             f"estimated on a seeded sample of {len(rows):,} of the {len(recent):,} recent rows "
@@ -708,9 +742,18 @@ def _reasons(
     if est["evaluated"]:
         for name, m in est["metrics"].items():
             reasons.append(_estimate_line(name, m, est, cfg))
+        for name, batch in (est.get("reliability") or {}).get("batches", {}).items():
+            if not batch["reliable"]:
+                reasons.append(
+                    f"estimate unreliable for {name}: {batch['reason']}; the model's "
+                    "probabilities there are a guess, so estimated_degradation does not decide "
+                    "on this batch (feature drift and labels still do)"
+                )
         if not est["decides"] and est["degraded"]:
             if not cfg.estimated_degradation:
                 why = "estimated_degradation is off"
+            elif not est["reliable"]:
+                why = "every batch it rests on is unreliable (see above)"
             elif est["covered"]:
                 why = "labels cover every recent row, so the realized figures decide"
             else:
@@ -734,6 +777,8 @@ def _performance(deg: Mapping[str, Any], est: Mapping[str, Any], cfg: DriftThres
         m = deg["metrics"][name]
         parts.append(f"{name} {m['current']:.3f} on {deg['evaluated_rows']:,} labelled rows")
     phrase = estimate_phrase(est, name)
+    if phrase and not est.get("reliable", True):
+        phrase += ", unreliable: " + _outside_phrase(est)
     if phrase and est.get("decides"):
         parts.append(f"{phrase} on {est['rows']:,} {est['scope'].split(' (')[0]}")
     said = f"performance is not degraded ({'; '.join(parts)})" if parts else ""
@@ -742,6 +787,13 @@ def _performance(deg: Mapping[str, Any], est: Mapping[str, Any], cfg: DriftThres
     if phrase and not est.get("decides"):
         said += f" ({phrase}, not deciding)"
     return said
+
+
+def _outside_phrase(est: Mapping[str, Any]) -> str:
+    """'34.1% of rows outside the training range: feature_2 above 845.2 (30.2%)'."""
+    from mlassets.ml.domain import describe
+
+    return describe(est["reliability"]["outside"])
 
 
 def _estimate_change(name: str, m: Mapping[str, Any]) -> str:

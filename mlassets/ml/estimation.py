@@ -374,7 +374,8 @@ def by_batch(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """Per batch: rows, the estimated `metric` with its interval and, where every row of the
-    batch has a label (`labels` NaN where missing), the realized one. For the plot and table."""
+    batch has a label (`labels` NaN where missing), the realized one (with labels, how many
+    rows have one: labels that arrive later fill a batch in). For the plot and table."""
     out = []
     batches = np.asarray(batches).astype(str)
     for name in sorted(set(batches)):
@@ -388,6 +389,7 @@ def by_batch(
         entry["realized"] = None
         if labels is not None:
             y = np.asarray(labels, dtype=float)[rows]
+            entry["labelled"] = int((~np.isnan(y)).sum())
             if len(y) and not np.isnan(y).any():
                 entry["realized"] = realized(y == 1, part.predicted, (metric,))[metric]
         out.append(entry)
@@ -413,15 +415,23 @@ def plot_by_batch(
     est = np.array([e["estimate"] for e in entries], float)
     low = np.array([e["low"] for e in entries], float)
     high = np.array([e["high"] for e in entries], float)
-    ax.errorbar(
-        x,
-        est,
-        yerr=[np.maximum(est - low, 0), np.maximum(high - est, 0)],
-        fmt="o",
-        color="tab:blue",
-        capsize=3,
-        label=f"estimated {metric} (CBPE, 95 % interval)",
-    )
+    # a batch mostly outside the training range (`domain`): its estimate is drawn, greyed out
+    trusted = np.array([e.get("reliable", True) for e in entries], bool)
+    for keep, color, text in (
+        (trusted, "tab:blue", f"estimated {metric} (CBPE, 95 % interval)"),
+        (~trusted, "lightgrey", "estimate unreliable: rows outside the training range"),
+    ):
+        if keep.any():
+            ax.errorbar(
+                x[keep],
+                est[keep],
+                yerr=[np.maximum(est - low, 0)[keep], np.maximum(high - est, 0)[keep]],
+                fmt="o",
+                color=color,
+                mec="grey" if color == "lightgrey" else color,
+                capsize=3,
+                label=text,
+            )
     real = [(i, e["realized"]) for i, e in enumerate(entries) if e.get("realized") is not None]
     if real:
         ax.plot(*zip(*real, strict=True), "s", color="tab:orange", label=f"realized {metric}")

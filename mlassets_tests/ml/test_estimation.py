@@ -351,3 +351,85 @@ def test_a_version_without_calibration_is_reported_not_estimated(world):
     )
     assert not report.estimated["evaluated"] and not report.retrain
     assert any("carries no calibration" in r for r in report.reasons)
+
+
+# --- where the estimate cannot be trusted -------------------------------------------------------
+
+
+def _beyond(world: World, rows: int, seed: int, factor: float = 20.0) -> pd.DataFrame:
+    """Rows of the training population whose purchase amounts (feature_2) are `factor` times
+    larger: most lie above every amount the model was trained on."""
+    raw = fraud_batch(rows, seed)
+    raw["feature_2"] = raw["feature_2"] * factor
+    return build_features(raw, world.spec)
+
+
+def test_a_batch_beyond_the_training_range_is_marked_unreliable_and_a_clean_one_is_not(world):
+    """The bound: a batch from the training population has at most 1 % of its rows outside the
+    training range and its estimate stands; a batch whose main amount lies beyond it has more
+    than half outside, its estimate is marked unreliable with the feature named, and
+    estimated_degradation decides on the other batch's rows alone."""
+    clean = world.batch(10_000, 320).assign(_batch="clean.parquet")
+    beyond = _beyond(world, 10_000, 321).assign(_batch="beyond.parquet")
+    recent = pd.concat([clean, beyond], ignore_index=True).drop(columns=[world.spec.label.column])
+    report = world.report(recent, min_rows=len(recent))
+    reliability = report.estimated["reliability"]
+    verdicts = reliability["batches"]
+    assert verdicts["clean.parquet"]["share"] <= 0.01 and verdicts["clean.parquet"]["reliable"]
+    assert verdicts["beyond.parquet"]["share"] > 0.5 and not verdicts["beyond.parquet"]["reliable"]
+    assert reliability["unreliable_batches"] == ["beyond.parquet"]
+    assert verdicts["beyond.parquet"]["features"][0]["feature"] == "feature_2"
+    # the deciding estimate rests on the clean batch's rows only
+    assert report.estimated["reliable"] and report.estimated["rows"] == 10_000
+    assert "of batches whose estimate is reliable (1 not)" in report.estimated["scope"]
+    line = next(r for r in report.reasons if r.startswith("estimate unreliable for beyond"))
+    assert "% of rows outside the training range: feature_2 above " in line
+    assert "estimated_degradation does not decide on this batch" in line
+    entries = {e["batch"]: e for e in report.estimated["by_batch"]}
+    assert entries["clean.parquet"]["reliable"] and not entries["beyond.parquet"]["reliable"]
+    assert "feature_2" in entries["beyond.parquet"]["unreliable"]
+    assert "feature_2" in report.drifted  # drift still sees it, and decides
+    json.dumps(report.to_dict())
+
+    fig = plot_by_batch(report.estimated["by_batch"], baseline=0.9)
+    labels = fig.axes[0].get_legend_handles_labels()[1]
+    assert "estimate unreliable: rows outside the training range" in labels
+
+
+def test_an_estimate_resting_only_on_rows_beyond_the_training_range_never_decides(world):
+    beyond = _beyond(world, 12_000, 322).drop(columns=[world.spec.label.column])
+    # any drop would be degraded, and no feature can drift: only the estimate could retrain
+    quiet = {"min_effect_numeric": 99.0, "min_effect_categorical": 0.9}
+    report = world.report(beyond, max_estimated_drop=0.0, **quiet)
+    est = report.estimated
+    assert est["evaluated"] and not est["reliable"] and not est["decides"]
+    assert est["degraded"] and not report.estimated_degraded and not report.retrain
+    head = report.reasons[0]
+    assert head.startswith("no retrain: no feature drifted and performance was not measured")
+    assert ", unreliable: " in head and ", not deciding)" in head
+    assert "% of rows outside the training range: feature_2 above" in head
+    assert any(
+        r == "the estimate does not decide: every batch it rests on is unreliable (see above)"
+        for r in report.reasons
+    )
+    # a looser bar trusts it again: the setting is what decides
+    trusting = world.report(beyond, max_estimated_drop=0.0, max_outside_share=1.0, **quiet)
+    assert trusting.estimated["reliable"] and trusting.estimated_degraded
+
+
+def test_the_training_domain_counts_values_beyond_it_and_unseen_categories_not_missing_ones():
+    from mlassets.ml.domain import Domain, reliability
+
+    reference = pd.DataFrame({"x": [0.0, 5.0, 10.0], "c": ["a", "b", "a"]})
+    domain = Domain.of(reference, ["x"], ["c"])
+    rows = pd.DataFrame(
+        {"x": [1.0, np.nan, 11.0, -1.0, 2.0, 3.0], "c": ["a", "b", "a", "a", "z", None]}
+    )
+    outside = domain.outside(rows)
+    assert outside.mask.tolist() == [False, False, True, True, True, True]
+    detail = outside.detail
+    assert detail["x"]["above"] == 1 and detail["x"]["below"] == 1
+    assert detail["c"]["unseen"] == 2 and detail["c"]["examples"] == ["z", "<missing>"]
+    trust = reliability(outside, np.array(["a", "a", "b", "b", "b", "b"]), 0.5)
+    assert trust.unreliable == ["b"] and trust.reliable.tolist() == [True, True] + [False] * 4
+    assert "100.0% of rows outside the training range" in trust.batches["b"]["reason"]
