@@ -2,12 +2,16 @@
 
 Per bundled table (fraud, churn) one model is trained as `training_job` trains it (strategy
 `fast`, seed 42, threshold tuned and calibrations fit on the validation set), then scored on
-fresh batches at covariate-shift strengths 0 to 3 (the label rule stays: the case CBPE is made
-for) and on concept-drift batches (the rule changes: the case it cannot see). Each batch is
-estimated by each calibration method, by the raw probabilities, and by NannyML's CBPE on the same
-model and rows, with the realized F1 from the labels as the yardstick. The noise of the estimate
-on unshifted batches sets the scale of `max_estimated_drop`. Every comparison is made in one run,
-with fixed seeds.
+fresh batches at covariate-shift strengths 0 to 6 (the label rule stays: the case CBPE is made
+for; from 4 on, part of the rows lie beyond the training range) and on concept-drift batches
+(the rule changes: the case it cannot see). A real table follows (`real_tables.census`: a model
+trained on people up to 50, batches of later years and batches with a share of older people,
+beyond that range). Each batch is estimated by each calibration method, by the raw
+probabilities, and by NannyML's CBPE on the same model and rows, with the realized F1 from the
+labels as the yardstick, and its share of rows outside the training range
+(`mlassets.ml.domain`) says whether the report marks its estimate unreliable. The noise of the
+estimate on unshifted batches sets the scale of `max_estimated_drop`. Every comparison is made
+in one run, with fixed seeds.
 
 Usage: .venv/bin/python -m benchmarks estimation   (BENCH_QUICK=1: smaller and fewer batches)
 """
@@ -25,7 +29,11 @@ from typing import Any
 from benchmarks.common import quick, table
 
 TABLES = ("fraud", "churn")
-STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)
+# beyond 3, the bundled tables' shift carries part of the rows beyond the training range
+STRENGTHS = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+CENSUS = "census"
+CENSUS_YEARS = (2016, 2017, 2018)  # later surveys of people in the training range
+CENSUS_SHARES = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)  # of people older than any trained on
 MIN_BATCH_ROWS = 10_000  # the smallest batch the target speaks of
 TARGET_MAE = 0.03
 SEED = 42  # split, search, threshold: the pipeline's default
@@ -41,11 +49,13 @@ class Plan:
     batch_rows: int
     seeds: int  # batches per strength (and concept-drift batches per strength)
     noise_seeds: int  # unshifted batches of MIN_BATCH_ROWS for the noise table
+    census_rows: int = 15_000  # rows per census batch
+    census_seeds: int = 4  # census batches per later year (and per share of older people)
 
 
 def plan() -> Plan:
     if quick():
-        return Plan(source_rows=8_000, batch_rows=10_000, seeds=1, noise_seeds=5)
+        return Plan(8_000, 10_000, seeds=1, noise_seeds=5, census_rows=10_000, census_seeds=1)
     return Plan(source_rows=50_000, batch_rows=20_000, seeds=3, noise_seeds=20)
 
 
@@ -74,6 +84,7 @@ class Trained:
     validation: Any  # feature frame
     test: Any  # feature frame
     seconds: float
+    domain: Any = None  # mlassets.ml.domain.Domain of the training rows
 
 
 def one_core():
@@ -87,27 +98,34 @@ def one_core():
 def train(table_name: str, rows: int, *, strategy: str = "fast", seed: int = SEED) -> Trained:
     """benchmarks/direct.py's `pipeline` (features, split, search, threshold: candidate_model's
     calls), one process and one core, then every calibration on the validation rows."""
-    with one_core():
-        return _train(table_name, rows, strategy, seed)
-
-
-def _train(table_name: str, rows: int, strategy: str, seed: int) -> Trained:
-    from benchmarks.direct import pipeline
-    from mlassets.ml.data import target
-    from mlassets.ml.estimation import METHODS, fit_calibration
-    from mlassets.ml.features import input_frame
     from mlassets.spec import BUNDLED_SPECS, load_spec
     from mlassets.synthetic import table_batch
 
-    t = time.perf_counter()
     spec = load_spec(BUNDLED_SPECS / f"{table_name}.yaml")
     df = table_batch(table_name, rows, seed=SOURCE_SEED)
+    return train_frame(table_name, df, spec, strategy=strategy, seed=seed)
+
+
+def train_frame(name: str, df, spec, *, strategy: str = "fast", seed: int = SEED) -> Trained:
+    """`train` on a table of any spec (the real one too)."""
+    with one_core():
+        return _train(name, df, spec, strategy, seed)
+
+
+def _train(name: str, df, spec, strategy: str, seed: int) -> Trained:
+    from benchmarks.direct import pipeline
+    from mlassets.ml.data import target
+    from mlassets.ml.domain import Domain
+    from mlassets.ml.estimation import METHODS, fit_calibration
+    from mlassets.ml.features import input_frame
+
+    t = time.perf_counter()
     result = pipeline(df, spec, strategy, n_jobs=1, seed=seed, validate=False)
     parts = result["splits"]
     X_val, y_val = input_frame(parts.validation, spec), target(parts.validation, spec)
     calibrations = {m: fit_calibration(result["model"], X_val, y_val, m) for m in METHODS}
     return Trained(
-        table_name,
+        name,
         spec,
         result["model"],
         result["threshold"],
@@ -115,6 +133,8 @@ def _train(table_name: str, rows: int, strategy: str, seed: int) -> Trained:
         parts.validation,
         parts.test,
         time.perf_counter() - t,
+        # what the report's reliability mark reads (the version's reference: its training rows)
+        Domain.of(parts.train, spec.numeric_inputs, spec.features.categorical),
     )
 
 
@@ -173,18 +193,31 @@ def batch_row(
     from mlassets.ml.estimation import realized
     from mlassets.ml.features import build_features
 
-    s = score(trained, build_features(df, trained.spec))
+    features = build_features(df, trained.spec)
+    s = score(trained, features)
+    outside = trained.domain.outside(features).share if trained.domain is not None else 0.0
     row: dict[str, Any] = {
         **labels,
         "rows": len(df),
         "realized": realized(s.y, s.predicted, ("f1",))["f1"],
         "est": {m: ours(trained, s, m, seed) for m in methods() if m != default},
+        # the share of rows outside the training range, and whether the report trusts it
+        "outside": outside,
+        "reliable": outside <= max_outside_share(),
     }
     t = time.perf_counter()
     row["est"][default] = ours(trained, s, default, seed)
     row["ours_s"] = time.perf_counter() - t
     row["nml"], row["nml_s"] = (None, None) if nml is None else nannyml_estimate(nml, s)
     return row
+
+
+def max_outside_share() -> float:
+    """The report's bar (`DriftThresholds.max_outside_share`), so the benchmark judges the
+    default."""
+    from mlassets.ml.drift import DriftThresholds
+
+    return DriftThresholds().max_outside_share
 
 
 def _versus(default: str) -> list[str]:
@@ -282,6 +315,61 @@ def run_table(table_name: str, p: Plan, nml, default: str) -> dict[str, Any]:
     }
 
 
+def run_census(p: Plan, nml, default: str) -> dict[str, Any]:
+    """The real table: a model trained on the 2015 survey's people up to `TRAINING_AGE`, then
+    batches of the same ages in later surveys (a real shift inside the training range) and
+    batches of 2016 where a share of the people are older (beyond it)."""
+    import pandas as pd
+
+    from benchmarks.real_tables import TRAINING_AGE, census, census_spec
+    from mlassets.ml.estimation import realized
+
+    df, spec = census(), census_spec()
+    young = df["AGEP"] <= TRAINING_AGE
+    source = df[(df["year"] == 2015) & young]
+    if quick():
+        source = source.sample(p.source_rows, random_state=SOURCE_SEED)
+    trained = train_frame(CENSUS, source.reset_index(drop=True), spec)
+    est = nannyml_fit(nml, trained) if nml is not None else None
+    batches = []
+    for i, year in enumerate(CENSUS_YEARS):
+        pool = df[(df["year"] == year) & young]
+        for k in range(p.census_seeds):
+            batch = pool.sample(p.census_rows, random_state=100 * i + k)
+            batches.append(
+                batch_row(trained, batch, default=default, nml=est, batch=f"{year}", share=0.0)
+            )
+    later, older = df[(df["year"] == 2016) & young], df[(df["year"] == 2016) & ~young]
+    for i, share in enumerate(CENSUS_SHARES):
+        for k in range(p.census_seeds):
+            n_old = round(p.census_rows * share)
+            batch = pd.concat(
+                [
+                    later.sample(p.census_rows - n_old, random_state=1_000 + 10 * i + k),
+                    older.sample(n_old, random_state=2_000 + 10 * i + k),
+                ],
+                ignore_index=True,
+            )
+            batches.append(
+                batch_row(
+                    trained,
+                    batch,
+                    default=default,
+                    nml=est,
+                    batch=f"2016, {share:.0%} over {TRAINING_AGE}",
+                    share=share,
+                )
+            )
+    s = score(trained, trained.test)
+    return {
+        "trained": trained,
+        "source_rows": len(source),
+        "batches": batches,
+        "test_realized": realized(s.y, s.predicted, ("f1",))["f1"],
+        "nml_calibrated": None if est is None else bool(est.needs_calibration),
+    }
+
+
 def _f(x: float | None, digits: int = 3) -> str:
     return "-" if x is None else f"{x:.{digits}f}"
 
@@ -311,8 +399,16 @@ def _covered(rows: list[dict], method: str | None) -> tuple[float | None, float 
     return _mean([float(h) for h in hits]), _mean(widths)
 
 
-def report(results: dict[str, dict], p: Plan, default: str, nml_note: str | None) -> str:
-    """The markdown section: tables (a) to (g)."""
+def report(
+    results: dict[str, dict],
+    p: Plan,
+    default: str,
+    nml_note: str | None,
+    census: dict[str, Any] | None = None,
+    census_note: str | None = None,
+) -> str:
+    """The markdown section: tables (a) to (g), then (h) and (i): within the training range
+    and beyond it, on the bundled tables and the real one (`census`, or why not)."""
     nml_missing = nml_note is not None
     absent = "not installed"
     out = []
@@ -533,7 +629,122 @@ def report(results: dict[str, dict], p: Plan, default: str, nml_note: str | None
         f'**(g) target "MAE ≤ {TARGET_MAE} on batches ≥ {MIN_BATCH_ROWS:,} rows"** '
         f"(`{default}`, covariate-shift batches of {p.batch_rows:,} rows): " + "; ".join(verdicts)
     )
+    sets = {t: r["covariate"] for t, r in results.items()}
+    if census is not None:
+        sets[f"{CENSUS} (real)"] = census["batches"]
+    out.append(_within_and_beyond(sets, default, nml_missing))
+    if census is not None:
+        out.append(_census_table(census, default, nml_missing))
+    elif census_note:
+        out.append(f"**(i) the real table**: {census_note}")
     return "\n\n".join(out)
+
+
+def _within_and_beyond(sets: dict[str, list[dict]], default: str, nml_missing: bool) -> str:
+    """(h): error and interval coverage apart for batches the report trusts (at most
+    `max_outside_share` of their rows outside the training range) and the ones it marks."""
+    absent = "not installed"
+    rows = []
+    for t, batches in sets.items():
+        groups = (
+            ("within (estimate trusted)", [b for b in batches if b["reliable"]]),
+            ("beyond (marked unreliable)", [b for b in batches if not b["reliable"]]),
+            ("all, as shown before the mark", batches),
+        )
+        for kind, group in groups:
+            if not group:
+                rows.append([t, kind, "0", "-", "-", "-", "-", "-", "-"])
+                continue
+            ours_e, nml_e = _err(group, default), _err(group, None)
+            ours_c, ours_w = _covered(group, default)
+            nml_c, _ = _covered(group, None)
+            rows.append(
+                [
+                    t,
+                    kind,
+                    str(len(group)),
+                    f"{_mean([b['outside'] for b in group]):.1%}",
+                    f"{_f(_mean(ours_e), 4)} ({_f(max(ours_e), 4)})",
+                    f"{ours_c:.0%} at {_f(ours_w)}",
+                    absent if nml_missing else f"{_f(_mean(nml_e), 4)} ({_f(max(nml_e), 4)})",
+                    absent if nml_missing else f"{nml_c:.0%}",
+                ]
+            )
+    return (
+        "**(h) within the training range and beyond it**: batches with at most "
+        f"{max_outside_share():.0%} of their rows outside the training range (a numeric value "
+        "beyond every training value, an unseen category; `DriftThresholds.max_outside_share`) "
+        "against the batches the report marks unreliable; the bundled tables' covariate-shift "
+        "batches and every batch of the real table. Error: mean (max) |estimated - realized F1|; "
+        "covered: share of batches whose realized F1 lies in the interval, at its mean width\n\n"
+        + table(
+            [
+                "table",
+                "kind",
+                "n",
+                "rows outside (mean)",
+                "ours: error",
+                "ours: covered",
+                "NannyML: error",
+                "NannyML: covered",
+            ],
+            rows,
+        )
+    )
+
+
+def _census_table(census: dict[str, Any], default: str, nml_missing: bool) -> str:
+    """(i): the real table batch by batch (means over the batches of each kind)."""
+    from benchmarks.real_tables import TRAINING_AGE
+
+    absent = "not installed"
+    batches = census["batches"]
+    rows = []
+    for name in dict.fromkeys(b["batch"] for b in batches):
+        group = [b for b in batches if b["batch"] == name]
+        ours_c, _ = _covered(group, default)
+        nml_c, _ = _covered(group, None)
+        nml_vals = [b["nml"]["estimate"] for b in group if b["nml"] is not None]
+        rows.append(
+            [
+                name,
+                str(len(group)),
+                f"{_mean([b['outside'] for b in group]):.1%}",
+                _f(_mean([b["realized"] for b in group])),
+                _f(_mean([b["est"][default]["estimate"] for b in group])),
+                _f(_mean(_err(group, default)), 4),
+                f"{ours_c:.0%}",
+                absent if nml_missing else _f(_mean(nml_vals)),
+                absent if nml_missing else _f(_mean(_err(group, None)), 4),
+                absent if nml_missing else f"{nml_c:.0%}",
+                "no" if all(b["reliable"] for b in group) else "yes",
+            ]
+        )
+    return (
+        f"**(i) a real shift beyond the training range** (US Census ACS employment, "
+        f"Massachusetts, shipped with NannyML): a model trained as `training_job` trains it on "
+        f"{census['source_rows']:,} people of the 2015 survey aged 0-{TRAINING_AGE} "
+        f"(realized F1 on its test rows {census['test_realized']:.3f}), batches of "
+        f"{batches[0]['rows']:,} people: the same ages in later surveys, and 2016 with a share "
+        f"of people older than any it was trained on, where employment follows another rule "
+        "(retirement)\n\n"
+        + table(
+            [
+                "batch",
+                "n",
+                "rows outside",
+                "realized F1",
+                f"ours ({default})",
+                "error",
+                "covered",
+                "NannyML",
+                "error",
+                "covered",
+                "marked unreliable",
+            ],
+            rows,
+        )
+    )
 
 
 def _ceil_cent(x: float) -> float:
@@ -560,7 +771,14 @@ def main(argv: list[str] | None = None) -> str:
             "(nannyml, statsmodels) and runs it."
         )
     results = {t: run_table(t, p, nml, default) for t in TABLES}
-    return report(results, p, default, note)
+    from benchmarks.real_tables import census_folder
+
+    census, census_note = None, None
+    if census_folder() is None:
+        census_note = "not run: the table comes with nannyml (`make bench` installs it)."
+    else:
+        census = run_census(p, nml, default)
+    return report(results, p, default, note, census, census_note)
 
 
 if __name__ == "__main__":

@@ -203,7 +203,5 @@ def _judge(
             or "none",
         },
     )
-    context.log.info(
-        clip(f"requesting {m.job('training_job')} ({key}): {reasons}{notes}{waiting}")
-    )
+    context.log.info(clip(f"requesting {m.job('training_job')} ({key}): {reasons}{notes}{waiting}"))
     return SensorResult(run_requests=[request], cursor=json.dumps(cursor, sort_keys=True))

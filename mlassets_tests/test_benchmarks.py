@@ -95,10 +95,13 @@ def test_estimation_benchmark_rows_realize_sklearn_f1_and_estimate_unshifted_f1(
     assert set(row["est"]) == {*bench.methods()} and row["nml"] is None
     assert abs(row["est"][default]["estimate"] - row["realized"]) < 0.05
 
+    assert row["outside"] <= 0.01 and row["reliable"]  # the training population: trusted
     assert len(result["covariate"]) == len(result["concept"]) == len(bench.STRENGTHS)
-    text = bench.report({"fraud": result}, plan, default, "not installed")
+    text = bench.report({"fraud": result}, plan, default, "not installed", None, "not run")
     assert "not installed" in text and "(g) target" in text
-    assert text.count("\n| fraud |") == 4  # tables (c) to (f)
+    assert "(h) within the training range and beyond it" in text
+    assert "**(i) the real table**: not run" in text
+    assert text.count("\n| fraud |") == 4 + 3  # tables (c) to (f), then (h)'s three kinds
 
 
 def test_nannyml_stays_a_yardstick_never_imported_by_mlassets():

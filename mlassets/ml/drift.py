@@ -83,6 +83,13 @@ class DriftThresholds:
       the realized F1: 0.039 at the demo's size. 0.05 clears that and is the labelled
       signal's bar, so both mean the same drop. Labels judge the rows they cover; the estimate
       decides for the unlabelled rows, and only on at least `min_labelled_rows` of them.
+    - `max_outside_share=0.05`: a batch with more than 5 % of its rows outside the production
+      model's training range (`mlassets.ml.domain`) has its estimate marked unreliable and does
+      not decide. On a real table (bench section estimation: census employment, a model trained
+      on ages 0-50, batches with a share of older people) the estimated F1's error was 0.004 at
+      5 % and 0.016 at 10 %, where the realized F1 left every interval, ours and NannyML's; 5 % is
+      the largest share measured at which they held. Rows of the training population fall
+      outside only by chance: 0.00-0.05 % of an unshifted 20,000-row fraud or churn batch.
     """
 
     alpha: float = 0.05
