@@ -85,6 +85,14 @@ def test_labels_that_arrive_later_join_by_id_and_the_retrain_learns_from_them(tm
         [entry] = report["estimated"]["by_batch"]
         assert entry["labelled"] == ROWS and entry["realized"] is not None
         assert report["degradation"]["evaluated"]  # the joined labels measure the model
+        # rows of the training population: the estimate is trusted, and says how far out they lie
+        drift_meta = meta["drift_report"]
+        assert drift_meta["estimate_reliable"].value is True
+        assert drift_meta["unreliable_batches"].value == "none"
+        assert 0 <= drift_meta["outside_training_range"].value <= 0.01
+        mlflow_run = env.client().get_run(drift_meta["mlflow_run_id"].value)
+        assert mlflow_run.data.tags["mlassets.estimate_reliable"] == "true"
+        assert mlflow_run.data.metrics["outside_share"] <= 0.01
 
         # the retraining run joins the same labels and learns from every row
         client = env.client()

@@ -358,3 +358,21 @@ def test_covariate_strength_scales_the_shift_and_keeps_strength_one(table):
     assert none[moved].mean() < one[moved].mean() < two[moved].mean()
     with pytest.raises(ValueError, match="strength must be in"):
         table_batch(table, 10, 1, "covariate", strength=-1)
+
+
+@pytest.mark.parametrize("table", ["fraud", "churn"])
+def test_batches_can_land_without_labels_and_their_labels_apart(tmp_path, table):
+    """--labels-out: each batch as production rows land (no label column), its labels in a
+    labels_NNNN.csv of (id, label) that joins back to exactly the batch's own rows."""
+    from mlassets.synthetic import ID_COLUMN, LABEL_COLUMN, write_batches
+
+    lab = tmp_path / "lab"
+    paths = write_batches(tmp_path / "in", 2, 300, 9, "covariate", table=table, labels_out=lab)
+    same = write_batches(tmp_path / "with", 2, 300, 9, "covariate", table=table)
+    for i, (path, full) in enumerate(zip(paths, same, strict=True), 1):
+        rows, labels = pd.read_parquet(path), pd.read_csv(lab / f"labels_{i:04d}.csv")
+        expected = pd.read_parquet(full)
+        assert LABEL_COLUMN[table] not in rows.columns
+        assert list(labels.columns) == [ID_COLUMN[table], LABEL_COLUMN[table]]
+        joined = rows.merge(labels, on=ID_COLUMN[table])
+        pd.testing.assert_frame_equal(joined[expected.columns], expected)
