@@ -18,7 +18,6 @@ from mlassets.catalog import Model
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 TAG = "mlassets"
-LABELS = "labels/"  # the cursor's prefix for label files
 # Bytes of one run tag the sensor writes from user data (batch names, reasons).
 TAG_BYTES = 1_000
 
@@ -115,7 +114,7 @@ def _judge(
     monitoring: MonitoringResource,
 ) -> SensorResult:
     from mlassets.ml.bounded import clip
-    from mlassets.ml.drift import batches_fingerprint as evidence_key
+    from mlassets.ml.labels import PREFIX
     from mlassets.ml.landing import describe_skipped, list_batches
     from mlassets.ml.monitoring import decide, labelled, production, recent
     from mlassets.ml.registry import RegistryError
@@ -130,7 +129,7 @@ def _judge(
     # label files are seen under `labels/<name>`: labels that arrive for batches already judged
     # make the next tick decide again
     files = {b.name: b.digest for b in landed}
-    files.update({f"{LABELS}{f.name}": f.digest for f in list_batches(labels)} if labels else {})
+    files.update({f"{PREFIX}{f.name}": f.digest for f in list_batches(labels)} if labels else {})
     new = [name for name, digest in files.items() if seen.get(name) != digest]
     if not new:
         what = f"{len(landed)} batch(es)" + (
@@ -180,7 +179,7 @@ def _judge(
         )
     window = monitoring.drift.window_batches
     train_on = trainable[-window:] if window > 0 else trainable
-    key = evidence_key(rec.evidence())
+    key = rec.evidence_key()
     reasons = " | ".join(report.reasons)
     request = RunRequest(
         run_key=f"retrain-{spec.name}-{key}",

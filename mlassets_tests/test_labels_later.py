@@ -13,7 +13,7 @@ from dagster import build_sensor_context
 
 from mlassets.synthetic import write_batches, write_frame
 from mlassets_tests.conftest import Env, trained_world
-from mlassets_tests.test_cli import churn_frame
+from mlassets_tests.test_cli import CHURN_SPEC, churn_frame
 
 pytestmark = pytest.mark.integration
 
@@ -124,25 +124,11 @@ def test_labels_that_arrive_later_join_by_id_and_the_retrain_learns_from_them(tm
         assert "label" not in pd.read_parquet(path).columns  # the batch was never rewritten
 
 
-OWN_SPEC = """
-name: own_churn
-source: customers.csv
-landing: incoming
-labels: incoming_labels
-label: {column: churned, positive: "yes"}
-id: customer
-min_rows: 500
-columns:
-  customer: {type: string, nullable: false, unique: true}
-  customer_age: {type: float, min: 18, max: 100}
-  tenure_months: {type: integer, min: 0}
-  plan: {type: category, values: [basic, plus, pro]}
-  monthly_spend: {type: float, min: 0}
-  churned: {type: string, nullable: false, values: ["yes", "no"]}
-features:
-  numeric: [customer_age, tenure_months, monthly_spend]
-  categorical: [plan]
-"""
+# the test_cli churn table, with the id its label files join on and two folders of its own
+OWN_SPEC = CHURN_SPEC.replace(
+    "name: churn_model\n",
+    "name: own_churn\nlanding: incoming\nlabels: incoming_labels\nid: customer\n",
+).replace("columns:\n", "columns:\n  customer: {type: string, nullable: false, unique: true}\n")
 
 
 def own_rows(rows: int, seed: int, first: int) -> pd.DataFrame:

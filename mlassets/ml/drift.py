@@ -516,7 +516,7 @@ def _estimated(
     baseline: Mapping[str, float] | None,
     cfg: DriftThresholds,
     degradation: Mapping[str, Any],
-    domain: Any = None,
+    domain: Domain | None = None,
 ) -> dict[str, Any]:
     """The metrics estimated from calibrated probabilities (CBPE) against the test rows'
     estimate: on every recent row, or only on the unlabelled ones when `degradation` measured

@@ -34,6 +34,8 @@ from mlassets.ml.landing import (
 from mlassets.spec import DatasetSpec
 
 FILE_COLUMN = "_label_file"
+# how a label file is named beside the batches where both count (a sensor's cursor, a run_key)
+PREFIX = "labels/"
 
 
 @dataclass

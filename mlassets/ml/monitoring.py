@@ -42,14 +42,17 @@ class Recent:
     # what joining the spec's label files did (None: the spec names no `labels` folder)
     labels: LabelJoin | None = None
 
-    def evidence(self) -> list[tuple[str, str]]:
-        """(name, digest) of every file the decision rests on: the batches and the label files
-        joined to them. A retrain's run_key is made from it, so labels that arrive for batches
-        already judged make a new decision (a new run), and the same files never two."""
+    def evidence_key(self) -> str:
+        """A fingerprint of every file the decision rests on: the batches and the label files
+        joined to them (without label files, `landing.batches_key`). A retrain's run_key, so
+        labels that arrive for batches already judged make a new run, the same files never two."""
+        from mlassets.ml.drift import batches_fingerprint
+        from mlassets.ml.labels import PREFIX
+
         files = [(b.name, b.digest) for b in self.batches]
         if self.labels is not None:
-            files += [(f"labels/{f['name']}", f["digest"]) for f in self.labels.files]
-        return files
+            files += [(f"{PREFIX}{f['name']}", f["digest"]) for f in self.labels.files]
+        return batches_fingerprint(files)
 
 
 def labelled(rec: Recent, label: str) -> tuple[list[Batch], list[str]]:
