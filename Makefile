@@ -50,7 +50,7 @@ demo: install home
 	$(BIN)/python -m mlassets.summary
 
 # `make serve`: MLflow's scoring server for the production model on 127.0.0.1:$(SERVE_PORT); it
-# takes the spec's raw rows (JSON or CSV at /invocations). Stop it with Ctrl-C.
+# takes the spec's raw rows (JSON, CSV or Parquet at /invocations). Stop it with Ctrl-C.
 SERVE_PORT ?= 5001
 SERVE_MODEL ?= fraud_detection
 serve: install

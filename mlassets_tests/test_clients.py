@@ -249,11 +249,18 @@ def test_make_serve_answers_raw_rows_like_the_pipeline(launched, tmp_path):
         wait_http(server, f"http://127.0.0.1:{port}/ping", log, timeout=180)
         url = f"http://127.0.0.1:{port}/invocations"
         json_type, csv_type = "application/json", "text/csv"
+        parquet_type = "application/vnd.apache.parquet"
 
         status, body = post(url, split_json(rows), json_type)
         assert status == 200, body
         assert json.loads(body)["predictions"] == expected
 
+        # a landed Parquet batch as it is: pandas' own types (datetime64, int64, None)
+        status, body = post(url, rows.to_parquet(index=False), parquet_type)
+        assert status == 200, body
+        assert json.loads(body)["predictions"] == expected
+
+        # a landed CSV batch as it is: pandas reads it (no input schema to parse it with)
         status, body = post(url, rows.to_csv(index=False), csv_type)
         assert status == 200, body
         assert json.loads(body)["predictions"] == expected
@@ -268,7 +275,7 @@ def test_make_serve_answers_raw_rows_like_the_pipeline(launched, tmp_path):
         assert [r["prediction"] for r in both] == expected[:3]
 
         # bad requests: each a 4xx that says what is wrong, and the server goes on
-        bad_type = rows.head(2).astype({"feature_1": object})
+        bad_type = rows.head(2).astype({"feature_1": str})
         bad_type.loc[1, "feature_1"] = "lots"
         bad_date = rows.head(2).copy()
         bad_date["timestamp"] = bad_date["timestamp"].astype(str)
@@ -276,9 +283,17 @@ def test_make_serve_answers_raw_rows_like_the_pipeline(launched, tmp_path):
         cases = {
             "malformed JSON": ('{"dataframe_split": {"columns": ["feature_1"', json_type, "JSON"),
             "no rows key": (json.dumps({"rows": []}), json_type, "dataframe_split"),
-            "a wrong type": (split_json(bad_type), json_type, "feature_1"),
-            # MLflow parses CSV with pandas, whose message quotes the value but not the column
-            "a wrong type in CSV": (bad_type.to_csv(index=False), csv_type, "'lots'"),
+            "a wrong type": (split_json(bad_type), json_type, "column 'feature_1'"),
+            "a wrong type in CSV": (
+                bad_type.to_csv(index=False),
+                csv_type,
+                "column 'feature_1' holds values that are not numbers: ['lots']",
+            ),
+            "a wrong type in Parquet": (
+                bad_type.to_parquet(index=False),
+                parquet_type,
+                "column 'feature_1' holds values that are not numbers: ['lots']",
+            ),
             "a date that is none": (split_json(bad_date), json_type, "timestamp"),
             "a missing column": (
                 split_json(rows.drop(columns="signup_date")),

@@ -56,7 +56,6 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     from sklearn.model_selection import FixedThresholdClassifier
 
     from mlassets.ml.features import input_frame
-    from mlassets.ml.serving import request_frame
     from mlassets.ml.threshold import base_model
 
     world, result = fraud_world
@@ -100,11 +99,13 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     # file, so MLflow's deserialization switch stays off
     assert os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] == "false"
     served = mlflow.pyfunc.load_model("models:/fraud_detection@production")
-    schema = served.metadata.get_input_schema()
-    assert schema.input_names() == spec.model_inputs  # raw columns: no derived feature
-    # the rows as a request carries them (dates as text), id and label included: ignored
+    # no input schema for MLflow to enforce: the raw columns (no derived feature), their spec
+    # types written beside, and the model takes them as pandas holds them
+    assert served.metadata.get_input_schema() is None
+    assert sorted(served.metadata.metadata["input_types"]) == sorted(spec.model_inputs)
+    # the rows with pandas' own types (datetime64), id and label included: ignored
     raw = pd.concat([result.output_for_node("splits", s) for s in ("validation_set", "test_set")])
-    rows = request_frame(X, schema).assign(user_id=raw["user_id"], label=raw["label"])
+    rows = X.assign(user_id=raw["user_id"], label=raw["label"])
     got = np.asarray(served.predict(rows)).ravel()
     np.testing.assert_array_equal(got, (score >= t).astype(int))
     assert (got != (score >= 0.5).astype(int)).any()  # rows between t and 0.5 (validation)

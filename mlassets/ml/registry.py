@@ -62,8 +62,10 @@ def log_pipeline(
 ):
     """Log a fitted Pipeline to the active MLflow run in skops format, served by mlassets' loader.
 
-    The signature is the spec's raw input columns (`serving.signature`; without a spec, the
-    example's columns as they are), the pyfunc loader
+    The signature has no input schema with a spec (`serving.signature`: the model takes the
+    spec's raw columns as pandas, JSON or CSV give them and coerces them; their spec types are
+    in the MLmodel's `metadata`; without a spec, the example's columns as they are), the pyfunc
+    loader
     `mlassets.ml.serving` (labels, or the probability on request; with `calibration`, a
     `estimation.Calibration` as a dict, the calibrated probability too). Untrusted types beyond
     `SKOPS_TRUSTED_TYPES` make MLflow refuse the model; we never fall back to pickle.
@@ -74,7 +76,9 @@ def log_pipeline(
     from mlassets.ml import serving
 
     sig = serving.signature(spec, X_example, model.predict(X_example.head(5)))
-    example = serving.request_frame(X_example.head(5), sig.inputs)
+    example = X_example.head(5)
+    if sig.inputs is not None:  # a model logged without a spec: as its signature types it
+        example = serving.request_frame(example, sig.inputs)
     return Model.log(
         artifact_path=None,
         name=name,
@@ -86,6 +90,7 @@ def log_pipeline(
         calibration=calibration,
         signature=sig,
         input_example=example,
+        metadata=serving.model_metadata(spec) if spec else None,
         # the flavor's own pins (installed sklearn, skops, ...): skips MLflow's slow
         # subprocess that re-imports the model to infer requirements
         pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
@@ -366,7 +371,8 @@ def _mlflow_loading_allowed() -> Iterator[None]:
 
 def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> dict[str, Any]:
     """Load `model_uri` through pyfunc (the serving path) and compare its predictions with `expected`
-    on the rows `X` as a request carries them (`serving.request_frame`).
+    on the rows `X` as they are (`serving.request_frame` only converts them for a version
+    registered with the strictly typed signature of before).
 
     The files are downloaded once, to a private folder, and checked by `verify_flavor` before
     pyfunc sees them: pyfunc would honour whatever format and trusted list the MLmodel declares.

@@ -14,6 +14,11 @@ list), loads the skops file with mlassets' own trusted list, and answers:
   (`estimation.Calibration`, in the model's folder as `calibration.json`): the probability to
   act on as a chance, and the one performance estimates before labels are made from.
 
+Inputs: the spec's raw columns by name, as pandas, JSON, CSV or Parquet give them (no input
+schema in the signature, see INPUT_TYPES_KEY): the model's first step, `features.SpecFeatures`,
+coerces each to the kind training saw, so a frame as pandas reads a Parquet or CSV file and a
+JSON, CSV or Parquet request are answered alike.
+
 Loading needs `mlassets` importable (the model's first step, `features.SpecFeatures`, is ours):
 serve from the project's environment (`make serve`, `--env-manager local`).
 """
@@ -33,42 +38,35 @@ CALIBRATION_FILE = "calibration.json"
 DEFAULT_OUTPUT = "label"
 
 
-# The signature's type for each spec column type. MLflow 3.17 parses a CSV request with
-# `pandas.read_csv(dtype=...)`, which refuses datetime types, and enforces types strictly (no
-# int64 -> double, no missing value in a `long`): so datetimes travel as ISO text, integer columns
-# that may be missing as doubles, and `SpecFeatures` parses them. `request_frame` turns a typed
-# frame (a landed Parquet batch, say) into this form for in-process `pyfunc` callers.
-SIGNATURE_TYPES = {
-    "float": "double",
-    "datetime": "string",
-    "string": "string",
-    "boolean": "boolean",
-}
+# The signature declares no input schema, on purpose. MLflow 3.17 enforces declared types
+# strictly (no datetime64 for a `string` column, no int64 for a `double` one: "Can not safely
+# convert int64 to float64", no missing value in a `long`), so a frame as `pd.read_parquet` or
+# `pd.read_csv` gives it was refused; and its server parses a CSV body with
+# `pd.read_csv(dtype=<the declared types>)`, which refuses datetime types and cannot be built for
+# `AnyType` columns at all. With no input schema MLflow passes every body and frame through as
+# pandas made it, and the model's first step (`features.SpecFeatures`) coerces each column to
+# the kind training saw and refuses a missing column by name: one piece of code for every caller.
+# The params schema (`output`) stays, and the spec's input columns and types are written in the
+# MLmodel's `metadata` (`input_types`, see `model_metadata`).
+INPUT_TYPES_KEY = "input_types"
 
 
-def _column_type(spec, name: str) -> str:
-    column = spec.columns[name]
-    if column.type == "integer":
-        return "double" if column.nullable else "long"
-    if column.type == "category":  # text, unless the spec's categories are numbers
-        numbers = column.values and all(
-            isinstance(v, int | float) and not isinstance(v, bool) for v in column.values
-        )
-        return "double" if numbers else "string"
-    return SIGNATURE_TYPES[column.type]
-
-
-def input_schema(spec):
-    """The registered model's input: the spec's raw `model_inputs`, typed from the spec."""
-    from mlflow.types import ColSpec, Schema
-
-    return Schema([ColSpec(_column_type(spec, c), c) for c in spec.model_inputs])
+def model_metadata(spec) -> dict[str, Any]:
+    """What the MLmodel's `metadata` says of the inputs: each column's type in the spec, and
+    whether it may be missing (`model.metadata.metadata` for a `pyfunc` model)."""
+    return {
+        INPUT_TYPES_KEY: {
+            c: {"type": spec.columns[c].type, "nullable": spec.columns[c].nullable}
+            for c in spec.model_inputs
+        }
+    }
 
 
 def request_frame(df: pd.DataFrame, schema) -> pd.DataFrame:
-    """`df`'s signature columns as a request carries them: datetimes as ISO text, integers in
-    double columns as floats. What an in-process `mlflow.pyfunc` caller passes for a typed frame
-    (MLflow refuses datetime64 for a string column, int64 for a double one)."""
+    """`df`'s signature columns in the form `schema` takes, for a version registered with the
+    strictly typed input schema of before (`string` for datetimes, `double` for integers, which
+    MLflow enforces): datetimes become ISO text and integers floats. Today's versions declare no
+    input schema and take `df` as it is."""
     out = {}
     for col in schema.inputs:
         values = df[col.name]
@@ -79,18 +77,18 @@ def request_frame(df: pd.DataFrame, schema) -> pd.DataFrame:
         elif kind.endswith("double") and pd.api.types.is_integer_dtype(values):
             values = values.astype("float64")
         out[col.name] = values
-    return pd.DataFrame(out, index=df.index)
+    return pd.DataFrame(out, index=df.index, copy=False)
 
 
 def signature(spec, example: pd.DataFrame, predictions: np.ndarray):
-    """Inputs from the spec (`input_schema`; inferred from `example` without a spec), outputs
-    the labels, params the `output` switch."""
+    """No input schema with a spec (the model coerces what it is given, see INPUT_TYPES_KEY;
+    inferred from `example` without one), outputs the labels, params the `output` switch."""
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
     dtype = "long" if np.issubdtype(np.asarray(predictions).dtype, np.integer) else "double"
     return ModelSignature(
-        inputs=input_schema(spec) if spec else infer_signature(example).inputs,
+        inputs=None if spec else infer_signature(example).inputs,
         outputs=Schema([ColSpec(dtype)]),
         params=params_schema(),
     )
@@ -160,7 +158,7 @@ class ServedModel:
             if output == "probability":
                 return probability
             labels = self.model.predict(data)
-        except (ValueError, TypeError) as e:  # a value the signature let through: a bad date
+        except (ValueError, TypeError) as e:  # a value the model cannot coerce: a bad date
             from mlassets.ml.bounded import clip
 
             raise MlflowException(

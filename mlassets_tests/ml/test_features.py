@@ -139,3 +139,209 @@ def test_input_frame_shares_the_columns_instead_of_copying_them(spec, featured):
         assert np.shares_memory(X[name].to_numpy(), featured[name].to_numpy()), name
     assert X.index.equals(featured.index)
     pd.testing.assert_frame_equal(X, featured[spec.model_inputs])
+
+
+# --- the model's first step coerces each input column to the kind training saw ------------------
+
+
+def fitted_step(spec, featured):
+    from mlassets.ml.features import SpecFeatures
+
+    return SpecFeatures.from_spec(spec).fit(input_frame(featured, spec))
+
+
+def test_fitting_learns_the_kind_of_each_input_column(spec, featured):
+    step = fitted_step(spec, featured)
+    assert step.input_kinds_ == {
+        "feature_1": "number",
+        "feature_2": "number",
+        "total_purchases": "number",
+        "category": "text",
+        "timestamp": "datetime",
+        "signup_date": "datetime",
+    }
+
+
+def test_the_training_rows_pass_through_without_a_copy(spec, featured):
+    # millions of training rows: a column that already holds its kind must not be copied
+    X = input_frame(featured, spec)
+    step = fitted_step(spec, featured)
+    assert step._coerced(X, step.input_kinds_) is X
+    out = step.transform(X)
+    for name in [*spec.features.numeric, *spec.features.categorical]:
+        assert np.shares_memory(out[name].to_numpy(), X[name].to_numpy()), name
+
+
+def test_a_frame_of_other_dtypes_gives_the_training_features(spec, featured):
+    X = input_frame(featured, spec).head(50).copy()
+    X.loc[3, "feature_2"] = np.nan
+    X.loc[4, "category"] = np.nan
+    step = fitted_step(spec, featured)
+    expected = step.transform(X)
+    other = X.assign(
+        timestamp=X["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%S.%f"),  # JSON's ISO text
+        signup_date=X["signup_date"].astype("datetime64[s]"),
+        feature_1=X["feature_1"].astype(object),  # Python floats
+        total_purchases=X["total_purchases"].astype("Int64"),
+        category=X["category"].astype("category"),
+    )
+    other.loc[5, "category"] = None
+    expected.loc[5, "category"] = np.nan
+    got = step.transform(other)
+    pd.testing.assert_frame_equal(got, expected, check_dtype=False)
+    assert got["total_purchases"].dtype == "float64"  # nullable Int64 as float with NaN
+
+
+@pytest.mark.parametrize(
+    ("kind", "values", "expected"),
+    [
+        ("number", pd.Series([1, 2], dtype="int64"), [1, 2]),
+        ("number", pd.Series([1, None], dtype="Int64"), [1.0, np.nan]),
+        (
+            "number",
+            pd.Series(["12", "1e3", None, " 7 "], dtype=object),
+            [12.0, 1000.0, np.nan, 7.0],
+        ),
+        ("number", pd.Series(["3", None], dtype="string"), [3.0, np.nan]),
+        ("number", pd.Series(pd.Categorical([2, 5, None])), [2.0, 5.0, np.nan]),
+        ("number", pd.Series([True, False]), [True, False]),
+        (
+            "datetime",
+            pd.Series(["2025-03-01T10:15:00", "2025-03-01", None]),
+            ["2025-03-01 10:15", "2025-03-01", None],
+        ),
+        ("datetime", pd.Series(["2025-03-01 10:15:00.250000"]), ["2025-03-01 10:15:00.25"]),
+        ("datetime", pd.Series([None, None], dtype=object), [None, None]),
+        ("datetime", pd.Series([np.nan, np.nan]), [None, None]),
+        ("boolean", pd.Series([True, False]), [True, False]),
+        ("boolean", pd.Series(["true", "FALSE", "1", 0], dtype=object), [True, False, True, False]),
+        ("boolean", pd.Series([True, None], dtype="boolean"), [1.0, np.nan]),
+        ("boolean", pd.Series([1.0, np.nan, 0.0]), [1.0, np.nan, 0.0]),
+        ("text", pd.Series([1, "a"], dtype=object), [1, "a"]),
+        (None, pd.Series(["anything"]), ["anything"]),
+    ],
+)
+def test_coerce_gives_each_kind(kind, values, expected):
+    from mlassets.ml.features import coerce
+
+    got = coerce(values, kind, "x")
+    if kind == "datetime":
+        expected = pd.to_datetime(pd.Series(expected, dtype=object), format="ISO8601")
+        pd.testing.assert_series_equal(got, expected, check_names=False, check_dtype=False)
+        assert pd.api.types.is_datetime64_any_dtype(got)
+    else:
+        expected = pd.Series(expected, dtype=object if kind in ("text", None) else None)
+        pd.testing.assert_series_equal(got, expected, check_names=False, check_dtype=False)
+    assert got.index.equals(values.index)
+
+
+def test_coerce_returns_a_column_that_holds_its_kind_as_it_is():
+    from mlassets.ml.features import coerce
+
+    for kind, col in [
+        ("number", pd.Series([1.5, np.nan])),
+        ("number", pd.Series([1, 2])),
+        ("datetime", pd.Series(pd.to_datetime(["2025-01-01"]).as_unit("us"))),
+        ("boolean", pd.Series([True])),
+        ("text", pd.Series(["a"])),
+    ]:
+        assert coerce(col, kind, "x") is col, kind
+
+
+@pytest.mark.parametrize(
+    ("kind", "values", "message"),
+    [
+        (
+            "number",
+            ["1", "lots", "lots", None],
+            "column 'x' holds values that are not numbers: ['lots'] (2 rows)",
+        ),
+        (
+            "number",
+            pd.to_datetime(["2025-01-01"]),
+            "not numbers: [\"Timestamp('2025-01-01 00:00:00')\"] (1 row)",
+        ),
+        (
+            "datetime",
+            ["2025-01-01", "yesterday"],
+            "column 'x' holds values that are not dates: ['yesterday'] (1 row)",
+        ),
+        (
+            "datetime",
+            ["03/01/2025"],
+            "not dates: ['03/01/2025']",
+        ),  # ISO 8601 only: 1 March or 3 January?
+        ("datetime", [1740823200, 1740823201], "not dates: [1740823200, 1740823201]"),
+        ("boolean", ["yes", True, 2], "not booleans (true/false, 1/0): ['yes', 2] (2 rows)"),
+    ],
+)
+def test_coerce_refuses_a_value_of_another_kind_naming_column_and_values(kind, values, message):
+    from mlassets.ml.features import coerce
+
+    with pytest.raises(ValueError) as raised:
+        coerce(pd.Series(values, dtype=object if isinstance(values, list) else None), kind, "x")
+    assert message in str(raised.value)
+
+
+def test_a_refusal_shows_a_few_distinct_values_each_cut_to_size():
+    from mlassets.ml.bounded import SAMPLE_SIZE
+    from mlassets.ml.features import coerce
+
+    values = pd.Series([f"bad{i % 50}" for i in range(10_000)] + ["x" * 10_000])
+    with pytest.raises(ValueError) as raised:
+        coerce(values, "number", "amount")
+    text = str(raised.value)
+    assert text.count("'bad") == SAMPLE_SIZE and "(10,001 rows)" in text and len(text) < 1_000
+
+
+def test_categories_are_the_same_text_whatever_the_dtype_and_missing_is_nan():
+    from mlassets.ml.features import as_categories
+
+    cases = [
+        pd.Series([1, 2, 3]),
+        pd.Series([1.0, 2.0, 3.0]),
+        pd.Series([1, 2, 3], dtype="Int64"),
+        pd.Series(pd.Categorical([1, 2, 3])),
+        pd.Series(pd.Categorical([1.0, 2.0, 3.0])),
+        pd.Series(["1", "2", "3"], dtype="string"),
+        pd.Series([1, 2.0, "3"], dtype=object),
+    ]
+    for col in cases:
+        assert as_categories(col).tolist() == ["1", "2", "3"], col.dtype
+    # whole numbers as integers while floats hold them exactly (below 2**53)
+    assert as_categories(pd.Series([0.5, 12.0, 1e20, True], dtype=object)).tolist() == [
+        "0.5",
+        "12",
+        "1e+20",
+        "True",
+    ]
+    for missing in (None, np.nan, pd.NA):
+        out = as_categories(pd.Series(["a", missing], dtype=object))
+        assert out[1] is np.nan or (isinstance(out[1], float) and np.isnan(out[1])), missing
+    assert as_categories(pd.Series([2.0, np.nan])).tolist()[0] == "2"
+    assert np.isnan(as_categories(pd.Series([2, None], dtype="Int64"))[1])
+
+
+def test_a_step_fitted_before_coercion_transforms_as_it_always_did(spec, featured, tmp_path):
+    """A version registered before keeps its answers: its `SpecFeatures` has no `input_kinds_`
+    (skops restores the attributes it saved), so it takes columns as they are and writes
+    categories the old way (1.0 as "1.0")."""
+    import skops.io
+
+    from mlassets.ml.training import SKOPS_TRUSTED_TYPES
+
+    step = fitted_step(spec, featured)
+    del step.input_kinds_  # what a step saved before this change holds
+    file = tmp_path / "step.skops"
+    skops.io.dump(step, file)
+    old = skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES)
+    assert not hasattr(old, "input_kinds_")
+    X = input_frame(featured, spec).head(4).copy()
+    X["category"] = [1.0, np.nan, "travel", None]
+    out = old.transform(X)
+    assert out["category"].tolist()[0] == "1.0" and out["category"].tolist()[3] is None
+    X["timestamp"] = X["timestamp"].astype(str)  # text dates: parsed, as before
+    pd.testing.assert_series_equal(old.transform(X)["days_since_signup"], out["days_since_signup"])
+    new = fitted_step(spec, featured)
+    skops.io.dump(new, file)
+    assert skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES).input_kinds_ == new.input_kinds_
