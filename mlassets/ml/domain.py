@@ -123,7 +123,9 @@ class Outside:
 def describe(summary: dict[str, Any]) -> str:
     """'34.1% of rows outside the training range: feature_2 above 845.2 (30.2%), ...'."""
     parts = []
-    for f in summary["features"]:
+    # the features that make the share: one row in thousands beyond an edge is chance
+    shown = [f for i, f in enumerate(summary["features"]) if i == 0 or f["share"] >= 0.001]
+    for f in shown:
         if f["kind"] == "numeric":
             lo, hi = f["range"]
             side = []

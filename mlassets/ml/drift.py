@@ -582,7 +582,8 @@ def _estimated(
     if trust is not None and trust.unreliable:
         if (judge & trust.reliable).any():
             judge = judge & trust.reliable
-            out["scope"] += f" of batches whose estimate is reliable ({len(trust.unreliable)} not)"
+            marked = len(trust.unreliable)
+            out["scope"] += f", in the batches whose estimate is reliable ({marked} marked not)"
         else:  # shown, never deciding: every row it rests on is in an unreliable batch
             out["reliable"] = False
     judged = scored if judge.all() else scored.subset(judge)

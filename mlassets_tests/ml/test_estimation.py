@@ -381,7 +381,7 @@ def test_a_batch_beyond_the_training_range_is_marked_unreliable_and_a_clean_one_
     assert verdicts["beyond.parquet"]["features"][0]["feature"] == "feature_2"
     # the deciding estimate rests on the clean batch's rows only
     assert report.estimated["reliable"] and report.estimated["rows"] == 10_000
-    assert "of batches whose estimate is reliable (1 not)" in report.estimated["scope"]
+    assert "in the batches whose estimate is reliable (1 marked not)" in report.estimated["scope"]
     line = next(r for r in report.reasons if r.startswith("estimate unreliable for beyond"))
     assert "% of rows outside the training range: feature_2 above " in line
     assert "estimated_degradation does not decide on this batch" in line
