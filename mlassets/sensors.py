@@ -196,6 +196,11 @@ def _judge(
             f"{TAG}/production_version": prod.version,
             f"{TAG}/skipped_batches": clip(",".join(sorted(rec.errors)), TAG_BYTES) or "none",
             f"{TAG}/skipped_reasons": clip(describe_skipped(rec.errors), TAG_BYTES) or "none",
+            f"{TAG}/unreliable_batches": clip(
+                ",".join((report.estimated.get("reliability") or {}).get("unreliable_batches", [])),
+                TAG_BYTES,
+            )
+            or "none",
             f"{TAG}/label_files": clip(
                 ",".join(f["name"] for f in rec.labels.files) if rec.labels else "", TAG_BYTES
             )

@@ -66,6 +66,8 @@ def test_labels_that_arrive_later_join_by_id_and_the_retrain_learns_from_them(tm
         assert len(requests) == 1, skip
         request = requests[0]
         assert request.run_config["ops"]["raw_data"]["config"]["batches"] == ["batch_0001.parquet"]
+        assert request.tags["mlassets/label_files"] == "labels_a.csv,labels_b.parquet"
+        assert request.tags["mlassets/unreliable_batches"] == "none"
         # the run_key covers the label files: the same batch with other labels is new evidence
         write_frame(truth.iloc[:10], labels / "labels_c.csv")
         assert outcome(tick(env, third.cursor))[0][0].run_key != request.run_key

@@ -32,6 +32,16 @@ def test_a_batch_without_its_label_column_is_a_normal_unlabelled_batch(tmp_path,
     assert len(rows) == 300 and rows["label"].isna().all()
 
 
+@pytest.mark.parametrize("table", ["fraud", "churn"])
+def test_each_bundled_specs_batch_without_labels_passes_its_checks(tmp_path, table):
+    from mlassets.spec import BUNDLED_SPECS
+    from mlassets.synthetic import LABEL_COLUMN, table_batch
+
+    spec = load_spec(BUNDLED_SPECS / f"{table}.yaml")
+    rows = landed(tmp_path, spec, table_batch(table, 500, 3).drop(columns=LABEL_COLUMN[table]))
+    assert len(rows) == 500 and rows[spec.label.column].isna().all()
+
+
 def test_a_batch_missing_another_column_is_still_refused_by_name(tmp_path, spec):
     write_frame(fraud_batch(300, 1).drop(columns="feature_2"), tmp_path / "l" / "batch_0001.csv")
     _, read, errors = read_batches(list_batches(str(tmp_path / "l")), spec)
