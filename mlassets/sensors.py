@@ -132,10 +132,10 @@ def _judge(
     files.update({f"{PREFIX}{f.name}": f.digest for f in list_batches(labels)} if labels else {})
     new = [name for name, digest in files.items() if seen.get(name) != digest]
     if not new:
-        what = f"{len(landed)} batch(es)" + (
-            f", {len(files) - len(landed)} label file(s)" if labels else ""
-        )
-        return _skip(context, f"no new batches or labels in {landing} ({what} seen before)", None)
+        said = f"no new batches in {landing} ({len(landed)} seen before)"
+        if labels:
+            said += f" nor label files in {labels} ({len(files) - len(landed)} seen before)"
+        return _skip(context, said, None)
     try:
         prod = production(registry.client(), spec.name)
     except RegistryError as e:

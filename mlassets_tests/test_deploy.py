@@ -479,10 +479,10 @@ def test_k8s_spec_is_the_bundled_spec_with_its_data_in_the_object_store() -> Non
 
     profile = sourced(K8S / "profile.env")
     ours, bundled = load_spec(REPO / profile["MLASSETS_SPEC_FILE"]), load_spec(DEFAULT_SPEC)
-    assert ours.source.startswith("s3://") and ours.landing.startswith("s3://")
+    assert all(url.startswith("s3://") for url in (ours.source, ours.landing, ours.labels))
     assert ours.resolve(ours.source) == ours.source  # URLs stay: no pod-local path
     assert ours.allow_external  # a URL source is refused unless the spec opts in
-    moved = {"source", "landing", "path", "allow_external"}
+    moved = {"source", "landing", "labels", "path", "allow_external"}
     assert ours.model_dump(exclude=moved) == bundled.model_dump(exclude=moved)
 
 
