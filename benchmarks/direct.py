@@ -152,9 +152,9 @@ def training_job(
     run_id = run.info.run_id
     try:
         with clock("raw_data"):
-            raw, *_ = steps.read_raw(
+            raw = steps.read_raw(
                 str(source or home / "data" / "transactions.parquet"), None, spec
-            )
+            ).rows
         with clock("data_quality"):
             quality = steps.validate_raw(raw, spec)
         if quality.failed:

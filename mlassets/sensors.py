@@ -162,6 +162,13 @@ def _judge(
     # then what the label files did: what joined, and every label that did not
     if rec.labels is not None and (rec.labels.files or rec.labels.skipped):
         notes += f"; labels: {rec.labels.summary()}"
+    if not rec.batches and not rec.errors:
+        return _skip(
+            context,
+            f"no recent batches: production version {prod.version} was trained on, or kept "
+            f"after judging, every batch in {landing}{notes}",
+            cursor,
+        )
     if not rec.batches:
         return _skip(context, f"no valid batches to judge{notes}", cursor)
     report = decide(spec, prod, rec, monitoring.drift.thresholds(), registry.client())

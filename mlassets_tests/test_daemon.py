@@ -47,7 +47,9 @@ def sensor_ticks(instance, after: float | None = None):
 
 
 @pytest.fixture
-def daemon_world(tmp_path):
+def daemon_world(tmp_path, request):
+    """A home with version 1 in production and a daemon running its sensor; the retraining
+    runs take the fast search and, given as the fixture's parameter, more ops' config."""
     from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
@@ -58,7 +60,7 @@ def daemon_world(tmp_path):
     # the search without a process pool: the daemon is under test here, not where fits run
     ops = {"candidate_model": {"config": SERIAL_TRAINING}}
     fast = tmp_path / "fast.yaml"
-    fast.write_text(yaml.safe_dump({"ops": ops}))
+    fast.write_text(yaml.safe_dump({"ops": {**ops, **getattr(request, "param", {})}}))
     env.update(
         MLASSETS_SENSOR_INTERVAL="3",
         MLASSETS_DRIFT=json.dumps({"min_rows": 5000}),
@@ -186,4 +188,70 @@ def test_daemon_retrains_on_drift_and_not_on_clean_data(daemon_world, tmp_path):
     assert "(2 seen before)" in seen[0].skip_reason, seen[0].skip_reason
     later = sensor_ticks(instance, after=launch.timestamp)
     assert later and not [t.run_ids for t in later if t.run_ids or t.run_requests]
+    assert [r.run_id for r in instance.get_runs(sensor_runs)] == [run.run_id]
+
+    # a batch like the source after the drift retrain: the new production was trained on the
+    # source and on the landed batches, and these rows resemble the first part: no drift (the
+    # mixture of both parts would call them drifted), and no run
+    before_clean = time.time()
+    write_frame(
+        fraud_batch(6000, 33, "none", first_id=BATCH_FIRST_ID + 200_000),
+        landing / "batch_0003.parquet",
+    )
+    (clean,) = wait_for(
+        lambda: [
+            t
+            for t in sensor_ticks(instance, after=before_clean)
+            if "resemble most" in (t.skip_reason or "")
+        ][:1],
+        "a tick that judged the clean batch after the retrain",
+    )
+    assert clean.skip_reason.startswith("no retrain: no feature drifted"), clean.skip_reason
+    assert "the recent rows resemble most: source" in clean.skip_reason
+    assert [r.run_id for r in instance.get_runs(sensor_runs)] == [run.run_id]
+
+
+# a challenger must improve F1 by 0.5 to replace production: none does
+NEVER_BETTER = {"evaluation_report": {"config": {"tolerance": -0.5}}}
+
+
+@pytest.mark.parametrize("daemon_world", [NEVER_BETTER], indirect=True)
+def test_daemon_keeps_production_when_the_challenger_is_not_better(daemon_world, tmp_path):
+    """A retrain whose challenger does not beat production ends calmly: a successful run that
+    says production was kept and why, and the batch it judged is not judged again."""
+    from dagster import DagsterRunStatus, RunsFilter
+    from mlflow import MlflowClient
+
+    env, landing, instance, daemon = daemon_world
+    client = MlflowClient(env["MLFLOW_TRACKING_URI"], env["MLFLOW_TRACKING_URI"])
+    write_frame(
+        fraud_batch(6000, 34, "covariate", first_id=BATCH_FIRST_ID), landing / "batch_0001.parquet"
+    )
+    sensor_runs = RunsFilter(tags={"mlassets/trigger": "drift_sensor"})
+    (launched,) = wait_for(lambda: instance.get_runs(sensor_runs), "drift_sensor to launch a run")
+    run = wait_for(
+        lambda: (r := instance.get_run_by_id(launched.run_id)).is_finished and r,
+        "the retraining run to finish",
+    )
+    assert run.status == DagsterRunStatus.SUCCESS, (tmp_path / "daemon.log").read_text()[-3000:]
+    assert run.tags["mlassets/outcome"].startswith("kept version 1: the challenger did not beat")
+    assert str(client.get_model_version_by_alias("fraud_detection", "production").version) == "1"
+    assert {str(v.version) for v in client.search_model_versions("name='fraud_detection'")} == {"1"}
+
+    # the next batch is judged alone: the kept run's batch is accounted for
+    before = time.time()
+    write_frame(
+        fraud_batch(6000, 35, "none", first_id=BATCH_FIRST_ID + 100_000),
+        landing / "batch_0002.parquet",
+    )
+    (judged,) = wait_for(
+        lambda: [
+            t
+            for t in sensor_ticks(instance, after=before)
+            if "recent rows" in (t.skip_reason or "")
+        ][:1],
+        "a tick that judged the next batch",
+    )
+    assert judged.skip_reason.startswith("no retrain"), judged.skip_reason
+    assert "6,000 recent rows" in judged.skip_reason
     assert [r.run_id for r in instance.get_runs(sensor_runs)] == [run.run_id]

@@ -209,10 +209,13 @@ def test_a_crippled_challenger_fails_beats_production_and_production_stays(fraud
 
     result = world.run(config=run_config(training=crippled, gates=NO_METRIC_GATES))
 
-    assert not result.success
+    # a challenger that is worse is a normal outcome: production is kept, the run ends well
+    assert result.success
+    outcome = world.instance.get_run_by_id(result.run_id).tags["mlassets/outcome"]
+    assert outcome.startswith(f"kept version {before}: the challenger did not beat it (f1 ")
     verdicts = checks(result)
     gate = verdicts["beats_production"]
-    assert not gate.passed
+    assert not gate.passed and gate.severity.value == "WARN"
     meta = {k: v.value for k, v in gate.metadata.items()}
     assert meta["production_version"] == str(before)
     assert meta["difference"] < -0.3

@@ -80,7 +80,7 @@ def raw_data(
         spec = dataset.spec(m.name)
         uri = dataset.source_uri(m.name)
         with as_failure():
-            df, used, consumed, labels = read_raw(
+            raw = read_raw(
                 uri,
                 dataset.landing_uri(m.name),
                 spec,
@@ -90,6 +90,7 @@ def raw_data(
             )
     except (DataError, SpecError) as e:
         raise Failure(description=str(e)) from None
+    df, used, consumed, labels = raw.rows, raw.batches, raw.consumed, raw.labels
     label_files = labels.files if labels else []
     quality = validate_raw(
         df,
@@ -97,6 +98,7 @@ def raw_data(
         [b.as_dict() for b in consumed],
         _rows_per_class(context.run.run_config, m),
         label_files,
+        raw.source_rows,
     )
     fp, failed = of(df)["data"], quality.failed
     for o in quality.outcomes:

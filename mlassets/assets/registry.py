@@ -12,6 +12,7 @@ from mlassets.assets.factory import model_asset
 from mlassets.assets.refusals import (
     MLFLOW_RETRY_POLICY,
     as_failure,
+    retry_if_transient,
     transient_only,
 )
 from mlassets.catalog import Model, model_of
@@ -19,14 +20,13 @@ from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
 
-@transient_only
 def registered_model(
     context: AssetExecutionContext,
     candidate_model: Candidate,
     evaluation_report: dict,
     train_set: pd.DataFrame,
     test_set: pd.DataFrame,
-) -> MaterializeResult:
+):  # a generator that may yield nothing: a retrain that keeps production registers nothing
     """The candidate Pipeline as a new MLflow model version (skops, signature, input example).
 
     Registers only when the values it is given agree: the candidate is the one
@@ -36,7 +36,59 @@ def registered_model(
     read from the instance, so a partial selection, a re-run or a concurrent run cannot slip an
     unevaluated model through. The version is created `pending` and marked `registered` only
     when everything about it is logged; a crash in between leaves a version no alias may take.
+
+    A challenger that only failed to beat production (`provenance.kept_production`) is a normal
+    end: nothing is registered, the batches it was trained on are recorded as judged on the
+    registered model (monitoring no longer counts them as recent), production_model observes
+    "kept version N: ..." and the run succeeds, its later steps skipped.
     """
+    with retry_if_transient():
+        from mlassets.ml.provenance import kept_production
+
+        kept = kept_production(evaluation_report)
+        if kept:
+            yield from _keep_production(context, candidate_model, evaluation_report, kept)
+            return
+        yield _register(context, candidate_model, evaluation_report, train_set, test_set)
+
+
+def _keep_production(context, candidate_model: Candidate, evaluation_report: dict, why: str):
+    """Production stays: record what was judged against it, say so, register nothing."""
+    import mlflow
+    from dagster import AssetObservation
+
+    from mlassets.ml.registry import record_judged
+
+    m = model_of(context)
+    name = context.resources.dataset.spec(m.name).name
+    version = evaluation_report["champion_challenger"]["production_version"]
+    batches = candidate_model.provenance.get("batches") or []
+    with mlflow_run(context) as run_id:
+        judged = record_judged(context.resources.registry.client(), name, batches)
+        mlflow.set_tags({"mlassets.outcome": "kept", "mlassets.kept": why[:5_000]})
+    context.instance.add_run_tags(context.run_id, {"mlassets/outcome": why[:1_000]})
+    context.log.info(why)
+    yield AssetObservation(
+        asset_key=m.key("production_model"),
+        description=why,
+        metadata={
+            "outcome": "kept",
+            "model_version": str(version),
+            "mlflow_run_id": run_id,
+            "judged_batches": MetadataValue.json([b["name"] for b in batches]),
+            "batches_judged_in_all": len(judged),
+        },
+    )
+
+
+def _register(
+    context,
+    candidate_model: Candidate,
+    evaluation_report: dict,
+    train_set: pd.DataFrame,
+    test_set: pd.DataFrame,
+) -> MaterializeResult:
+    """Register the candidate (refused with every reason when the values do not agree)."""
     from mlassets.ml.steps import register_candidate
 
     spec = context.resources.dataset.spec(model_of(context).name)
@@ -143,6 +195,7 @@ def build(m: Model) -> list[AssetsDefinition]:
             ins=("candidate_model", "evaluation_report", "train_set", "test_set"),
             logs_to_mlflow=True,
             retry_policy=retry,
+            output_required=False,  # kept production: nothing registered, later steps skipped
         ),
         model_asset(
             m,

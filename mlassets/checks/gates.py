@@ -61,15 +61,26 @@ def _shown(value, empty: str = "none"):
 def beats_production(
     context: AssetCheckExecutionContext, evaluation_report: dict
 ) -> AssetCheckResult:
-    """Champion/challenger: a candidate worse than the production model is not registered."""
+    """Champion/challenger: a candidate worse than the production model is not registered.
+
+    A challenger that scored worse than production on the same rows is a normal outcome of a
+    retrain, a warning: production is kept (`registered_model` records it) and the run ends
+    well. Production that could not be scored fails closed, an error."""
+    from mlassets.ml.provenance import kept_production
+
     cc = evaluation_report["champion_challenger"]
     figures = cc["figures"]
-    if not _verdict(evaluation_report, "beats_production")["passed"]:
-        context.log.error(cc["message"])
+    passed = bool(_verdict(evaluation_report, "beats_production")["passed"])
+    scored = cc.get("production") is not None
+    if not passed:
+        (context.log.warning if scored else context.log.error)(cc["message"])
     interval = cc.get("interval") or {}
+    kept = kept_production(evaluation_report)
     return AssetCheckResult(
-        passed=bool(_verdict(evaluation_report, "beats_production")["passed"]),
-        severity=AssetCheckSeverity.ERROR,
+        passed=passed,
+        # warn (not block) only where it decides alone: with another gate failed too, the run
+        # fails for that one, and this one says the same as ever
+        severity=AssetCheckSeverity.WARN if kept else AssetCheckSeverity.ERROR,
         description=cc["message"],
         metadata={
             "metric": cc["primary"],
@@ -181,7 +192,8 @@ def staging_predicts_identically(
 BEATS_PRODUCTION = (
     "The candidate's primary metric (EvaluationConfig.primary_metric, f1) on the test set is at "
     "least production's on the same rows minus EvaluationConfig.tolerance (0.0). Passes, and says "
-    "so, when there is no production model; fails when production exists but cannot be scored, "
+    "so, when there is no production model; a challenger that scores worse is a warning, and "
+    "production is kept (the run ends well); fails when production exists but cannot be scored, "
     "unless EvaluationConfig.allow_unscored_production."
 )
 FAIRNESS = (

@@ -22,6 +22,8 @@ import numpy as np
 import pandas as pd
 
 from mlassets.ml.domain import Domain
+from mlassets.ml.reference import ORIGIN
+from mlassets.ml.reference import parts as reference_parts
 
 Correction = Literal["bh", "bonferroni", "none"]
 # estimated before labels and reported; `DriftThresholds.metrics` of them decide
@@ -150,6 +152,8 @@ class DriftReport:
     unseen: dict[str, dict[str, int]] = field(default_factory=dict)
     config: DriftThresholds = field(default_factory=DriftThresholds)
     estimated: dict[str, Any] = field(default_factory=dict)
+    # which part of the training rows the statistics compare with (`reference.parts`)
+    compared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def degraded(self) -> bool:
@@ -167,12 +171,7 @@ class DriftReport:
     def ranked(self) -> pd.DataFrame:
         """Features from most to least drifted: drifted first, then by effect over its minimum."""
         t = self.features.copy()
-        minimum = np.where(
-            t["kind"] == "numeric",
-            self.config.min_effect_numeric,
-            self.config.min_effect_categorical,
-        )
-        t["_score"] = t["effect_size"].astype(float) / np.maximum(minimum, 1e-12)
+        t["_score"] = t["effect_size"].astype(float) / np.maximum(_minimum(t, self.config), 1e-12)
         t = t.sort_values(["drifted", "_score"], ascending=False, na_position="last")
         return t.drop(columns="_score").reset_index(drop=True)
 
@@ -189,6 +188,7 @@ class DriftReport:
                 "estimated": self.estimated,
                 "rows": self.rows,
                 "reference_rows": self.reference_rows,
+                "compared_with": self.compared,
                 "min_rows": self.config.min_rows,
                 "enough_rows": self.enough_rows,
                 "features": self.features.to_dict(orient="records"),
@@ -253,24 +253,24 @@ def drift_report(
     if overlap:
         raise ValueError(f"columns listed as both numeric and categorical: {sorted(overlap)}")
 
-    rows, unseen = [], {}
-    for col in numeric:
-        rows.append({"feature": col, **_numeric_stats(reference[col], recent[col], cfg.psi_bins)})
-    for col in categorical:
-        stats, counts = _categorical_stats(reference[col], recent[col])
-        rows.append({"feature": col, **stats})
-        if counts:
-            unseen[col] = counts
-    table = pd.DataFrame(rows, columns=TABLE_COLUMNS).astype(
-        {c: float for c in ("statistic", "p_value", "corrected_p", "effect_size", "psi")}
-    )
-    table["corrected_p"] = adjust_pvalues(table["p_value"].to_numpy(float), cfg.correction)
-    minimum = np.where(
-        table["kind"] == "numeric", cfg.min_effect_numeric, cfg.min_effect_categorical
-    )
-    table["drifted"] = (table["corrected_p"] < cfg.alpha) & (table["effect_size"] >= minimum)
-    table["unseen_categories"] = table["unseen_categories"].astype("int64")
+    # against each part of what the model was trained on (`reference.parts`): recent rows drift
+    # only when they differ from the part they resemble most
+    split = reference_parts(reference)
+    by_part = {
+        name: _feature_table(rows, recent, numeric, categorical, cfg)
+        for name, rows in split.items()
+    }
+    part = min(by_part, key=lambda name: _distance(by_part[name][0], cfg))
+    table, unseen = by_part[part]
     drifted = table.loc[table["drifted"], "feature"].tolist()
+    compared = {
+        "part": part,
+        "parts": {
+            name: {"rows": len(split[name]), "drifted": t.loc[t["drifted"], "feature"].tolist()}
+            for name, (t, _) in by_part.items()
+        },
+    }
+    reference = reference.drop(columns=ORIGIN, errors="ignore")  # the whole, for what follows
 
     columns = list(model_inputs) if model_inputs is not None else numeric + categorical
     degradation = _degradation(recent, columns, model, label, positive, baseline, cfg)
@@ -292,14 +292,17 @@ def drift_report(
     enough = n >= cfg.min_rows
     retrain = bool((drifted or degradation["degraded"] or estimated_degraded) and enough)
     reasons = _reasons(
-        table, drifted, degradation, estimated, unseen, n, len(reference), enough, retrain, cfg
+        table, drifted, degradation, estimated, unseen, n, len(split[part]), enough, retrain, cfg
     )
+    if len(split) > 1:
+        reasons.insert(1, _parts_line(compared))
     return DriftReport(
         features=table,
         drifted=drifted,
         degradation=degradation,
         rows=n,
         reference_rows=int(len(reference)),
+        compared=compared,
         enough_rows=enough,
         retrain=retrain,
         reasons=reasons,
@@ -307,6 +310,47 @@ def drift_report(
         config=cfg,
         estimated=estimated,
     )
+
+
+def _feature_table(
+    reference: pd.DataFrame,
+    recent: pd.DataFrame,
+    numeric: list[str],
+    categorical: list[str],
+    cfg: DriftThresholds,
+) -> tuple[pd.DataFrame, dict[str, dict[str, int]]]:
+    """Every feature's statistics, corrected p-value and verdict against one `reference`, with
+    the categories it never saw."""
+    rows, unseen = [], {}
+    for col in numeric:
+        rows.append({"feature": col, **_numeric_stats(reference[col], recent[col], cfg.psi_bins)})
+    for col in categorical:
+        stats, counts = _categorical_stats(reference[col], recent[col])
+        rows.append({"feature": col, **stats})
+        if counts:
+            unseen[col] = counts
+    table = pd.DataFrame(rows, columns=TABLE_COLUMNS).astype(
+        {c: float for c in ("statistic", "p_value", "corrected_p", "effect_size", "psi")}
+    )
+    table["corrected_p"] = adjust_pvalues(table["p_value"].to_numpy(float), cfg.correction)
+    table["drifted"] = (table["corrected_p"] < cfg.alpha) & (
+        table["effect_size"] >= _minimum(table, cfg)
+    )
+    table["unseen_categories"] = table["unseen_categories"].astype("int64")
+    return table, unseen
+
+
+def _minimum(table: pd.DataFrame, cfg: DriftThresholds) -> np.ndarray:
+    """Each feature's minimum effect size (numeric or categorical)."""
+    return np.where(table["kind"] == "numeric", cfg.min_effect_numeric, cfg.min_effect_categorical)
+
+
+def _distance(table: pd.DataFrame, cfg: DriftThresholds) -> tuple[int, float]:
+    """How far recent rows lie from one part: features drifted, then the largest effect over
+    its minimum (what `DriftReport.ranked` sorts by)."""
+    effect = table["effect_size"].to_numpy(float) / np.maximum(_minimum(table, cfg), 1e-12)
+    largest = float(np.nanmax(effect)) if np.isfinite(effect).any() else 0.0
+    return int(table["drifted"].sum()), largest
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -797,6 +841,22 @@ def _performance(deg: Mapping[str, Any], est: Mapping[str, Any], cfg: DriftThres
     return said
 
 
+def _parts_line(compared: Mapping[str, Any]) -> str:
+    """'compared with the part of the training rows recent rows resemble most: source (4,213
+    rows; drifted against landed batches (8,402 rows): feature_1, feature_2)'."""
+    part, parts = compared["part"], compared["parts"]
+    others = "; ".join(
+        f"against {name} ({p['rows']:,} rows): "
+        + (", ".join(p["drifted"]) + " drifted" if p["drifted"] else "no feature drifted")
+        for name, p in parts.items()
+        if name != part
+    )
+    return (
+        f"compared with the part of the training rows the recent rows resemble most: {part} "
+        f"({parts[part]['rows']:,} reference rows); {others}"
+    )
+
+
 def _outside_phrase(est: Mapping[str, Any]) -> str:
     """'34.1% of rows outside the training range: feature_2 above 845.2 (30.2%)'."""
     from mlassets.ml.domain import describe
@@ -840,13 +900,16 @@ def _estimate_line(
 def plot_drift(report: DriftReport, reference: pd.DataFrame, recent: pd.DataFrame, top_k: int = 4):
     """The `top_k` most drifted features, reference vs recent: histograms or category bars.
 
-    Shares (not counts) are drawn, so a 50,000-row reference and a million recent rows compare.
+    Shares (not counts) are drawn, so a 50,000-row reference and a million recent rows compare;
+    the reference is the part of the training rows the report compared with.
     Numeric tails beyond the 0.5th / 99.5th percentiles are folded into the end bins.
     Returns a matplotlib Figure on the Agg canvas (no pyplot state, safe in a daemon).
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    parts = reference_parts(reference)  # the part the report compared with, drawn
+    reference = parts.get(report.compared.get("part"), next(iter(parts.values())))
     top = report.ranked().head(max(int(top_k), 1))
     k = max(len(top), 1)
     cols = min(k, 2)
@@ -908,9 +971,15 @@ def _bin_edges(lo: float, hi: float, integers: bool, bins: int = 40) -> np.ndarr
 
 
 def reference_sample(
-    features_df: pd.DataFrame, columns: Sequence[str], max_rows: int, seed: int = 0
+    features_df: pd.DataFrame,
+    columns: Sequence[str],
+    max_rows: int,
+    seed: int = 0,
+    parts: Any = None,
 ) -> pd.DataFrame:
-    """The reference stored with a model: `columns` of at most `max_rows` seeded random rows.
+    """The reference stored with a model: `columns` of at most `max_rows` seeded random rows,
+    with, given each row's part of the training rows (`parts`, `reference.origins`), that part
+    in the column `reference.ORIGIN`.
 
     A sample keeps what is stored and compared small; 50,000 rows pin a decile or a category
     share to about +/-0.002, far below the effect-size minimums. Rows keep their original order.
@@ -921,11 +990,15 @@ def reference_sample(
         raise KeyError(f"reference columns {missing} are not in the features")
     if max_rows < 1:
         raise ValueError(f"max_rows must be positive, got {max_rows}")
-    df = features_df
+    df, rows = features_df, slice(None)
     if len(df) > max_rows:  # rows first, then columns: never a copy of every row's columns
         rng = np.random.default_rng(seed)
-        df = df.iloc[np.sort(rng.choice(len(df), max_rows, replace=False))]
-    return df[columns].reset_index(drop=True)
+        rows = np.sort(rng.choice(len(df), max_rows, replace=False))
+        df = df.iloc[rows]
+    df = df[columns].reset_index(drop=True)
+    if parts is not None:
+        df[ORIGIN] = pd.Categorical(parts)[rows]
+    return df
 
 
 def batches_fingerprint(batches: Iterable[tuple[str, str]]) -> str:

@@ -25,6 +25,13 @@ class Production:
     run_id: str
     reference: pd.DataFrame
     baseline: dict[str, Any]
+    # batches a retrain judged and kept production for (`registry.record_judged`)
+    judged: list[dict[str, str]] = field(default_factory=list)
+
+    @property
+    def accounted(self) -> list[dict[str, str]]:
+        """The batches this version answers for: trained on, or judged and kept."""
+        return [*self.baseline.get("batches", []), *self.judged]
 
 
 @dataclass
@@ -106,7 +113,13 @@ def production(client, name: str) -> Production | None:
         if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
-    return _production(*_uris(client), name, str(mv.version))
+    from dataclasses import replace
+
+    from mlassets.ml.registry import judged_batches
+
+    # the reference is cached per version; what retrains judged is read each time
+    cached = _production(*_uris(client), name, str(mv.version))
+    return replace(cached, judged=judged_batches(client.get_registered_model(name).tags))
 
 
 @lru_cache(maxsize=2)
@@ -131,15 +144,16 @@ def recent(
     prod: Production | None,
     labels_uri: str | None = None,
 ) -> Recent:
-    """Landed batches not yet trained on by `prod` (all of them when there is no production),
-    each validated on its own before any statistic: a batch that fails is skipped, with why.
+    """Landed batches `prod` does not answer for yet (neither trained on nor judged and kept by
+    a retrain; all of them when there is no production), each validated on its own before any
+    statistic: a batch that fails is skipped, with why.
     With `labels_uri` (the spec's `labels` folder), the label files there are joined to these
     rows by id (`labels.join_labels`), and what joined and what did not is kept."""
     from mlassets.ml.features import build_features
     from mlassets.ml.labels import join_labels, read_labels
 
     landed = list_batches(landing_uri)
-    fresh = not_yet_trained_on(landed, prod.baseline.get("batches", []) if prod else [])
+    fresh = not_yet_trained_on(landed, prod.accounted if prod else [])
     rows, read, errors = read_batches(fresh, spec, check=True)
     joined = None
     if labels_uri:

@@ -93,9 +93,11 @@ def raw_record(
     failed_checks: list[str],
     batches: list[dict],
     label_files: list[dict] | None = None,
+    source_rows: int | None = None,
 ) -> dict[str, Any]:
     """What `raw_data` was made from (the landed batches and the label files joined to them
-    included) and whether it passed every blocking data-quality check."""
+    included; its first `source_rows` rows are the source's) and whether it passed every
+    blocking data-quality check."""
     return {
         "spec": spec.name,
         "spec_digest": spec_digest(spec),
@@ -104,6 +106,7 @@ def raw_record(
         "quality": {"passed": not failed_checks, "failed": sorted(failed_checks)},
         "batches": batches,
         "label_files": label_files or [],
+        "source_rows": rows if source_rows is None else source_rows,
     }
 
 
@@ -161,6 +164,28 @@ def require_split_passed(record: dict[str, Any], step: str) -> None:
             f"{step}: the split {record.get('split')} failed disjoint_and_stratified: fix the "
             "split config and materialize the splits again"
         )
+
+
+def kept_production(evaluation: dict[str, Any]) -> str | None:
+    """Why production stays, when the only gate this evaluation failed is `beats_production` on
+    a comparison that was made (the challenger scored worse than production on the same rows):
+    a normal outcome of a retrain, not a failure. None otherwise (registration goes on, or is
+    refused for what else failed, or production could not be scored: that fails closed)."""
+    failed = [g["name"] for g in evaluation.get("gates") or [] if not g["passed"]]
+    cc = evaluation.get("champion_challenger") or {}
+    if failed != ["beats_production"] or cc.get("production") is None:
+        return None
+    figures, interval = cc["figures"], cc.get("interval") or {}
+    spread = (
+        f", bootstrap interval [{interval['low']:+.4f}, {interval['high']:+.4f}]"
+        if interval
+        else ""
+    )
+    return (
+        f"kept version {cc['production_version']}: the challenger did not beat it "
+        f"({cc['primary']} {figures['candidate']:.4f} vs {figures['baseline']:.4f}, difference "
+        f"{figures['difference']:+.4f}{spread}; needs >= {figures['required']:.4f})"
+    )
 
 
 def registration_refusals(

@@ -396,6 +396,38 @@ def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> 
 # --- aliases -----------------------------------------------------------------------------------
 
 
+# The batches a retrain judged and kept production for (`provenance.kept_production`), on the
+# registered model: monitoring counts them as accounted for, like the batches production was
+# trained on, for this version and the ones after it (the same evidence never retrains again).
+JUDGED_TAG = "mlassets.judged_batches"
+JUDGED_BYTES = 4_000  # the newest entries that fit (a registry tag holds 5,000 on some stores)
+
+
+def judged_batches(tags: dict[str, str]) -> list[dict[str, str]]:
+    """The batches (name, digest) recorded as judged (`record_judged`) in a model's tags."""
+    import json
+
+    try:
+        return [{"name": n, "digest": d} for n, d in json.loads(tags.get(JUDGED_TAG) or "[]")]
+    except (ValueError, TypeError):  # not ours: nothing judged
+        return []
+
+
+def record_judged(client, name: str, batches: list[dict]) -> list[dict[str, str]]:
+    """Add `batches` to those judged on registered model `name`, the newest kept when the tag
+    is full; returns the list as recorded."""
+    import json
+
+    pairs = [
+        [b["name"], b["digest"]] for b in judged_batches(client.get_registered_model(name).tags)
+    ]
+    pairs += [[b["name"], b["digest"]] for b in batches if [b["name"], b["digest"]] not in pairs]
+    while pairs and len(json.dumps(pairs)) > JUDGED_BYTES:
+        pairs.pop(0)
+    client.set_registered_model_tag(name, JUDGED_TAG, json.dumps(pairs))
+    return [{"name": n, "digest": d} for n, d in pairs]
+
+
 def alias_version(client, name: str, alias: str) -> str | None:
     """The version behind `alias`, or None when the alias (or the model) does not exist."""
     from mlflow.exceptions import MlflowException

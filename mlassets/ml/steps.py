@@ -53,6 +53,19 @@ class Quality:
     failed: list[str]
 
 
+@dataclass
+class RawRows:
+    """`raw_data`'s rows: the source's first (`source_rows` of them), then the landed batches'
+    (`batches`, with the label files joined to them: `labels`); `consumed`, the batches the run
+    accounts for (trained on, or left out of the window)."""
+
+    rows: pd.DataFrame
+    batches: list
+    consumed: list
+    labels: Any = None  # labels.LabelJoin, or None without batches or a labels folder
+    source_rows: int = 0
+
+
 def read_raw(
     source_uri: str,
     landing_uri: str | None,
@@ -60,19 +73,18 @@ def read_raw(
     batches: list[str] = (),
     consumed: list[str] = (),
     labels_uri: str | None = None,
-) -> tuple[pd.DataFrame, list, list, Any]:
+) -> RawRows:
     """The source table plus the named landed `batches`, with the label files of `labels_uri`
-    joined to those batches' rows by id (as monitoring joined them); also the batches the run
-    accounts for (`consumed`: trained on, or left out of the window). Returns (rows, batches
-    read, consumed, the label join or None). Refuses batches that are missing or unreadable,
-    naming them; a row still without a label is the data-quality checks' to refuse."""
+    joined to those batches' rows by id (as monitoring joined them). Refuses batches that are
+    missing or unreadable, naming them; a row still without a label is the data-quality checks'
+    to refuse."""
     from mlassets.ml.data import read_table
     from mlassets.ml.labels import join_labels, read_labels
     from mlassets.ml.landing import list_batches, read_batches
 
     df = read_table(source_uri, spec)
     if not batches and not consumed:
-        return df, [], [], None
+        return RawRows(df, [], [], None, len(df))
     landed = {b.name: b for b in list_batches(landing_uri)}
     wanted = list(dict.fromkeys([*batches, *consumed]))
     missing = [n for n in wanted if n not in landed]
@@ -81,12 +93,12 @@ def read_raw(
     extra, used, errors = read_batches([landed[n] for n in batches], spec)
     if errors:
         raise ProvenanceError(f"unreadable batches: {errors}")
-    joined = None
+    joined, source_rows = None, len(df)
     if labels_uri and used:
         extra, joined = join_labels(extra, read_labels(labels_uri, spec), spec)
     if used:
         df = pd.concat([df, extra.drop(columns="_batch")], ignore_index=True)
-    return df, used, [landed[n] for n in wanted], joined
+    return RawRows(df, used, [landed[n] for n in wanted], joined, source_rows)
 
 
 def validate_raw(
@@ -95,12 +107,14 @@ def validate_raw(
     batches: list[dict] | None = None,
     min_per_class: int | None = None,
     label_files: list[dict] | None = None,
+    source_rows: int | None = None,
 ) -> Quality:
     """Validate `df` with the spec's suite and stamp it with its fingerprint and verdict.
 
     `min_per_class`: rows each label class needs for the run's split and folds (default: for
     the default settings, `validation.min_rows_per_class`). `batches` and `label_files`: the
-    landed files it holds rows and labels of, for its record."""
+    landed files it holds rows and labels of, for its record; `source_rows`: how many of its
+    first rows are the source's (the rest the batches': the drift reference keeps the parts)."""
     from mlassets.ml.data import fingerprint
     from mlassets.ml.validation import validate
 
@@ -108,7 +122,9 @@ def validate_raw(
     failed = sorted({o.check for o in outcomes if not o.success})
     provenance.stamp(
         df,
-        provenance.raw_record(spec, fingerprint(df), len(df), failed, batches or [], label_files),
+        provenance.raw_record(
+            spec, fingerprint(df), len(df), failed, batches or [], label_files, source_rows
+        ),
     )
     return Quality(outcomes, failed)
 
@@ -267,7 +283,15 @@ def train_and_log(
             "trained_on": split["train"],
             **{
                 k: record.get(k)
-                for k in ("spec", "spec_digest", "data", "quality", "batches", "label_files")
+                for k in (
+                    "spec",
+                    "spec_digest",
+                    "data",
+                    "quality",
+                    "batches",
+                    "label_files",
+                    "source_rows",
+                )
             },
             "split": split,
             "split_check": record.get("split_check"),
@@ -425,6 +449,7 @@ def register_candidate(
     from mlassets.ml.data import fingerprint
     from mlassets.ml.drift import reference_sample
     from mlassets.ml.features import input_frame
+    from mlassets.ml.reference import origins
     from mlassets.ml.registry import log_pipeline, log_reference, mark_registered, register
 
     refusals = provenance.registration_refusals(
@@ -457,8 +482,12 @@ def register_candidate(
     with active_run(client, run_id):
         calibration = cp.get("calibration")
         info = log_pipeline(candidate.model, input_frame(test_set, spec), spec, calibration)
+        # the training rows in their parts (`reference.origins`): the source's, the batches'
         reference = reference_sample(
-            train_set, [*spec.input_columns, spec.label.column], REFERENCE_ROWS
+            train_set,
+            [*spec.input_columns, spec.label.column],
+            REFERENCE_ROWS,
+            parts=origins(train_set.index, cp.get("source_rows")),
         )
         log_reference(
             reference,

@@ -407,3 +407,55 @@ def test_cli_writes_batches(tmp_path):
 
     main(["--rows", "300", "--seed", "4", "--out", str(tmp_path / "one.parquet")])
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "one.parquet"), fraud_frame(300, 4))
+
+
+def test_recent_rows_are_compared_with_the_part_of_the_training_rows_they_resemble(world):
+    """After a retrain on drifted batches the model was trained on the source and on those
+    batches: rows like either are no drift (the mixture of both would call each drifted), rows
+    like neither are, and the report says which part it compared with."""
+    from mlassets.ml.reference import BATCHES, ORIGIN, SOURCE
+
+    drifted = world.batch(20_000, seed=120, drift="covariate")
+    reference = pd.concat(
+        [
+            world.reference.assign(**{ORIGIN: SOURCE}),
+            reference_sample(drifted, list(world.reference.columns), 20_000).assign(
+                **{ORIGIN: BATCHES}
+            ),
+        ],
+        ignore_index=True,
+    )
+    model_world = World(world.spec, reference, world.model, world.baseline)
+
+    clean = model_world.report(world.batch(BATCH_ROWS, seed=121))
+    assert clean.drifted == [] and clean.compared["part"] == SOURCE
+    assert clean.reasons[1].startswith(
+        "compared with the part of the training rows the recent rows resemble most: source"
+    )
+    assert clean.compared["parts"][BATCHES]["drifted"]  # the mixture's half would have fired
+    mixed = world.report(world.batch(BATCH_ROWS, seed=121))  # one part: as before
+    assert mixed.compared["part"] == "training rows" and mixed.drifted == []
+
+    like_batches = model_world.report(world.batch(BATCH_ROWS, seed=122, drift="covariate"))
+    assert like_batches.drifted == [] and like_batches.compared["part"] == BATCHES
+
+    beyond = world.batch(BATCH_ROWS, seed=123)
+    beyond["feature_2"] = beyond["feature_2"] * 5
+    far = model_world.report(beyond)
+    assert "feature_2" in far.drifted and far.retrain
+    assert set(far.compared["parts"]) == {SOURCE, BATCHES}
+    json.dumps(far.to_dict())
+
+    # a part too small to test against alone: the reference is one whole again
+    tiny = pd.concat(
+        [
+            world.reference.assign(**{ORIGIN: SOURCE}),
+            reference.tail(100).assign(**{ORIGIN: BATCHES}),
+        ]
+    )
+    assert (
+        World(world.spec, tiny, world.model, world.baseline)
+        .report(world.batch(BATCH_ROWS, seed=124))
+        .compared["part"]
+        == "training rows"
+    )
