@@ -11,7 +11,6 @@ from mlassets.ml.defaults import (
     POST_SEARCH_SETTINGS,
     SPLIT,
     TRAINING,
-    EvaluationSettings,
 )
 from mlassets.ml.drift import DriftThresholds
 
@@ -114,49 +113,61 @@ class TrainingConfig(Config):
 class EvaluationConfig(Config):
     """What `evaluation_report` measures and the limits its blocking checks enforce.
 
-    Every gate (the metric minimums, champion/challenger, fairness) is judged here, once, and
-    recorded in the report; the checks on `evaluation_report` report those verdicts and
-    `registered_model` registers only what that same evaluation passed. So all limits are set
-    on the `evaluation_report` op. A limit of None reports without gating.
+    Every gate (the metric minimums, the trivial baseline, champion/challenger, fairness) is
+    judged here, once, and recorded in the report; the checks on `evaluation_report` report
+    those verdicts and `registered_model` registers only what that same evaluation passed.
+
+    A gate limit left unset (None) here takes the model's own (its spec's `gates`), else the
+    default (`mlassets.ml.gates.resolve`): set one here to change it for one run.
     """
 
     min_accuracy: float | None = Field(
-        default=EVALUATION.min_accuracy, description="accuracy_gate: minimum test accuracy."
+        default=None, description="accuracy_gate: minimum test accuracy (default: none)."
     )
     min_precision: float | None = Field(
-        default=EVALUATION.min_precision, description="precision_gate: minimum test precision."
+        default=None, description="precision_gate: minimum test precision (default: none)."
     )
     min_recall: float | None = Field(
-        default=EVALUATION.min_recall, description="recall_gate: minimum test recall."
+        default=None, description="recall_gate: minimum test recall (default: none)."
     )
-    min_f1: float | None = Field(default=EVALUATION.min_f1, description="f1_gate: minimum test F1.")
+    min_f1: float | None = Field(
+        default=None, description="f1_gate: minimum test F1 (default: none)."
+    )
     min_roc_auc: float | None = Field(
-        default=EVALUATION.min_roc_auc, description="roc_auc_gate: minimum test ROC AUC."
+        default=None, description="roc_auc_gate: minimum test ROC AUC (default: none)."
     )
     min_pr_auc: float | None = Field(
-        default=EVALUATION.min_pr_auc, description="pr_auc_gate: minimum test PR AUC."
+        default=None, description="pr_auc_gate: minimum test PR AUC (default: none)."
+    )
+    min_lift: float | None = Field(
+        default=None,
+        description="beats_baseline: how far the primary metric must rise above a trivial "
+        f"predictor's on the same test rows (default {EVALUATION.min_lift}).",
     )
 
-    def thresholds(self) -> dict[str, float | None]:
-        """The metric gates' minimums by metric name (as `EvaluationSettings.thresholds`)."""
-        return EvaluationSettings.thresholds(self)
+    def report_settings(self, spec=None) -> dict[str, Any]:
+        """The keyword arguments of `mlassets.ml.report.build_evaluation` these settings give,
+        each gate limit resolved against `spec`'s gates and the defaults; and where each limit
+        came from (`sources`, for the advice when a gate fails)."""
+        from mlassets.ml.gates import LIMITS, resolve
 
-    def report_settings(self) -> dict[str, Any]:
-        """The keyword arguments of `mlassets.ml.report.build_evaluation` these settings give."""
-        return {
-            **self.model_dump(exclude={f"min_{m}" for m in METRICS}),
-            "thresholds": self.thresholds(),
-        }
+        limits, sources = resolve(self.model_dump(), spec.gates if spec else None, EVALUATION)
+        settings = self.model_dump(exclude=set(LIMITS))
+        settings["thresholds"] = {m: limits[f"min_{m}"] for m in METRICS}
+        for name in ("min_lift", "tolerance", "max_equalized_odds", "max_demographic_parity"):
+            settings[name] = limits[name]
+        return {**settings, "sources": sources}
 
     primary_metric: str = Field(
         default=EVALUATION.primary_metric,
         description="Metric the candidate is compared with production on: accuracy, precision, "
         "recall, f1, roc_auc or pr_auc.",
     )
-    tolerance: float = Field(
-        default=EVALUATION.tolerance,
+    tolerance: float | None = Field(
+        default=None,
         description="beats_production passes when candidate >= production - tolerance "
-        "(negative: the candidate must improve by at least |tolerance|).",
+        f"(negative: the candidate must improve by at least |tolerance|; default "
+        f"{EVALUATION.tolerance}).",
     )
     bootstrap_resamples: int = Field(
         default=EVALUATION.bootstrap_resamples,
@@ -167,14 +178,15 @@ class EvaluationConfig(Config):
         default=EVALUATION.seed, description="Seed of the bootstrap and permutation importance."
     )
     max_demographic_parity: float | None = Field(
-        default=EVALUATION.max_demographic_parity,
-        description="fairness: largest allowed gap in selection rate between groups (None: report "
-        "only, the default: selection rates differ wherever base rates do, legitimately or by "
+        default=None,
+        description="fairness: largest allowed gap in selection rate between groups (default: "
+        "report only: selection rates differ wherever base rates do, legitimately or by "
         "sampling chance, so equalized odds is the gate).",
     )
     max_equalized_odds: float | None = Field(
-        default=EVALUATION.max_equalized_odds,
-        description="fairness: largest allowed gap in TPR or FPR between groups (None: report only).",
+        default=None,
+        description="fairness: largest allowed gap in TPR or FPR between groups (default "
+        f"{EVALUATION.max_equalized_odds}).",
     )
     min_group_size: int = Field(
         default=EVALUATION.min_group_size,

@@ -78,6 +78,22 @@ class FeatureSpec(_Strict):
     derived: list[str] = Field(default_factory=list)
 
 
+class GateSpec(_Strict):
+    """The model's own gate limits (`mlassets.ml.gates`): any of them, `null` turning one off;
+    the others keep their defaults, and a run's `EvaluationConfig` can still set any."""
+
+    min_accuracy: float | None = Field(default=None, ge=0, le=1)
+    min_precision: float | None = Field(default=None, ge=0, le=1)
+    min_recall: float | None = Field(default=None, ge=0, le=1)
+    min_f1: float | None = Field(default=None, ge=0, le=1)
+    min_roc_auc: float | None = Field(default=None, ge=0, le=1)
+    min_pr_auc: float | None = Field(default=None, ge=0, le=1)
+    min_lift: float | None = Field(default=None, ge=-1, le=1)
+    tolerance: float | None = Field(default=None, ge=-1, le=1)
+    max_equalized_odds: float | None = Field(default=None, ge=0, le=1)
+    max_demographic_parity: float | None = Field(default=None, ge=0, le=1)
+
+
 class DatasetSpec(_Strict):
     """A validated dataset spec (see DESIGN.md, "The dataset spec")."""
 
@@ -102,6 +118,8 @@ class DatasetSpec(_Strict):
     allow_external: bool = False
     columns: dict[str, ColumnSpec]
     features: FeatureSpec
+    # the model's gate limits; unset ones take the defaults (`mlassets.ml.gates`)
+    gates: GateSpec = Field(default_factory=GateSpec)
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")

@@ -134,7 +134,7 @@ def test_cli_materializes_a_non_fraud_table(tmp_path):
     )
     assert summary.returncode == 0, summary.stderr[-2000:]
     assert "production model: churn_model version 1" in summary.stdout
-    assert "checks passed: 20/20" in summary.stdout
+    assert "checks passed: 21/21" in summary.stdout
 
 
 def test_definitions_validate(tmp_path):

@@ -123,7 +123,7 @@ def test_dg_launch_runs_training_job_and_mlflow_names_its_run_after_it(launched)
     assert summary.returncode == 0, summary.stderr[-2000:]
     fraud, churn = summary.stdout.split(f"== {NAME}\n")[1], summary.stdout.split(f"== {NAME}")[0]
     assert f"run {run.run_id[:8]}: SUCCESS" in fraud
-    assert "checks passed: 20/20" in fraud
+    assert "checks passed: 21/21" in fraud
     assert f"production model: {NAME} version 1" in fraud
     # the other bundled model, not trained here, says so
     assert f"== {CHURN}\nno training run of {CHURN} yet" in churn

@@ -52,7 +52,7 @@ def test_whole_graph_materializes_and_promotes(env):
     assert result.success
     assert materialized(result) == ALL_ASSETS
     evaluations = checks(result)
-    assert len(evaluations) == 20
+    assert len(evaluations) == 21
     assert all(c.passed for c in evaluations.values()), {
         n: c.metadata for n, c in evaluations.items() if not c.passed
     }
@@ -75,7 +75,10 @@ def test_whole_graph_materializes_and_promotes(env):
     assert mv.tags["dagster_run_id"] == result.run_id
     assert len(mv.tags["data_fingerprint"]) == 16
     gates = json.loads(mv.tags["gates"])
-    assert gates["f1_gate"]["passed"] and gates["f1_gate"]["threshold"] == 0.8
+    # no absolute floor by default: the trivial baseline's margin gates instead
+    assert gates["f1_gate"]["passed"] and gates["f1_gate"]["threshold"] is None
+    assert gates["beats_baseline"]["passed"] and gates["beats_baseline"]["threshold"] > 0.05
+    assert report["limits"]["min_lift"] == {"value": 0.05, "from": "the default"}
 
     # one MLflow run per Dagster run, closed (never left RUNNING)
     runs = mlflow_runs(env)
@@ -185,6 +188,58 @@ def test_impossible_gate_leaves_registry_and_production_untouched(trained_env):
     assert alias(client, "fraud_detection", "production") == before_production
     runs = mlflow_runs(trained_env)
     assert "RUNNING" not in set(runs["status"])
+    # one short block: the figure against its limit, where the limit came from, what to write
+    (event,) = [
+        e
+        for e in result.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "evaluation_report"
+    ]
+    advice = event.materialization.metadata["gate_advice"].value
+    f1 = result.output_for_node("evaluation_report")["metrics"]["f1"]
+    floor = int(f1 * 100) / 100
+    assert f"f1_gate: f1 = {f1:.4f} < 0.999 (min_f1) [min_f1 from the run config]" in advice
+    assert f"gates: {{min_f1: {floor}}}" in advice and "fraud.yaml" in advice
+    assert f"ops: {{evaluation_report: {{config: {{min_f1: {floor}}}}}}}" in advice
+    assert len(advice.splitlines()) <= 8 + 2  # the block and its code fence
+    logged = [e.message for e in trained_env.instance.all_logs(result.run_id) if e.message]
+    assert any(m.startswith("1 gate(s) failed, so nothing was registered") for m in logged)
+
+
+def test_a_models_gates_live_in_its_spec_and_a_run_can_still_set_them(trained_env, tmp_path):
+    """The spec's `gates` set its model's limits (here an F1 floor no model reaches, and the
+    fairness gate off); a run's config still sets any limit for that run."""
+    import dataclasses
+
+    import yaml
+
+    from mlassets.spec import DEFAULT_SPEC
+
+    raw = yaml.safe_load(DEFAULT_SPEC.read_text())
+    raw["gates"] = {"min_f1": 0.999, "max_equalized_odds": None}
+    spec = tmp_path / "fraud.yaml"
+    spec.write_text(yaml.safe_dump(raw, sort_keys=False))  # columns in their order
+    own = dataclasses.replace(trained_env, spec_path=spec)
+
+    refused = own.run()
+    assert not refused.success
+    report = refused.output_for_node("evaluation_report")
+    assert report["limits"]["min_f1"] == {"value": 0.999, "from": "the spec's gates"}
+    assert report["limits"]["max_equalized_odds"] == {"value": None, "from": "the spec's gates"}
+    assert report["limits"]["min_lift"]["from"] == "the default"
+    gate = checks(refused)["f1_gate"]
+    assert not gate.passed and "0.999" in gate.description
+    (event,) = [
+        e
+        for e in refused.get_asset_materialization_events()
+        if e.asset_key.to_user_string() == "evaluation_report"
+    ]
+    advice = event.materialization.metadata["gate_advice"].value
+    assert "[min_f1 from the spec's gates]" in advice and str(spec) in advice
+
+    accepted = own.run(config=run_config(gates={"min_f1": 0.5}))
+    assert accepted.success
+    report = accepted.output_for_node("evaluation_report")
+    assert report["limits"]["min_f1"] == {"value": 0.5, "from": "the run config"}
 
 
 def test_registering_without_passed_gates_is_refused(trained_env):

@@ -60,10 +60,13 @@ def evaluation_report(
             candidate_model,
             test_set,
             spec,
-            config.report_settings(),
+            config.report_settings(spec),
             dagster_run_id=context.run_id,
         )
     report = evaluation.report
+    advice = gate_advice(report, spec, model_of(context).op("evaluation_report"))
+    if advice:  # one short block a person can act on, before the checks report each gate
+        context.log.error(advice)
     artifacts = report["artifacts"]
     cc, fair = report["champion_challenger"], report["fairness"]
     failed = [g["name"] for g in report["gates"] if not g["passed"]]
@@ -97,6 +100,8 @@ def evaluation_report(
             "confusion_matrix": MetadataValue.json(report["confusion_matrix"]),
             "test_rows": report["rows"],
             "gates": "all passed" if not failed else f"FAILED: {', '.join(failed)}",
+            **({"gate_advice": MetadataValue.md(f"```\n{advice}\n```")} if advice else {}),
+            "gate_limits": MetadataValue.json(report["limits"]),
             "candidate_digest": candidate_model.digest,
             "production_version": cc["production_version"] or "none",
             "champion_challenger": cc["message"],
@@ -111,6 +116,14 @@ def evaluation_report(
             "mlflow_artifacts": MetadataValue.json(artifacts),
         },
     )
+
+
+def gate_advice(report: dict, spec, op: str) -> str | None:
+    """`gates.advice` for this model: its spec file and its evaluation step's name."""
+    from mlassets.ml.gates import advice
+
+    sources = {k: v["from"] for k, v in report["limits"].items()}
+    return advice(report, sources, str(spec.path or "the dataset spec"), op)
 
 
 def _estimation_metadata(estimation: dict | None) -> dict:

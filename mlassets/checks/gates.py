@@ -21,6 +21,7 @@ from dagster import (
 
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, retry_if_transient
 from mlassets.catalog import Model, model_of
+from mlassets.ml.defaults import EVALUATION
 from mlassets.ml.evaluation import METRICS
 from mlassets.ml.provenance import Candidate
 from mlassets.resources import DatasetResource, ModelRegistry
@@ -51,6 +52,26 @@ def metric_gates(context: AssetCheckExecutionContext, evaluation_report: dict):
                 "threshold": r["threshold"] if r["threshold"] is not None else "none",
             },
         )
+
+
+def beats_baseline(
+    context: AssetCheckExecutionContext, evaluation_report: dict
+) -> AssetCheckResult:
+    """The candidate is better than predicting without looking at the rows, by a margin."""
+    r = _verdict(evaluation_report, "beats_baseline")
+    if not r["passed"]:
+        context.log.error(r["description"])
+    return AssetCheckResult(
+        passed=bool(r["passed"]),
+        severity=AssetCheckSeverity.ERROR,
+        description=r["description"],
+        metadata={
+            "metric": r["metric"],
+            "value": r["value"],
+            "trivial_baseline": r["baseline"],
+            "threshold": _shown(r["threshold"]),
+        },
+    )
 
 
 def _shown(value, empty: str = "none"):
@@ -196,6 +217,13 @@ BEATS_PRODUCTION = (
     "production is kept (the run ends well); fails when production exists but cannot be scored, "
     "unless EvaluationConfig.allow_unscored_production."
 )
+BEATS_BASELINE = (
+    "The candidate's primary metric on the test set is at least EvaluationConfig.min_lift "
+    f"({EVALUATION.min_lift}) above what a trivial predictor scores on the same rows: for F1 "
+    "predicting every row "
+    "positive, for accuracy the majority class (mlassets.ml.gates.TRIVIAL). A model's spec can "
+    "set it under `gates`."
+)
 FAIRNESS = (
     "For every sensitive column of the spec, the equalized odds difference (largest TPR or FPR "
     "gap between groups) is at most EvaluationConfig.max_equalized_odds (0.1), and the "
@@ -228,6 +256,13 @@ def build(m: Model) -> list[AssetsDefinition]:
             ins=report_in,
             op_tags=m.tags,
         )(metric_gates),
+        asset_check(
+            asset=report,
+            name="beats_baseline",
+            blocking=True,
+            op_tags=m.tags,
+            description=BEATS_BASELINE,
+        )(beats_baseline),
         asset_check(
             asset=report,
             name="beats_production",

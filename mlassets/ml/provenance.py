@@ -22,7 +22,12 @@ from mlassets.ml.defaults import METRICS
 
 KEY = "provenance"
 # Every gate an evaluation must have judged, and passed, before its candidate is registered.
-REQUIRED_GATES = (*(f"{m}_gate" for m in METRICS), "beats_production", "fairness")
+REQUIRED_GATES = (
+    *(f"{m}_gate" for m in METRICS),
+    "beats_baseline",
+    "beats_production",
+    "fairness",
+)
 
 
 class ProvenanceError(RuntimeError):
@@ -60,8 +65,9 @@ def calibration_digest(record: dict[str, Any] | None) -> str | None:
 
 
 def spec_digest(spec) -> str:
-    """A digest of everything in the spec that shapes data and model (not its file path)."""
-    return _json_digest(spec.model_dump(mode="json"))
+    """A digest of everything in the spec that shapes data and model (not its file path, nor
+    its gates: a new limit judges the same model anew, it does not make it another)."""
+    return _json_digest(spec.model_dump(mode="json", exclude={"gates"}))
 
 
 def model_digest(model) -> str:

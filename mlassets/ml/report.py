@@ -550,15 +550,19 @@ def judge_gates(
     thresholds: Mapping[str, float | None],
     champion_challenger: Mapping[str, Any],
     fairness: Mapping[str, Any],
+    baseline: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every gate's verdict in one list: `<metric>_gate` per threshold, `beats_production`,
-    `fairness`; each with `name`, `passed` and a `description` a person can act on."""
+    """Every gate's verdict in one list: `<metric>_gate` per threshold, `beats_baseline` (when
+    given, `gates.beats_baseline`), `beats_production`, `fairness`; each with `name`, `passed`
+    and a `description` a person can act on."""
     from mlassets.ml.evaluation import gate
 
     verdicts = [
         {"name": f"{r.metric}_gate", **r.as_dict(), "description": r.describe()}
         for r in gate(dict(metrics), dict(thresholds))
     ]
+    if baseline is not None:
+        verdicts.append(dict(baseline))
     verdicts.append(
         {
             "name": "beats_production",
@@ -701,6 +705,8 @@ def build_evaluation(
     top_k: int = EVALUATION.top_k,
     calibration_bins: int = EVALUATION.calibration_bins,
     allow_unscored_production: bool = EVALUATION.allow_unscored_production,
+    min_lift: float | None = EVALUATION.min_lift,
+    sources: Mapping[str, str] | None = None,
 ) -> Evaluation:
     """Everything `evaluation_report` holds, for `model` (thresholded) on the test rows (X, y).
 
@@ -710,8 +716,10 @@ def build_evaluation(
     calibration; and the pictures. Keyword arguments are `EvaluationConfig.report_settings()`.
 
     Every gate is judged here, once: `report["gates"]` lists each metric gate (`thresholds`, by
-    metric; default the seed's minimums), `beats_production` and `fairness` with its verdict. The
+    metric; default none), `beats_baseline` (the primary metric `min_lift` above a trivial
+    predictor's, `gates.beats_baseline`), `beats_production` and `fairness` with its verdict. The
     checks on `evaluation_report` report these, and registration requires them all passed.
+    `report["limits"]` keeps every limit with where it came from (`sources`, `gates.resolve`).
     """
     from mlassets.ml import explain, fairness
     from mlassets.ml.evaluation import METRICS, evaluate
@@ -780,17 +788,32 @@ def build_evaluation(
     )
     images = {name: png_bytes(fig) for name, fig in figures.items()}
 
+    from mlassets.ml.gates import beats_baseline
+
+    thresholds = EVALUATION.thresholds() if thresholds is None else thresholds
     gates = judge_gates(
         result["metrics"],
-        EVALUATION.thresholds() if thresholds is None else thresholds,
+        thresholds,
         cc,
         fair.as_dict(),
+        beats_baseline(result["metrics"], y, primary_metric, min_lift),
     )
+    limits = {
+        **{f"min_{m}": v for m, v in thresholds.items()},
+        "min_lift": min_lift,
+        "tolerance": tolerance,
+        "max_equalized_odds": max_equalized_odds,
+        "max_demographic_parity": max_demographic_parity,
+    }
     report = jsonable(
         {
             **result,
             "gates": gates,
             "passed": all(g["passed"] for g in gates),
+            "limits": {
+                name: {"value": value, "from": (sources or {}).get(name, "the default")}
+                for name, value in limits.items()
+            },
             "threshold": {"value": t, "default": marks["default"]},
             "by_threshold": by_threshold,
             "champion_challenger": cc,
