@@ -1,6 +1,7 @@
 """Jobs: training (data to production), monitoring and rollback, one of each per model."""
 
 from collections.abc import Iterator
+from typing import Any
 
 from dagster import (
     AssetMaterialization,
@@ -14,10 +15,11 @@ from dagster import (
     job,
     op,
 )
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.catalog import TRAINING_TAG, Model, model_of
+from mlassets.ml.bounded import clip
 from mlassets.resources import DatasetResource, ModelRegistry
 
 TRAINING_GROUPS = ("data", "features", "training", "evaluation", "registry")
@@ -52,12 +54,29 @@ def monitoring_job(m: Model, assets: list):
 
 
 class RollbackConfig(Config):
-    """Where `rollback_job` moves production: a chosen version, or by default `previous`."""
+    """Where `rollback_job` moves production: a chosen version, or by default `previous`.
 
-    to_version: str | None = Field(
+    `to_version` is typed `Any` for Dagster, whose config has no "int or string": a user writes
+    `to_version: 3` as readily as `"3"`, and `str | None` refused the former with a config type
+    error. The validator passes a string on and refuses anything else by name."""
+
+    to_version: Any = Field(
         default=None,
-        description="The version to roll back to; default: the one the `previous` alias names.",
+        description='The version to roll back to, an integer or a string (3 or "3"); '
+        "default: the one the `previous` alias names.",
     )
+
+    @field_validator("to_version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> str | None:
+        if value is None or isinstance(value, str):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        raise ValueError(
+            f'to_version must be a version number, an integer or a string (3 or "3"), not '
+            f"{type(value).__name__} {clip(repr(value), 200)}"
+        )
 
 
 def rollback_production(

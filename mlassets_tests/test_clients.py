@@ -274,6 +274,26 @@ def test_make_serve_answers_raw_rows_like_the_pipeline(launched, tmp_path):
         both = json.loads(body)["predictions"]
         assert [r["prediction"] for r in both] == expected[:3]
 
+        # an empty batch: an empty answer, whatever the output
+        for output in ("label", "probability", "both", "calibrated_probability", "checked"):
+            status, body = post(url, split_json(rows.head(0), {"output": output}), json_type)
+            assert status == 200 and json.loads(body) == {"predictions": []}, (output, body)
+
+        # rows the spec forbids: refused below, scored and flagged on request
+        out_of_range = rows.head(3).copy()
+        out_of_range.loc[1, "feature_1"] = -1e9  # the spec: min 0, max 100
+        unknown = rows.head(3).copy()
+        unknown.loc[2, "category"] = "toys"  # the spec: electronics, grocery, travel, fashion
+        status, body = post(url, split_json(unknown, {"output": "checked"}), json_type)
+        assert status == 200, body
+        checked = json.loads(body)["predictions"]
+        assert [r["prediction"] for r in checked[:2]] == expected[:2]
+        assert [r["problems"] for r in checked] == [
+            [],
+            [],
+            ["column 'category': 'toys' is not among the spec's values"],
+        ]
+
         # bad requests: each a 4xx that says what is wrong, and the server goes on
         bad_type = rows.head(2).astype({"feature_1": str})
         bad_type.loc[1, "feature_1"] = "lots"
@@ -295,6 +315,22 @@ def test_make_serve_answers_raw_rows_like_the_pipeline(launched, tmp_path):
                 "column 'feature_1' holds values that are not numbers: ['lots']",
             ),
             "a date that is none": (split_json(bad_date), json_type, "timestamp"),
+            "a value out of range": (
+                split_json(out_of_range),
+                json_type,
+                "column 'feature_1' holds values below the spec's min 0: [-1000000000.0] (1 row)",
+            ),
+            "a value out of range in CSV": (
+                out_of_range.to_csv(index=False),
+                csv_type,
+                "column 'feature_1' holds values below the spec's min 0: [-1000000000.0]",
+            ),
+            "an unknown category": (
+                split_json(unknown, {"output": "both"}),
+                json_type,
+                "column 'category' holds values not among the spec's values "
+                "['electronics', 'grocery', 'travel', 'fashion']: ['toys'] (1 row)",
+            ),
             "a missing column": (
                 split_json(rows.drop(columns="signup_date")),
                 json_type,

@@ -79,7 +79,7 @@ def registry(tmp_path, monkeypatch) -> Registry:
         mlflow.set_registry_uri(before[1])
 
 
-def rollback(registry: Registry, instance, to_version: str | None = None):
+def rollback(registry: Registry, instance, to_version: object = None):
     """Run the real `rollback_job` in process; never raises on failure."""
     from mlassets.catalog import Model
     from mlassets.jobs import rollback_job
@@ -171,3 +171,33 @@ def test_rollback_job_to_a_chosen_version_and_the_refusal_to_repeat_it(registry,
     assert [r.run_id for r in records] == [back.run_id, to_one.run_id]  # newest first
     versions = [r.asset_materialization.metadata["model_version"].value for r in records]
     assert versions == ["2", "1"]
+
+
+def test_rollback_job_takes_to_version_as_an_integer_too(registry, dagster_instance):
+    """`to_version: 3` in a run config is as good as `"3"` (it was a config type error); a
+    value that is no version number is refused by name and moves nothing."""
+    to_one = rollback(registry, dagster_instance, to_version=1)
+    assert to_one.success
+    assert to_one.output_for_node("rollback_production")["production"] == "1"
+    assert registry.aliases() == {"production": "1", "staging": "1"}
+
+    back = rollback(registry, dagster_instance, to_version=2)
+    assert back.success
+    assert registry.aliases() == {"production": "2", "staging": "2"}
+
+    for wrong in (True, 1.5, [1]):
+        refused = rollback(registry, dagster_instance, to_version=wrong)
+        assert not refused.success
+        error = refused.failure_data_for_node("rollback_production").error
+        text = "".join(str(e.message) for e in [error, *_causes(error)])
+        assert "to_version must be a version number, an integer or a string" in text, wrong
+    assert registry.aliases() == {"production": "2", "staging": "2"}
+
+
+def _causes(error) -> list:
+    """The chain of causes of a Dagster `SerializableErrorInfo`."""
+    out = []
+    while error.cause is not None:
+        error = error.cause
+        out.append(error)
+    return out

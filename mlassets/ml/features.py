@@ -161,7 +161,8 @@ def column_kind(col: pd.Series) -> str | None:
 def coerce(col: pd.Series, kind: str | None, name: str) -> pd.Series:
     """`col` as values of `kind` (see KINDS; None and "text" leave it alone). A column that
     already holds them is returned as it is, the same object: training rows are never copied.
-    A value that is not of the kind is refused (ValueError) naming the column and a few values."""
+    A value that is not of the kind is refused (`UnreadableValues`, a ValueError) naming the
+    column and a few values."""
     if kind == "datetime":
         return _as_datetimes(col, name)
     if kind == "number":
@@ -171,7 +172,18 @@ def coerce(col: pd.Series, kind: str | None, name: str) -> pd.Series:
     return col
 
 
-def _refuse(name: str, what: str, values: pd.Series) -> ValueError:
+class UnreadableValues(ValueError):
+    """Values of a column that are not of the kind it is coerced to. `rows`: their index labels,
+    so that a caller who must score the other rows (the served model's `checked` output) knows
+    which, without coercing them one by one. (`rows` has a default: an exception raised in a
+    joblib worker is rebuilt from its message alone, then its attributes.)"""
+
+    def __init__(self, message: str, rows: pd.Index | None = None) -> None:
+        super().__init__(message)
+        self.rows = rows
+
+
+def _refuse(name: str, what: str, values: pd.Series) -> UnreadableValues:
     """The error for the `values` of column `name` that are not `what`: a few distinct ones
     (by their text: a JSON cell may hold a list) and how many rows hold such values."""
     from mlassets.ml.bounded import SAMPLE_SIZE, sample
@@ -182,8 +194,9 @@ def _refuse(name: str, what: str, values: pd.Series) -> ValueError:
         if len(distinct) >= SAMPLE_SIZE:
             break
     rows = f"{len(values):,} row{'s' if len(values) != 1 else ''}"
-    return ValueError(
-        f"column {name!r} holds values that are not {what}: {sample(distinct.values())} ({rows})"
+    return UnreadableValues(
+        f"column {name!r} holds values that are not {what}: {sample(distinct.values())} ({rows})",
+        values.index,
     )
 
 
@@ -316,6 +329,20 @@ class SpecFeatures(TransformerMixin, BaseEstimator):
             needed += [self.timestamp if n == "timestamp" else n for n in DERIVED_FEATURES[name]]
         return list(dict.fromkeys(needed))
 
+    def coercions(self) -> dict[str, str | None] | None:
+        """The kind `transform` coerces each input column to (None: left as it is, a category
+        becomes text), or None for a step fitted before input coercion. The served model's row
+        checks (`requests.check_rows`) coerce with these: they judge what the model reads."""
+        kinds = getattr(self, "input_kinds_", None)
+        return None if kinds is None else self._coercions(kinds)
+
+    def _coercions(self, kinds: dict[str, str]) -> dict[str, str | None]:
+        categorical = set(self.categorical or [])
+        return {
+            name: None if name in categorical and kinds.get(name) != "boolean" else kinds.get(name)
+            for name in self.required_columns()
+        }
+
     def _require(self, X: Any) -> pd.DataFrame:
         if not isinstance(X, pd.DataFrame):
             raise TypeError(
@@ -355,12 +382,8 @@ class SpecFeatures(TransformerMixin, BaseEstimator):
     def _coerced(self, df: pd.DataFrame, kinds: dict[str, str]) -> pd.DataFrame:
         """`df` with each input column coerced to the kind training saw (categorical ones become
         text in `transform`); `df` itself when every column already holds its kind."""
-        categorical = set(self.categorical or [])
         changed = {}
-        for name in self.required_columns():
-            kind = kinds.get(name)
-            if name in categorical and kind != "boolean":
-                continue
+        for name, kind in self._coercions(kinds).items():
             col = df[name]
             new = coerce(col, kind, name)
             if new is not col:
@@ -384,12 +407,18 @@ class SpecFeatures(TransformerMixin, BaseEstimator):
         return np.asarray(names, dtype=object)
 
 
-def takes_raw_rows(model: Any) -> bool:
-    """Whether `model` (an mlassets Pipeline, thresholded or not) starts with `SpecFeatures`."""
+def spec_features(model: Any) -> SpecFeatures | None:
+    """The `SpecFeatures` step `model` (an mlassets Pipeline, thresholded or not) starts with,
+    or None (a version registered before models carried their features)."""
     from mlassets.ml.threshold import base_model
 
     steps = getattr(base_model(model), "steps", None) or [(None, None)]
-    return isinstance(steps[0][1], SpecFeatures)
+    return steps[0][1] if isinstance(steps[0][1], SpecFeatures) else None
+
+
+def takes_raw_rows(model: Any) -> bool:
+    """Whether `model` (an mlassets Pipeline, thresholded or not) starts with `SpecFeatures`."""
+    return spec_features(model) is not None
 
 
 def for_raw_rows(model: Any, spec: DatasetSpec) -> Any:

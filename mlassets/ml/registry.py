@@ -59,6 +59,7 @@ def log_pipeline(
     spec=None,
     calibration: dict[str, Any] | None = None,
     name: str = "model",
+    negative: Any = None,
 ):
     """Log a fitted Pipeline to the active MLflow run in skops format, served by mlassets' loader.
 
@@ -67,15 +68,22 @@ def log_pipeline(
     in the MLmodel's `metadata`; without a spec, the example's columns as they are), the pyfunc
     loader
     `mlassets.ml.serving` (labels, or the probability on request; with `calibration`, a
-    `estimation.Calibration` as a dict, the calibrated probability too). Untrusted types beyond
+    `estimation.Calibration` as a dict, the calibrated probability too). With a spec, its rules
+    for the input columns and its label values travel with the version (`serving.json`, see
+    `requests.ServingRules`): the served model refuses or flags rows that break them and answers
+    the spec's labels; `negative` is the negative label seen in training, for a spec whose label
+    column lists no `values` (`requests.negative_label`). Untrusted types beyond
     `SKOPS_TRUSTED_TYPES` make MLflow refuse the model; we never fall back to pickle.
     """
     import mlflow
     from mlflow.models import Model
 
     from mlassets.ml import serving
+    from mlassets.ml.requests import rules_from_spec
 
-    sig = serving.signature(spec, X_example, model.predict(X_example.head(5)))
+    rules = rules_from_spec(spec, negative) if spec else None
+    labels = model.predict(X_example.head(5))
+    sig = serving.signature(spec, X_example, rules.labels(labels) if rules else labels)
     example = X_example.head(5)
     if sig.inputs is not None:  # a model logged without a spec: as its signature types it
         example = serving.request_frame(example, sig.inputs)
@@ -88,6 +96,7 @@ def log_pipeline(
         serialization_format="skops",
         skops_trusted_types=SKOPS_TRUSTED_TYPES,
         calibration=calibration,
+        rules=rules.to_dict() if rules else None,
         signature=sig,
         input_example=example,
         metadata=serving.model_metadata(spec) if spec else None,
@@ -371,8 +380,13 @@ def _mlflow_loading_allowed() -> Iterator[None]:
 
 def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> dict[str, Any]:
     """Load `model_uri` through pyfunc (the serving path) and compare its predictions with `expected`
-    on the rows `X` as they are (`serving.request_frame` only converts them for a version
-    registered with the strictly typed signature of before).
+    (the candidate's 0/1) on the rows `X` as they are (`serving.request_frame` only converts
+    them for a version registered with the strictly typed signature of before).
+
+    A version that carries the spec's rules (`serving.json`) answers the spec's label values:
+    `expected` is compared as those, and through the `checked` output, which scores every row
+    it can (a row the spec forbids is still compared; one it cannot score counts as a
+    mismatch) where the default output would refuse the whole batch.
 
     The files are downloaded once, to a private folder, and checked by `verify_flavor` before
     pyfunc sees them: pyfunc would honour whatever format and trusted list the MLmodel declares.
@@ -380,15 +394,21 @@ def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> 
     """
     import mlflow
 
-    from mlassets.ml.serving import request_frame
+    from mlassets.ml.serving import OUTPUT_PARAM, load_rules, request_frame
 
     with _downloaded(model_uri, model_uri) as local:
         verify_flavor(local, model_uri)
+        rules = load_rules(local)
         with _mlflow_loading_allowed():  # needed by versions served by mlflow.sklearn's loader
             loaded = mlflow.pyfunc.load_model(str(local))
     schema = loaded.metadata.get_input_schema()
-    got = np.asarray(loaded.predict(request_frame(X, schema) if schema else X)).ravel()
     expected = np.asarray(expected).ravel()
+    if rules is not None:
+        answer = loaded.predict(X, params={OUTPUT_PARAM: "checked"})
+        got = answer["prediction"].to_numpy(dtype=object)
+        expected = np.asarray(rules.labels(expected), dtype=object).ravel()
+    else:
+        got = np.asarray(loaded.predict(request_frame(X, schema) if schema else X)).ravel()
     mismatched = int(np.sum(got != expected)) if got.shape == expected.shape else len(expected)
     return {"model_uri": model_uri, "rows": len(expected), "mismatched": mismatched}
 

@@ -6,13 +6,25 @@ loads through MLflow's deserialization switch, which mlassets keeps off. This lo
 files first (`registry.verify_flavor`: sklearn flavor, skops format, types within our trusted
 list), loads the skops file with mlassets' own trusted list, and answers:
 
-- `params={"output": "label"}` (the default): the label at the model's tuned threshold, exactly
-  what the in-process Pipeline's `predict` gives;
+- `params={"output": "label"}` (the default): the label at the model's tuned threshold, what
+  the in-process Pipeline's `predict` gives, as the spec's own label values (`label.positive`
+  and the other one; 1/0 for the fraud spec);
 - `params={"output": "probability"}`: the positive-class probability;
 - `params={"output": "both"}`: a table with both, columns `prediction` and `probability`;
 - `params={"output": "calibrated_probability"}`: P(positive) calibrated on the validation set
   (`estimation.Calibration`, in the model's folder as `calibration.json`): the probability to
-  act on as a chance, and the one performance estimates before labels are made from.
+  act on as a chance, and the one performance estimates before labels are made from;
+- `params={"output": "checked"}`: one record per row, `prediction`, `probability` and
+  `problems` (what in the row breaks the spec; empty when nothing does), a row that cannot be
+  scored (a value that cannot be read) with a null prediction and probability.
+
+Rows are checked against the spec's rules for its input columns (types, nullability, min/max,
+allowed values, infinities: `requests.ServingRules`, in the model's folder as `serving.json`).
+Every output but `checked` refuses a batch holding a row that breaks them, naming the column and
+a few values: a model answers confidently whatever it is given (an unknown category is all zeros
+to the encoder), so an answer for such a row would look trustworthy and is not. An empty batch
+gets an empty answer. Versions registered before the rules existed have no `serving.json`: they
+check nothing, answer 0/1 and have no `checked` output, as before.
 
 Inputs: the spec's raw columns by name, as pandas, JSON, CSV or Parquet give them (no input
 schema in the signature, see INPUT_TYPES_KEY): the model's first step, `features.SpecFeatures`,
@@ -33,8 +45,9 @@ import pandas as pd
 
 LOADER_MODULE = "mlassets.ml.serving"
 OUTPUT_PARAM = "output"
-OUTPUTS = ("label", "probability", "both", "calibrated_probability")
+OUTPUTS = ("label", "probability", "both", "calibrated_probability", "checked")
 CALIBRATION_FILE = "calibration.json"
+RULES_FILE = "serving.json"
 DEFAULT_OUTPUT = "label"
 
 
@@ -82,11 +95,14 @@ def request_frame(df: pd.DataFrame, schema) -> pd.DataFrame:
 
 def signature(spec, example: pd.DataFrame, predictions: np.ndarray):
     """No input schema with a spec (the model coerces what it is given, see INPUT_TYPES_KEY;
-    inferred from `example` without one), outputs the labels, params the `output` switch."""
+    inferred from `example` without one), outputs the labels (as `predictions` holds them: the
+    spec's label values), params the `output` switch."""
     from mlflow.models import ModelSignature, infer_signature
     from mlflow.types import ColSpec, Schema
 
-    dtype = "long" if np.issubdtype(np.asarray(predictions).dtype, np.integer) else "double"
+    kinds = frozenset(type(v) for v in np.asarray(predictions).ravel().tolist())
+    types = {frozenset([int]): "long", frozenset([str]): "string", frozenset([bool]): "boolean"}
+    dtype = types.get(kinds, "double")
     return ModelSignature(
         inputs=None if spec else infer_signature(example).inputs,
         outputs=Schema([ColSpec(dtype)]),
@@ -95,10 +111,16 @@ def signature(spec, example: pd.DataFrame, predictions: np.ndarray):
 
 
 def save_model(
-    path: str, mlflow_model, sk_model, calibration: dict | None = None, **kwargs: Any
+    path: str,
+    mlflow_model,
+    sk_model,
+    calibration: dict | None = None,
+    rules: dict | None = None,
+    **kwargs: Any,
 ) -> None:
     """MLflow's flavor hook (`Model.log(flavor=this module)`): the sklearn flavor in skops, with
-    this module as the pyfunc loader, and the calibration (JSON) beside it when there is one."""
+    this module as the pyfunc loader, and beside it as JSON the calibration and the spec's rules
+    (`requests.ServingRules.to_dict`) when there are: the served model has no spec to read."""
     import json
 
     import mlflow.sklearn
@@ -107,6 +129,8 @@ def save_model(
     mlflow.sklearn.save_model(sk_model, path, mlflow_model=mlflow_model, **kwargs)
     if calibration is not None:
         (Path(path) / CALIBRATION_FILE).write_text(json.dumps(calibration))
+    if rules is not None:
+        (Path(path) / RULES_FILE).write_text(json.dumps(rules, default=str))
     mlflow_model.flavors[pyfunc.FLAVOR_NAME][pyfunc.MAIN] = LOADER_MODULE
     mlflow_model.save(str(Path(path) / "MLmodel"))
 
@@ -121,19 +145,25 @@ def params_schema():
 class ServedModel:
     """A verified, loaded mlassets model behind MLflow's pyfunc interface."""
 
-    def __init__(self, model: Any, calibration: Any = None) -> None:
+    def __init__(self, model: Any, calibration: Any = None, rules: Any = None) -> None:
+        from mlassets.ml.features import spec_features
+
         self.model = model
         self.calibration = calibration  # estimation.Calibration, or None (older versions)
+        self.rules = rules  # requests.ServingRules, or None (older versions)
+        step = spec_features(model)
+        self.coercions = step.coercions() if step is not None else None
 
     def get_raw_model(self) -> Any:
         """The fitted sklearn model (MLflow's `PyFuncModel.get_raw_model` returns this)."""
         return self.model
 
     def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
+        """The `output` params asks for (see the module's docstring). Rows are judged against
+        the spec's rules before any answer: a batch that breaks them is refused (a 400 naming
+        the column and values) or, for `checked`, scored row by row and flagged."""
         from mlflow.exceptions import MlflowException
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
-
-        from mlassets.ml.evaluation import positive_scores
 
         output = (params or {}).get(OUTPUT_PARAM, DEFAULT_OUTPUT)
         if output not in OUTPUTS:
@@ -147,24 +177,90 @@ class ServedModel:
                 "calibrated its probabilities): ask for output 'probability'",
                 INVALID_PARAMETER_VALUE,
             )
+        if output == "checked" and self.rules is None:
+            raise MlflowException(
+                "this model version carries no spec rules (registered before mlassets checked "
+                "rows against the spec): ask for output 'label', 'probability' or 'both'",
+                INVALID_PARAMETER_VALUE,
+            )
+        if isinstance(data, pd.DataFrame) and not len(data):
+            return self._empty(output)
         try:
-            if output == "label":
-                return self.model.predict(data)
-            if output == "calibrated_probability":
-                from mlassets.ml.estimation import probability as calibrated
+            if self.rules is not None and isinstance(data, pd.DataFrame):
+                from mlassets.ml.requests import check_rows, refusal
 
-                return np.asarray(calibrated(self.model, self.calibration, data), dtype=float)
-            probability = np.asarray(positive_scores(self.model, data), dtype=float)
-            if output == "probability":
-                return probability
-            labels = self.model.predict(data)
+                check = check_rows(data, self.rules, self.coercions)
+                if output == "checked":
+                    return self._checked(check)
+                if not check.fits:
+                    raise MlflowException(refusal(check), INVALID_PARAMETER_VALUE)
+                data = check.frame
+            return self._answer(data, output)
         except (ValueError, TypeError) as e:  # a value the model cannot coerce: a bad date
             from mlassets.ml.bounded import clip
 
             raise MlflowException(
                 f"the rows do not fit the model: {clip(str(e))}", INVALID_PARAMETER_VALUE
             ) from e
-        return pd.DataFrame({"prediction": labels, "probability": probability})
+
+    def _labels(self, predictions: np.ndarray) -> np.ndarray:
+        """The model's 0/1 labels as the spec's label values (as they are for older versions)."""
+        return predictions if self.rules is None else self.rules.labels(predictions)
+
+    def _answer(self, data: pd.DataFrame, output: str) -> Any:
+        """`output` for rows that are to be scored (checked already, when there are rules)."""
+        from mlassets.ml.evaluation import positive_scores
+
+        if output == "label":
+            return self._labels(self.model.predict(data))
+        if output == "calibrated_probability":
+            from mlassets.ml.estimation import probability as calibrated
+
+            return np.asarray(calibrated(self.model, self.calibration, data), dtype=float)
+        probability = np.asarray(positive_scores(self.model, data), dtype=float)
+        if output == "probability":
+            return probability
+        return pd.DataFrame(
+            {"prediction": self._labels(self.model.predict(data)), "probability": probability}
+        )
+
+    def _checked(self, check) -> pd.DataFrame:
+        """One record per row: the rows that can be scored are, exactly as the other outputs
+        score them; the others get a null prediction and probability."""
+        n = len(check.problems)
+        prediction = np.full(n, None, dtype=object)
+        probability = np.full(n, None, dtype=object)
+        scored = ~check.unscorable
+        if scored.any():
+            both = self._answer(check.frame[scored], "both")
+            prediction[scored] = both["prediction"].to_numpy(dtype=object)
+            probability[scored] = both["probability"].to_numpy(dtype=object)
+        index = check.frame.index
+        prediction = [_native(v) for v in prediction]
+        probability = [None if v is None else float(v) for v in probability]
+        # object columns: pandas would make a null prediction NaN, which JSON lacks
+        return pd.DataFrame(
+            {
+                "prediction": pd.Series(prediction, index=index, dtype=object),
+                "probability": pd.Series(probability, index=index, dtype=object),
+                "problems": pd.Series(check.problems, index=index, dtype=object),
+            }
+        )
+
+    def _empty(self, output: str) -> Any:
+        """The answer to a batch of no rows: no answers, in the output's shape."""
+        if output in ("probability", "calibrated_probability"):
+            return np.array([], dtype=float)
+        labels = self._labels(np.array([], dtype=np.int64))
+        if output == "label":
+            return labels
+        columns = ["prediction", "probability"] + (["problems"] if output == "checked" else [])
+        return pd.DataFrame({c: pd.Series([], dtype=object) for c in columns})
+
+
+def _native(value: Any) -> Any:
+    """A label as Python's own value (JSON writes it as it is): numpy scalars unwrapped."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _load_pyfunc(path: str) -> ServedModel:
@@ -178,7 +274,27 @@ def _load_pyfunc(path: str) -> ServedModel:
     if folder.is_file():
         folder = folder.parent
     file = verify_flavor(folder, f"model at {folder}")
-    return ServedModel(skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES), load_calibration(folder))
+    model = skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES)
+    return ServedModel(model, load_calibration(folder), load_rules(folder))
+
+
+def load_rules(folder: Path):
+    """The `serving.json` of a model's folder as a `requests.ServingRules`, or None (a version
+    registered before versions carried them)."""
+    import json
+
+    from mlassets.ml.registry import RegistryError
+    from mlassets.ml.requests import ServingRules
+
+    file = Path(folder) / RULES_FILE
+    if not file.is_file():
+        return None
+    try:
+        return ServingRules.from_dict(json.loads(file.read_text()))
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        from mlassets.ml.bounded import clip
+
+        raise RegistryError(f"{file} is not spec rules mlassets wrote: {clip(str(e), 500)}") from e
 
 
 def load_calibration(folder: Path):

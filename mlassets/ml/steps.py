@@ -451,6 +451,7 @@ def register_candidate(
     from mlassets.ml.features import input_frame
     from mlassets.ml.reference import origins
     from mlassets.ml.registry import log_pipeline, log_reference, mark_registered, register
+    from mlassets.ml.requests import negative_label
 
     refusals = provenance.registration_refusals(
         candidate, evaluation, fingerprint(train_set), fingerprint(test_set), spec
@@ -481,7 +482,11 @@ def register_candidate(
     # version only once its run has ended
     with active_run(client, run_id):
         calibration = cp.get("calibration")
-        info = log_pipeline(candidate.model, input_frame(test_set, spec), spec, calibration)
+        # the label values the served model answers in: the spec's, else the ones trained on
+        negative = negative_label(spec, train_set[spec.label.column])
+        info = log_pipeline(
+            candidate.model, input_frame(test_set, spec), spec, calibration, negative=negative
+        )
         # the training rows in their parts (`reference.origins`): the source's, the batches'
         reference = reference_sample(
             train_set,

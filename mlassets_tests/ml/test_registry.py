@@ -609,10 +609,33 @@ def test_a_served_version_answers_its_calibrated_probability_and_an_older_one_sa
     np.testing.assert_allclose(answer, probability(model, cal, world.X), atol=1e-12)
     np.testing.assert_array_equal(served.predict(world.X), world.expected(0))
 
+    empty = served.predict(world.X.head(0), params={"output": "calibrated_probability"})
+    assert len(empty) == 0  # an empty batch: an empty answer
+
     older = mlflow.pyfunc.load_model(world.infos[1].model_uri)  # logged without a calibration
     with pytest.raises(MlflowException, match="carries no calibration"):
         older.predict(world.X, params={"output": "calibrated_probability"})
     assert len(older.predict(world.X, params={"output": "probability"})) == len(world.X)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"format": 1, "columns": {"a": {"type": "float", "colour": 1}}, "label": {}}',
+        '{"format": 1, "columns": {"a": {"type": "float"}}}',
+        '{"format": 1, "columns": {"a": {"type": "float", "values": 3}}, "label": {}}',
+        '{"format": 2, "columns": {}, "label": {"positive": 1}}',
+        "[1]",
+        "{oops",
+    ],
+)
+def test_a_malformed_rules_file_is_refused_naming_it(tmp_path, text):
+    from mlassets.ml.serving import RULES_FILE, load_rules
+
+    assert load_rules(tmp_path) is None  # none written: an older version, no error
+    (tmp_path / RULES_FILE).write_text(text)
+    with pytest.raises(RegistryError, match=f"{RULES_FILE} is not spec rules mlassets wrote"):
+        load_rules(tmp_path)
 
 
 @pytest.mark.parametrize("text", ['{"method": "beta", "response": "decision_function"}', "{oops"])

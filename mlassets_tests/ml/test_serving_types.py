@@ -84,12 +84,22 @@ def own_rows(n: int, seed: int) -> pd.DataFrame:
 class Registered:
     """A Pipeline fitted on `train` (as the training job feeds it: `build_features`, then the
     spec's inputs), logged with `log_pipeline` and registered under the spec's name behind
-    `production`; `served` is it loaded back through `mlflow.pyfunc`."""
+    `production`; `served` is it loaded back through `mlflow.pyfunc`. `calibrated`: with a
+    calibration fitted on the training rows; `negative`: `log_pipeline`'s negative label."""
 
-    def __init__(self, root: Path, spec: DatasetSpec, train: pd.DataFrame, seed: int) -> None:
+    def __init__(
+        self,
+        root: Path,
+        spec: DatasetSpec,
+        train: pd.DataFrame,
+        seed: int,
+        calibrated: bool = False,
+        negative: object = None,
+    ) -> None:
         import mlflow
         from mlflow import MlflowClient
 
+        from mlassets.ml.estimation import fit_calibration
         from mlassets.ml.registry import PRODUCTION, log_pipeline, mark_registered, register
 
         self.spec = spec
@@ -97,16 +107,24 @@ class Registered:
         X, y = input_frame(featured, spec), target(featured, spec)
         estimator = make_estimator("random_forest", {"n_estimators": 20, "max_depth": 6}, seed)
         self.model = spec_pipeline(spec, estimator).fit(X, y)
+        calibration = fit_calibration(self.model, X, y, "temperature") if calibrated else None
         uri = mlflow.get_tracking_uri()
         client = MlflowClient(uri, uri)
         experiment = client.create_experiment(spec.name, artifact_location=str(root / spec.name))
         with mlflow.start_run(experiment_id=experiment) as run:
-            info = log_pipeline(self.model, X, spec)
+            info = log_pipeline(
+                self.model,
+                X,
+                spec,
+                calibration.to_dict() if calibration else None,
+                negative=negative,
+            )
         mv = register(
             client, spec.name, info.model_uri, run.info.run_id, {}, model_id=info.model_id
         )
         mark_registered(client, spec.name, mv.version)
         client.set_registered_model_alias(spec.name, PRODUCTION, mv.version)
+        self.uri = f"models:/{spec.name}/{mv.version}"
         self.served = mlflow.pyfunc.load_model(f"models:/{spec.name}@{PRODUCTION}")
 
     def expected(self, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -145,7 +163,8 @@ def store(tmp_path_factory):
 def fraud(store) -> Registered:
     from mlassets.synthetic import fraud_frame
 
-    return Registered(store, load_spec(DEFAULT_SPEC), fraud_frame(3000, seed=7), seed=1)
+    spec = load_spec(DEFAULT_SPEC)
+    return Registered(store, spec, fraud_frame(3000, seed=7), seed=1, calibrated=True)
 
 
 @pytest.fixture(scope="module")
@@ -361,3 +380,242 @@ def test_a_version_registered_with_the_strict_signature_of_before_scores_as_it_d
     assert predictions_match(info.model_uri, X, labels)["mismatched"] == 0
     with pytest.raises(MlflowException, match="Can not safely convert"):
         older.predict(X)  # MLflow's own enforcement, as before
+
+
+# --- the spec's rules travel with the version (issue 27, item 5) -----------------------------
+
+OUTPUTS_REFUSING = ("label", "probability", "both", "calibrated_probability")
+RULE_CASES = [  # (model, column, value, what the message says of the column's values)
+    ("fraud", "feature_1", -1e9, "below the spec's min 0: [-1000000000.0] (1 row)"),
+    ("fraud", "feature_1", 100.5, "above the spec's max 100: [100.5] (1 row)"),
+    (
+        "fraud",
+        "category",
+        "toys",
+        "not among the spec's values ['electronics', 'grocery', 'travel', 'fashion']: "
+        "['toys'] (1 row)",
+    ),
+    ("fraud", "timestamp", None, "that are missing (nullable: false): [None] (1 row)"),
+    ("fraud", "feature_2", np.inf, "that are infinite (allow_infinite: false): [inf] (1 row)"),
+    ("fraud", "feature_2", "lots", "that are not numbers: ['lots'] (1 row)"),
+    ("fraud", "total_purchases", 2.5, "that are not whole numbers (type: integer): [2.5] (1 row)"),
+    ("own", "plan", 4, "not among the spec's values [1, 2, 3]: [4] (1 row)"),
+    ("own", "amount", None, "that are missing (nullable: false): [None] (1 row)"),
+    ("own", "member", "maybe", "that are not booleans (true/false, 1/0): ['maybe'] (1 row)"),
+]
+
+
+def rows_of(model: str, fraud_rows: pd.DataFrame) -> pd.DataFrame:
+    return (fraud_rows if model == "fraud" else own_rows(30, seed=17)).head(12).copy()
+
+
+def with_value(rows: pd.DataFrame, column: str, value: object, at: int = 2) -> pd.DataFrame:
+    out = rows.astype({column: object})
+    out.at[at, column] = value
+    return out
+
+
+@pytest.mark.parametrize(("model", "column", "value", "named"), RULE_CASES)
+def test_a_row_the_spec_forbids_is_refused_naming_the_column_and_the_value(
+    request, fraud_rows, model, column, value, named
+):
+    """Every output but `checked` refuses the batch, with MLflow's 400 code."""
+    from mlflow.exceptions import MlflowException
+
+    registered = request.getfixturevalue(model)
+    rows = rows_of(model, fraud_rows)
+    registered.served.predict(rows)  # the batch itself fits
+    bad = with_value(rows, column, value)
+    for output in OUTPUTS_REFUSING if model == "fraud" else OUTPUTS_REFUSING[:3]:
+        with pytest.raises(MlflowException, match="the rows do not fit the model") as raised:
+            registered.served.predict(bad, params={"output": output})
+        assert f"column {column!r} holds values {named}" in raised.value.message, output
+        assert raised.value.get_http_status_code() == 400
+        assert '"output": "checked"' in raised.value.message  # what to do instead
+
+
+def test_a_refusal_names_every_rule_broken_and_stays_bounded(fraud, fraud_rows):
+    from mlflow.exceptions import MlflowException
+
+    from mlassets.ml.bounded import MESSAGE_BYTES
+
+    bad = with_value(with_value(fraud_rows.head(200), "feature_1", -1e9, 1), "category", "toys", 3)
+    bad = bad.astype({"category": object})
+    bad.loc[10:199, "category"] = [f"{'x' * 5000}{i}" for i in range(190)]  # long, many
+    with pytest.raises(MlflowException) as raised:
+        fraud.served.predict(bad)
+    message = raised.value.message
+    assert "column 'feature_1' holds values below the spec's min 0: [-1000000000.0]" in message
+    assert "column 'category' holds values not among the spec's values" in message
+    assert "(191 rows)" in message  # 'toys' and the 190 long ones, 5 of them shown, clipped
+    assert len(message.encode()) <= MESSAGE_BYTES
+
+
+def test_the_checked_output_flags_exactly_the_bad_rows_and_scores_the_good_ones_alike(
+    fraud, fraud_rows
+):
+    """Each bad row lists what is wrong with it; a row that can be read is scored as given, a
+    row that cannot (text in a number column, an infinity) gets nulls; every good row gets
+    exactly the default output's answer. The answer is MLflow's JSON (null, not NaN)."""
+    from mlflow.pyfunc.scoring_server import predictions_to_json
+
+    rows = fraud_rows.head(120).copy()
+    breaks = {
+        1: ("feature_1", -1e9, ["column 'feature_1': -1000000000.0 is below the min 0"]),
+        4: ("category", "toys", ["column 'category': 'toys' is not among the spec's values"]),
+        9: ("timestamp", None, ["column 'timestamp': missing (nullable: false)"]),
+        11: ("feature_2", np.inf, ["column 'feature_2': inf is infinite"]),
+        13: ("feature_1", "lots", ["column 'feature_1': 'lots' is not a number"]),
+        15: ("total_purchases", 2.5, ["column 'total_purchases': 2.5 is not a whole number"]),
+    }
+    for at, (column, value, _) in breaks.items():
+        rows = with_value(rows, column, value, at)
+    unscored = {11, 13}
+    answer = fraud.served.predict(rows, params={"output": "checked"})
+    assert list(answer.columns) == ["prediction", "probability", "problems"]
+    assert len(answer) == len(rows)
+    for i, problems in enumerate(answer["problems"]):
+        assert problems == (breaks[i][2] if i in breaks else []), i
+    nulls = {i for i, p in enumerate(answer["prediction"]) if p is None}
+    assert nulls == unscored
+    assert {i for i, p in enumerate(answer["probability"]) if p is None} == unscored
+
+    good = [i for i in range(len(rows)) if i not in breaks]
+    clean = fraud_rows.head(120).iloc[good]
+    labels = np.asarray(fraud.served.predict(clean))
+    probability = np.asarray(fraud.served.predict(clean, params=PROBABILITY))
+    assert 0 < labels.sum() < len(labels)
+    np.testing.assert_array_equal(answer["prediction"].iloc[good].to_numpy(dtype=int), labels)
+    np.testing.assert_array_equal(answer["probability"].iloc[good].to_numpy(float), probability)
+    # a row the spec forbids but the model can read: scored as given, as the Pipeline would
+    scored = [1, 4, 9, 15]
+    X = input_frame(rows.iloc[scored].astype({"feature_1": float}), fraud.spec)
+    np.testing.assert_array_equal(
+        answer["probability"].iloc[scored].to_numpy(float), fraud.model.predict_proba(X)[:, 1]
+    )
+
+    out = io.StringIO()
+    predictions_to_json(answer, out)
+    body = json.loads(out.getvalue())["predictions"]
+    assert body[13] == {"prediction": None, "probability": None, "problems": breaks[13][2]}
+    assert body[0]["problems"] == [] and body[0]["prediction"] in (0, 1)
+
+
+def test_an_empty_batch_gets_an_empty_answer_for_every_output(fraud, own, fraud_rows):
+    from mlflow.pyfunc.scoring_server import infer_and_parse_data, predictions_to_json
+
+    from mlassets.ml.serving import OUTPUTS
+
+    columns = list(fraud_rows.columns)
+    bodies = [
+        fraud_rows.head(0),
+        infer_and_parse_data({"dataframe_split": {"columns": columns, "data": []}}),
+        infer_and_parse_data({"dataframe_records": []}),  # no columns either
+    ]
+    for df in bodies:
+        for output in OUTPUTS:
+            answer = fraud.served.predict(df, params={"output": output})
+            out = io.StringIO()
+            predictions_to_json(answer, out)
+            assert json.loads(out.getvalue()) == {"predictions": []}, output
+    assert len(own.served.predict(own_rows(5, seed=1).head(0))) == 0
+
+
+def text_label_spec(folder: Path, name: str, listed: bool) -> DatasetSpec:
+    """`own_spec` with the label as text: `churned`, "yes" or "no" (`listed`: in `values`)."""
+    raw = own_spec(folder).model_dump(exclude={"path"})
+    raw["columns"].pop("bought")
+    churned = {"type": "string", "nullable": False}
+    raw["columns"]["churned"] = {**churned, "values": ["yes", "no"]} if listed else churned
+    raw.update(name=name, label={"column": "churned", "positive": "yes"})
+    return DatasetSpec.model_validate({**raw, "path": folder / "spec.yaml"})
+
+
+def text_label_rows(n: int, seed: int) -> pd.DataFrame:
+    rows = own_rows(n, seed)
+    return rows.assign(churned=rows.pop("bought").map({1: "yes", 0: "no"}))
+
+
+def test_a_text_label_spec_is_answered_in_its_own_label_values(store, tmp_path):
+    """`label.positive` and the other value of the label column's `values`, for `label`,
+    `both` and `checked`; the staging check (`predictions_match`) still compares the
+    candidate's 0/1 with them right."""
+    from mlassets.ml.registry import predictions_match
+
+    spec = text_label_spec(tmp_path, "own_text_label", listed=True)
+    registered = Registered(store, spec, text_label_rows(3000, seed=3), seed=2)
+    rows = text_label_rows(200, seed=19)
+    X = input_frame(rows, spec)
+    zero_one = registered.model.predict(X)
+    assert 0 < zero_one.sum() < len(zero_one)
+    words = np.where(zero_one == 1, "yes", "no")
+    served = registered.served
+    np.testing.assert_array_equal(np.asarray(served.predict(rows)).astype(str), words)
+    both = served.predict(rows, params={"output": "both"})
+    np.testing.assert_array_equal(both["prediction"].to_numpy().astype(str), words)
+    checked = served.predict(rows, params={"output": "checked"})
+    assert checked["prediction"].tolist() == words.tolist()
+    assert served.metadata.get_output_schema().inputs[0].type.name == "string"
+    assert predictions_match(registered.uri, X, zero_one)["mismatched"] == 0
+    assert predictions_match(registered.uri, X, 1 - zero_one)["mismatched"] == len(rows)
+
+
+def test_a_label_without_listed_values_takes_the_negative_seen_in_training(store, tmp_path):
+    """No `values` on the label column: `log_pipeline(negative=...)` names the negative (the
+    training rows' other label, `requests.negative_label`); without it the answer stays 0/1."""
+    from mlassets.ml.requests import negative_label
+
+    spec = text_label_spec(tmp_path, "own_text_label_unlisted", listed=False)
+    train = text_label_rows(3000, seed=3)
+    negative = negative_label(spec, train["churned"])
+    assert negative == "no"
+    assert negative_label(spec) is None
+    assert negative_label(load_spec(DEFAULT_SPEC)) == 0  # from the fraud spec's values [0, 1]
+    registered = Registered(store, spec, train, seed=2, negative=negative)
+    rows = text_label_rows(100, seed=19)
+    zero_one = registered.model.predict(input_frame(rows, spec))
+    words = np.where(zero_one == 1, "yes", "no").tolist()
+    assert np.asarray(registered.served.predict(rows)).tolist() == words
+
+
+def test_the_fraud_spec_still_answers_1_and_0(fraud, fraud_rows):
+    labels = fraud.served.predict(fraud_rows)
+    assert np.asarray(labels).dtype == np.int64
+    assert set(np.unique(labels)) == {0, 1}
+    assert fraud.served.metadata.get_output_schema().inputs[0].type.name == "long"
+
+
+def test_a_version_without_spec_rules_answers_as_it_did(fraud, fraud_rows):
+    """A version registered before versions carried `serving.json`: the rows the spec forbids
+    are answered as before (0/1, as the Pipeline answers them), `checked` is refused saying
+    why, and an empty batch gets an empty answer."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from mlassets.ml import serving
+    from mlassets.ml.training import SKOPS_TRUSTED_TYPES
+
+    spec = fraud.spec
+    X = input_frame(fraud_rows, spec)
+    with mlflow.start_run(experiment_id=mlflow.get_experiment_by_name(spec.name).experiment_id):
+        info = Model.log(  # log_pipeline as it was: no rules
+            artifact_path=None,
+            name="model",
+            flavor=serving,
+            flavor_name="sklearn",
+            sk_model=fraud.model,
+            serialization_format="skops",
+            skops_trusted_types=SKOPS_TRUSTED_TYPES,
+            signature=serving.signature(spec, X, fraud.model.predict(X.head(5))),
+            metadata=serving.model_metadata(spec),
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+        )
+    older = mlflow.pyfunc.load_model(info.model_uri)
+    bad = with_value(with_value(fraud_rows.head(20), "feature_1", -1e9, 1), "category", "toys", 3)
+    bad = with_value(bad, "timestamp", None, 5).astype({"feature_1": float})
+    expected = fraud.model.predict(input_frame(bad, spec))
+    np.testing.assert_array_equal(np.asarray(older.predict(bad)), expected)
+    with pytest.raises(MlflowException, match="carries no spec rules"):
+        older.predict(bad, params={"output": "checked"})
+    assert len(older.predict(bad.head(0), params={"output": "both"})) == 0
