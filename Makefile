@@ -34,8 +34,12 @@ home:
 	mkdir -p $(DAGSTER_HOME)
 	test -f $(DAGSTER_HOME)/dagster.yaml || cp deploy/local/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-# `make demo`: both bundled models (mlassets/specs/), trained and promoted side by side, one run
-# each. With MLASSETS_SPEC=<one spec file>, run `make demo DEMO_JOBS=training_job`.
+# `make demo`: both bundled models (mlassets/specs/), trained and promoted one after the other,
+# one run each. With MLASSETS_SPEC=<one spec file>, run `make demo DEMO_JOBS=training_job`.
+# Each run is launched by `python -m mlassets.launch` (not `dg launch`): it carries the code
+# location's origin, as a run launched from the UI does, so the UI shows it on Overview and in its
+# job's Runs tab; it still runs in this process, needing no daemon. A failed run stops the demo
+# with the log's tail (its last lines name the failed checks or steps) and the summary.
 DEMO_JOBS ?= fraud_detection_training_job churn_model_training_job
 demo: install home
 	$(BIN)/python -m mlassets.synthetic --rows $(DEMO_ROWS) --seed 42 --force --out $(MLASSETS_HOME)/data/transactions.parquet
@@ -43,7 +47,7 @@ demo: install home
 	: > $(MLASSETS_HOME)/demo.log
 	for job in $(DEMO_JOBS); do \
 		echo "launching $$job"; \
-		$(DG) launch --job $$job >> $(MLASSETS_HOME)/demo.log 2>&1 \
+		$(BIN)/python -m mlassets.launch --job $$job >> $(MLASSETS_HOME)/demo.log 2>&1 \
 			|| { tail -n 40 $(MLASSETS_HOME)/demo.log; $(BIN)/python -m mlassets.summary; exit 1; }; \
 	done
 	@echo "full log: $(MLASSETS_HOME)/demo.log"

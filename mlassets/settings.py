@@ -1,7 +1,9 @@
 """Where things live: the embedded default under `.mlassets/`, overridden by the environment.
 
-`MLASSETS_HOME` (default `./.mlassets`) holds the Dagster home, the MLflow SQLite database and
-artifacts, and generated data. `DAGSTER_HOME`, `MLFLOW_TRACKING_URI` (`MLFLOW_REGISTRY_URI`),
+`MLASSETS_HOME` (default `./.mlassets`) holds the Dagster home (`<home>/dagster`, as `make` sets
+it), the MLflow SQLite database and artifacts, and generated data. The `python -m mlassets.*`
+commands set both defaults at start-up (`command_defaults`), so they run from the checkout as
+`make` runs them. `DAGSTER_HOME`, `MLFLOW_TRACKING_URI` (`MLFLOW_REGISTRY_URI`),
 `MLASSETS_ARTIFACT_ROOT`, `MLASSETS_STORAGE` override their parts; `MLASSETS_SPECS` (a folder of
 dataset specs, default the bundled one) or `MLASSETS_SPEC` (one file) say which models it serves.
 """
@@ -37,6 +39,29 @@ for _name, _value in MLFLOW_HTTP_DEFAULTS.items():
 def home() -> Path:
     """The project's state folder: `$MLASSETS_HOME` or `./.mlassets`."""
     return Path(os.environ.get("MLASSETS_HOME") or Path.cwd() / ".mlassets").resolve()
+
+
+def dagster_home() -> Path:
+    """`$DAGSTER_HOME`, or `<home>/dagster`: where `make home` puts the Dagster instance."""
+    return Path(os.environ.get("DAGSTER_HOME") or home() / "dagster").expanduser().resolve()
+
+
+def command_defaults() -> dict[str, str]:
+    """The homes `make` exports that this process lacks (`MLASSETS_HOME`, `DAGSTER_HOME`, by the
+    defaults above): a `python -m mlassets.<command>` entry point sets them at its start, before
+    Dagster reads `DAGSTER_HOME`, so the commands run from the checkout as `make` runs them."""
+    defaults = {"MLASSETS_HOME": str(home()), "DAGSTER_HOME": str(dagster_home())}
+    return {k: v for k, v in defaults.items() if not os.environ.get(k)}
+
+
+def missing_instance(path: Path | None = None) -> str | None:
+    """One line when the Dagster home `path` (default `dagster_home()`) holds no instance yet,
+    neither `make home`'s dagster.yaml nor storage of its own; None when it does. Said instead of
+    Dagster's traceback, with the command that creates it."""
+    path = path or dagster_home()
+    if (path / "dagster.yaml").is_file() or (path / "history").is_dir():
+        return None
+    return f"no Dagster instance in {path} (DAGSTER_HOME) yet: `make demo` creates it"
 
 
 def tracking_uri() -> str:

@@ -1,20 +1,34 @@
-"""Print what the last run did (rows read, checks, test metrics) and what production serves.
+"""Print, a section per model, what its last training run did and which version serves and why.
 
-The production lines come from the registry itself (the version behind `production` and the
-metrics tagged on that version when it was registered), not from the last run, which may have
-trained a model that was never promoted or may have been a rollback.
+The run lines (status, checks, rows read, test metrics) are a display of the latest training run.
+What serves comes from the registry itself, never from that run, which may have trained a model
+that was never promoted or been followed by a rollback: the version behind `production`, the
+metrics tagged on it when it was registered, and its own tags saying how it got there (promoted
+over the version before it, or rolled back to from a later one, by which run). When a training
+run of the model after that version failed or was refused, a line says production was kept and
+why, from that run's failed checks (else its failed steps). Models come in the README's order:
+the bundled fraud spec's model first (`make demo` trains it first), then the others by name.
 
-Usage (after `dagster asset materialize`): python -m mlassets.summary
+Usage (after `make demo`, from the checkout): python -m mlassets.summary
 """
 
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
 
 from mlassets import settings
 from mlassets.catalog import TRAINING_TAG, Model
-from mlassets.ml.evaluation import METRICS
+
+if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
+# The version tag naming the Dagster run that registered it (assets/registry.py).
+RUN_TAG = "dagster_run_id"
+ASSET_JOB = "__ASSET_JOB"
 
 
-def _latest_metadata(instance: DagsterInstance, key: AssetKey) -> dict:
+def _latest_metadata(instance: DagsterInstance, key) -> dict:
     event = instance.get_latest_materialization_event(key)
     if event is None or event.asset_materialization is None:
         return {}
@@ -24,6 +38,8 @@ def _latest_metadata(instance: DagsterInstance, key: AssetKey) -> dict:
 def _last_run_lines(instance: DagsterInstance, m: Model) -> list[str]:
     """The latest run of the instance (of the model's training job when a folder holds several
     models): its status and its asset checks (a display only)."""
+    from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
+
     runs = instance.get_run_records(
         RunsFilter(tags={TRAINING_TAG: m.ident}) if m.prefixed else RunsFilter(), limit=1
     )
@@ -46,8 +62,71 @@ def _last_run_lines(instance: DagsterInstance, m: Model) -> list[str]:
     return lines
 
 
+def _root_message(error) -> str:
+    """The innermost cause's message (Dagster wraps a step's exception in its own)."""
+    while error is not None and getattr(error, "cause", None) is not None:
+        error = error.cause
+    if error is None:
+        return ""
+    kind, _, rest = error.message.partition(": ")
+    # `dagster._core.definitions.events.Failure: why` says why
+    return (
+        rest if rest and error.cls_name and kind.endswith(error.cls_name) else error.message
+    ).strip()
+
+
+def run_failures(instance: DagsterInstance, run_id: str) -> list[str]:
+    """Why a run did not get through, one short text each: its failed checks with their
+    descriptions (the gate's figures), else its failed steps' messages."""
+    from dagster import DagsterEventType
+
+    from mlassets.ml.bounded import SAMPLE_SIZE, VALUE_BYTES, clip
+
+    evaluations = [
+        entry.asset_check_evaluation
+        for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+    ]
+    found = [
+        f"{c.asset_key.to_user_string()}:{c.check_name} failed"
+        + (f" ({clip(c.description, VALUE_BYTES)})" if c.description else "")
+        for c in evaluations
+        if not c.passed
+    ]
+    if not found:
+        found = [
+            f"step {entry.step_key} failed: "
+            + clip(_root_message(entry.dagster_event.step_failure_data.error), VALUE_BYTES)
+            for entry in instance.all_logs(run_id, of_type=DagsterEventType.STEP_FAILURE)
+        ]
+    more = len(found) - SAMPLE_SIZE
+    return found[:SAMPLE_SIZE] + ([f"and {more} more"] if more > 0 else [])
+
+
+def serving_line(client, model_name: str, version: str, tags: dict) -> str:
+    """Why `version` serves, from its own tags: rolled back to (from which version, by which
+    run: the tags the rollback left on the version it replaced), else promoted."""
+    from mlassets.ml.registry import PROMOTED_FROM_TAG, ROLLED_BACK_BY_TAG, ROLLED_BACK_FROM_TAG
+
+    source = tags.get(ROLLED_BACK_FROM_TAG)
+    if source:
+        by = client.get_model_version(model_name, source).tags.get(ROLLED_BACK_BY_TAG)
+        return f"version {version} serves since a rollback from version {source}" + (
+            f" by run {by[:8]}" if by else ""
+        )
+    replaced = tags.get(PROMOTED_FROM_TAG)
+    how = {None: "its promotion", "none": "its promotion, the model's first"}.get(
+        replaced, f"its promotion over version {replaced}"
+    )
+    trained = tags.get(RUN_TAG)
+    return f"version {version} serves since {how}" + (
+        f" (trained by run {trained[:8]})" if trained else ""
+    )
+
+
 def production_lines(client, model_name: str) -> list[str]:
-    """Which version serves, the one before it, and that version's own registered test metrics."""
+    """Which version serves, the one before it, why it serves and its own registered test
+    metrics: all from the registry."""
+    from mlassets.ml.evaluation import METRICS
     from mlassets.ml.registry import PREVIOUS, PRODUCTION, alias_version
 
     production = alias_version(client, model_name, PRODUCTION)
@@ -69,7 +148,76 @@ def production_lines(client, model_name: str) -> list[str]:
     return [
         f"production model: {model_name} version {production}"
         + (f" (previous: {previous})" if previous else ""),
+        serving_line(client, model_name, production, tags),
         f"production metrics (version {production}): " + (", ".join(metrics) or "none recorded"),
+    ]
+
+
+def _is_training(run, m: Model) -> bool:
+    """A run that trains `m`: its training job (tagged), or, for one spec, an `__ASSET_JOB` run
+    (`dagster asset materialize`) whose selection holds its candidate_model."""
+    if run.tags.get(TRAINING_TAG) == m.ident:
+        return True
+    return (
+        not m.prefixed
+        and run.job_name == ASSET_JOB
+        and (run.asset_selection is None or m.key("candidate_model") in run.asset_selection)
+    )
+
+
+def kept_lines(instance: DagsterInstance, client, m: Model, model_name: str) -> list[str]:
+    """When the model's newest training run came after the version in production (after its
+    registration, or after the rollback to it) and did not put a version there: say that
+    production was kept, and why, from that run's failures; or that it is still going."""
+    from datetime import UTC, datetime
+
+    from dagster import RunsFilter
+
+    from mlassets.ml.registry import (
+        PRODUCTION,
+        ROLLED_BACK,
+        ROLLED_BACK_BY_TAG,
+        ROLLED_BACK_FROM_TAG,
+        STATUS_TAG,
+        alias_version,
+    )
+
+    production = alias_version(client, model_name, PRODUCTION)
+    if production is None:  # nothing to keep
+        return []
+    version = client.get_model_version(model_name, production)
+    since = datetime.fromtimestamp(version.creation_timestamp / 1000, tz=UTC)
+    source = version.tags.get(ROLLED_BACK_FROM_TAG)
+    rollback = source and client.get_model_version(model_name, source).tags.get(ROLLED_BACK_BY_TAG)
+    record = rollback and instance.get_run_record_by_id(rollback)
+    if record:
+        since = max(since, record.create_timestamp)
+    filters = [RunsFilter(tags={TRAINING_TAG: m.ident}, created_after=since)]
+    if not m.prefixed:
+        filters.append(RunsFilter(job_name=ASSET_JOB, created_after=since))
+    records = [r for f in filters for r in instance.get_run_records(f, limit=20)]
+    records = [
+        r
+        for r in records
+        if _is_training(r.dagster_run, m) and r.dagster_run.run_id != version.tags.get(RUN_TAG)
+    ]
+    if not records:
+        return []
+    run = max(records, key=lambda r: r.create_timestamp).dagster_run
+    if rollback and any(  # its version was promoted, then rolled back: the rollback line says so
+        v.tags.get(RUN_TAG) == run.run_id and v.tags.get(STATUS_TAG) == ROLLED_BACK
+        for v in client.search_model_versions(f"name='{model_name}'")
+    ):
+        return []
+    where = f"training run {run.run_id[:8]} ({run.job_name})"
+    if not run.is_finished:
+        return [
+            f"{where} is {run.status.value}: version {version.version} serves unless it promotes"
+        ]
+    why = "; ".join(run_failures(instance, run.run_id)) or "no failed check or step recorded"
+    return [
+        f"production kept at version {version.version}: {where} ended {run.status.value} "
+        f"without promoting: {why}"
     ]
 
 
@@ -85,6 +233,8 @@ def summarize(
     the model is one of a folder's, its assets under its name."""
     from mlflow import MlflowClient
 
+    from mlassets.ml.evaluation import METRICS
+
     m = Model(model_name, prefixed)
     lines = _last_run_lines(instance, m)
     raw = _latest_metadata(instance, m.key("raw_data"))
@@ -93,22 +243,40 @@ def summarize(
     report = _latest_metadata(instance, m.key("evaluation_report"))
     if report:
         lines.append(
-            "test metrics: " + ", ".join(f"{m}={report[m]:.4f}" for m in METRICS if m in report)
+            "test metrics: " + ", ".join(f"{k}={report[k]:.4f}" for k in METRICS if k in report)
         )
-    lines += production_lines(MlflowClient(tracking_uri, registry_uri or tracking_uri), model_name)
+    client = MlflowClient(tracking_uri, registry_uri or tracking_uri)
+    lines += production_lines(client, model_name)
+    lines += kept_lines(instance, client, m, model_name)
     lines.append(f"MLflow: {tracking_uri}")
     if registry_uri and registry_uri != tracking_uri:
         lines.append(f"MLflow registry: {registry_uri}")
     return "\n".join(lines)
 
 
+def ordered(models: list[Model]) -> list[Model]:
+    """The README's order: the bundled fraud spec's model first (the demo's first run), then
+    the others as the catalog gives them (by name)."""
+    from mlassets.spec import DEFAULT_SPEC, load_spec
+
+    first = load_spec(DEFAULT_SPEC).name
+    return sorted(models, key=lambda m: m.name != first)
+
+
 def main() -> None:
     """Command line entry point."""
+    import sys
+
+    from dagster import DagsterInstance
+
     from mlassets.catalog import catalog
 
+    missing = settings.missing_instance()
+    if missing:
+        sys.exit(missing)
     found = catalog(settings.spec_path(), settings.specs_dir())
     with DagsterInstance.get() as instance:
-        for m in found.models:
+        for m in ordered(found.models):
             if m.prefixed:
                 print(f"== {m.name}")
             print(
@@ -121,4 +289,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    # process start-up: the homes `make` exports, before Dagster reads them
+    os.environ.update(settings.command_defaults())
     main()

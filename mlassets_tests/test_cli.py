@@ -193,3 +193,130 @@ def test_readme_run_config_is_valid():
     assert result.success, result.errors
     report = f"{prefix}evaluation_report" if folder else "evaluation_report"
     assert config["ops"][report]["config"]["min_f1"] != 0.80
+
+
+# What `make` exports and a command run as the README writes it, from the checkout, lacks.
+HOME_VARIABLES = ("MLASSETS_HOME", "DAGSTER_HOME", "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+def bare_env() -> dict:
+    """This environment without the homes, the store or the specs: a fresh shell in the checkout
+    (the bundled folder of specs; `.mlassets/` of the working folder by default)."""
+    drop = (*HOME_VARIABLES, "MLASSETS_SPEC", "MLASSETS_SPECS")
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def test_module_commands_without_a_home_say_so_in_one_line(tmp_path):
+    """`python -m mlassets.summary` (and `mlassets.launch`) in a checkout where `make demo`
+    never ran: one line naming the Dagster home they default to and what creates it; nothing
+    written there."""
+    expected = (
+        f"no Dagster instance in {tmp_path.resolve() / '.mlassets' / 'dagster'} (DAGSTER_HOME) "
+        "yet: `make demo` creates it"
+    )
+    for command in (["mlassets.summary"], ["mlassets.launch", "--job", "training_job"]):
+        proc = subprocess.run(
+            [sys.executable, "-m", *command],
+            cwd=tmp_path,
+            env=bare_env(),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 1, (command, proc.stdout, proc.stderr[-3000:])
+        assert proc.stderr.strip() == expected, (command, proc.stderr[-3000:])
+        assert proc.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def run_job(env: dict, job: str, ops: dict | None = None):
+    """One run of `job` of the code location served in the CLI home `env`, in this process (the
+    state the command under test reads; its own launch is test_demo_launch's). Never raises."""
+    from dagster import DagsterInstance
+
+    from mlassets_tests.conftest import process_env
+
+    with process_env(env):
+        from mlassets.definitions import build_defs
+
+        job_def = build_defs().resolve_job_def(job)
+        instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+        try:
+            return job_def.execute_in_process(
+                run_config={"ops": ops or {}}, instance=instance, raise_on_error=False
+            )
+        finally:
+            instance.dispose()
+
+
+def test_summary_from_the_checkout_says_which_version_serves_and_why(tmp_path):
+    """The bundled folder in `<checkout>/.mlassets`, the default home: fraud_detection trained
+    twice, rolled back to version 1, then retrained with a gate it fails. `python -m
+    mlassets.summary`, as written, prints fraud then churn, and says that version 1 serves since
+    the rollback and that production was kept after the refused retrain, and why."""
+    from dagster import DagsterInstance
+
+    from mlassets.summary import summarize
+    from mlassets.synthetic import fraud_frame, write_frame
+    from mlassets_tests.conftest import NAME, SERIAL_TRAINING, TEST_ROWS, empty_mlflow_store
+    from mlassets_tests.test_many_models import CHURN
+
+    home = tmp_path / ".mlassets"
+    (home / "dagster").mkdir(parents=True)
+    shutil.copy(INSTANCE_YAML, home / "dagster" / "dagster.yaml")
+    uri = empty_mlflow_store(home / "mlflow.db")
+    write_frame(fraud_frame(TEST_ROWS, seed=7), home / "data" / "transactions.parquet")
+    env = {**bare_env(), "MLASSETS_HOME": str(home), "DAGSTER_HOME": str(home / "dagster")}
+    training = {f"{NAME}__candidate_model": {"config": SERIAL_TRAINING}}
+    job = f"{NAME}_training_job"
+
+    first, second = (run_job(env, job, training) for _ in range(2))
+    assert first.success and second.success
+
+    def summary() -> str:
+        with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+            return summarize(instance, uri, NAME, prefixed=True)
+
+    lines = summary().splitlines()
+    assert f"production model: {NAME} version 2 (previous: 1)" in lines
+    assert (
+        f"version 2 serves since its promotion over version 1 (trained by run {second.run_id[:8]})"
+        in lines
+    )
+
+    rollback = run_job(env, f"{NAME}_rollback_job")
+    assert rollback.success
+    lines = summary().splitlines()
+    assert f"version 1 serves since a rollback from version 2 by run {rollback.run_id[:8]}" in lines
+    assert not [line for line in lines if "production kept" in line]  # run 2 is the rollback's
+
+    gates = {f"{NAME}__evaluation_report": {"config": {"min_f1": 0.999}}}
+    refused = run_job(env, job, {**training, **gates})
+    assert not refused.success
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlassets.summary"],
+        cwd=tmp_path,  # the checkout: its .mlassets/ is the home, as for `make`
+        env=bare_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = proc.stdout
+    assert out.startswith(f"== {NAME}\n") and f"\n== {CHURN}\n" in out, out  # the README's order
+    fraud, churn = out.split(f"\n== {CHURN}\n")
+    lines = fraud.splitlines()
+    assert f"run {refused.run_id[:8]}: FAILURE" in lines
+    assert f"production model: {NAME} version 1" in lines  # the registry's, not the last run's
+    assert f"version 1 serves since a rollback from version 2 by run {rollback.run_id[:8]}" in lines
+    (kept,) = [line for line in lines if line.startswith("production kept")]
+    assert kept.startswith(
+        f"production kept at version 1: training run {refused.run_id[:8]} ({job}) ended FAILURE "
+        f"without promoting: {NAME}/evaluation_report:f1_gate failed (f1 = "
+    ), kept
+    assert f"MLflow: {uri}" in lines
+    assert churn.splitlines()[:2] == [
+        f"no training run of {CHURN} yet",
+        f"production model: none registered for {CHURN}",
+    ]

@@ -1,8 +1,9 @@
 """The clients a user runs: `dg` (dagster-dg-cli) and `make serve`, on this project's layout.
 
 `[tool.dg]` in pyproject.toml points dg at the module `mlassets.definitions`, which serves the
-bundled folder of specs (two models); `make demo` is `dg launch --job <model>_training_job` for
-each and `make dev` is `dg dev`. `make serve` (`python -m mlassets.serve`) runs MLflow's scoring
+bundled folder of specs (two models); `make demo` launches `<model>_training_job` for each
+(`python -m mlassets.launch`, with the code location's origin: test_demo_launch.py; `dg launch`
+runs the same job, tested here) and `make dev` is `dg dev`. `make serve` (`python -m mlassets.serve`) runs MLflow's scoring
 server for the version that run put in production, which must answer the spec's raw rows exactly
 as the Pipeline does. Each command runs as a user runs it, on a home of its own (Dagster
 instance, MLflow store, data) under tmp; only the fraud model is trained (the demo trains both).
@@ -48,8 +49,9 @@ def dg(*args: str, env: dict) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def launched(tmp_path_factory) -> tuple[CliWorld, subprocess.CompletedProcess]:
-    """What `make demo` does for the fraud model, on small data and the fast search:
-    `dg launch --job fraud_detection_training_job`."""
+    """The fraud model's training job, on small data and the fast search, through the CLI
+    Dagster tells users to run: `dg launch --job fraud_detection_training_job` (`make demo`
+    launches the same job with its code location's origin: test_demo_launch.py)."""
     from mlassets.synthetic import fraud_frame, write_frame
 
     root = tmp_path_factory.mktemp("dg")
@@ -121,12 +123,14 @@ def test_dg_launch_runs_training_job_and_mlflow_names_its_run_after_it(launched)
         timeout=300,
     )
     assert summary.returncode == 0, summary.stderr[-2000:]
-    fraud, churn = summary.stdout.split(f"== {NAME}\n")[1], summary.stdout.split(f"== {NAME}")[0]
+    # the README's order: fraud, then churn
+    fraud, churn = summary.stdout.split(f"== {CHURN}\n")
+    assert fraud.startswith(f"== {NAME}\n")
     assert f"run {run.run_id[:8]}: SUCCESS" in fraud
     assert "checks passed: 21/21" in fraud
     assert f"production model: {NAME} version 1" in fraud
     # the other bundled model, not trained here, says so
-    assert f"== {CHURN}\nno training run of {CHURN} yet" in churn
+    assert churn.startswith(f"no training run of {CHURN} yet")
     assert f"production model: none registered for {CHURN}" in churn
 
 
