@@ -226,9 +226,10 @@ BEATS_BASELINE = (
 )
 FAIRNESS = (
     "For every sensitive column of the spec, the equalized odds difference (largest TPR or FPR "
-    "gap between groups) is at most EvaluationConfig.max_equalized_odds (0.1), and the "
-    "demographic parity difference at most max_demographic_parity (default: reported, not "
-    "gated); rates over fewer than min_group_size (30) rows are reported, not gated."
+    "gap between groups) is at most EvaluationConfig.max_equalized_odds (0.1) beyond its "
+    "sampling noise (1.96 standard errors of the two rates' difference: a gap within it can be "
+    "chance), and the demographic parity difference at most max_demographic_parity (default: "
+    "reported, not gated); rates over fewer than min_group_size (30) rows are reported, not gated."
 )
 STAGING_PARITY = (
     "The version this run put behind @staging loads from the registry through mlflow.pyfunc and "

@@ -280,6 +280,27 @@ def test_fairness_passes_an_unbiased_model():
     assert result.as_dict()["columns"][0]["excluded_groups"] == ["tiny"]
 
 
+def test_a_gap_within_its_sampling_noise_does_not_fail_the_gate():
+    """Groups drawn at random from one model's answers are fair by construction, yet with a
+    few hundred rows each the gap between the best and worst TPR passes 0.1 by chance: the gate
+    judges it beyond its sampling noise (1.96 standard errors of the two rates' difference)."""
+    rng = np.random.default_rng(7)
+    y = (rng.random(1_000) < 0.3).astype(int)
+    pred = np.where(rng.random(1_000) < 0.75, y, 1 - y)  # right 3 times in 4, for everyone
+    groups = pd.Series(rng.choice(list("abcd"), 1_000), name="g")
+    col = fairness.column_fairness(y, pred, groups, max_equalized_odds=0.1)
+    assert col.equalized_odds_difference > 0.15  # what the raw gap says
+    assert col.noise["equalized_odds"] > col.equalized_odds_difference - 0.1
+    assert col.passed, col.violations
+    # the same groups, one of them now missing 40 % of its true positives: caught
+    worse = pred.copy()
+    hit = np.flatnonzero((groups.to_numpy() == "a") & (y == 1) & (pred == 1))
+    worse[rng.choice(hit, int(0.4 * len(hit)), replace=False)] = 0
+    col = fairness.column_fairness(y, worse, groups, max_equalized_odds=0.1)
+    assert not col.passed and "beyond its sampling noise (± 0." in col.violations[0]
+    assert "a" in col.offenders
+
+
 def test_equalized_odds_is_fairlearns_when_every_rate_is_gated():
     from fairlearn.metrics import equalized_odds_difference
 
