@@ -39,7 +39,9 @@ home:
 # Each run is launched by `python -m mlassets.launch` (not `dg launch`): it carries the code
 # location's origin, as a run launched from the UI does, so the UI shows it on Overview and in its
 # job's Runs tab; it still runs in this process, needing no daemon. A failed run stops the demo
-# with the log's tail (its last lines name the failed checks or steps) and the summary.
+# with the launch's own lines (the run, why it failed: its failed checks or steps, and for failed
+# gates the YAML that would change them) and the summary; the run's log is in demo.log.
+# DEMO_CONFIG=run_config.yaml gives each run a run config (as `dg launch -c`).
 DEMO_JOBS ?= fraud_detection_training_job churn_model_training_job
 demo: install home
 	$(BIN)/python -m mlassets.synthetic --rows $(DEMO_ROWS) --seed 42 --force --out $(MLASSETS_HOME)/data/transactions.parquet
@@ -47,8 +49,11 @@ demo: install home
 	: > $(MLASSETS_HOME)/demo.log
 	for job in $(DEMO_JOBS); do \
 		echo "launching $$job"; \
-		$(BIN)/python -m mlassets.launch --job $$job >> $(MLASSETS_HOME)/demo.log 2>&1 \
-			|| { tail -n 40 $(MLASSETS_HOME)/demo.log; $(BIN)/python -m mlassets.summary; exit 1; }; \
+		$(BIN)/python -m mlassets.launch --job $$job $(if $(DEMO_CONFIG),-c $(DEMO_CONFIG)) \
+			2>> $(MLASSETS_HOME)/demo.log > $(MLASSETS_HOME)/run.txt \
+			|| { cat $(MLASSETS_HOME)/run.txt; echo "full log: $(MLASSETS_HOME)/demo.log"; \
+				$(BIN)/python -m mlassets.summary; exit 1; }; \
+		cat $(MLASSETS_HOME)/run.txt >> $(MLASSETS_HOME)/demo.log; \
 	done
 	@echo "full log: $(MLASSETS_HOME)/demo.log"
 	$(BIN)/python -m mlassets.summary

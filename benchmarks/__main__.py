@@ -3,7 +3,7 @@
     python -m benchmarks [SECTION ...] [--out FILE]
 
 Sections, in order: load, validation, tuning, overhead, scaling, drift, sensor, executors, memory,
-estimation (default: all).
+estimation, gates (default: all).
 BENCH_QUICK=1 runs small tables and fewer repeats, to check the benchmarks themselves; a full run
 takes about 95 minutes on 2 cores, most of it the seed's grid search (tuning), and
 benchmarks/RESULTS.md records one. Every figure is a median of repeated runs
@@ -33,6 +33,7 @@ SECTIONS = {
     "executors": "Executors: every step in its own process against one process",
     "memory": "Memory of training_job: peak PSS of all its processes, per stage",
     "estimation": "Performance before the labels: estimated vs realized F1 (CBPE)",
+    "gates": "What the gates' defaults rest on: trivial baselines, shuffled labels, random groups",
 }
 
 
@@ -53,6 +54,8 @@ def _run(name: str) -> str:
         from benchmarks.bench_memory import main
     elif name == "estimation":
         from benchmarks.bench_estimation import main
+    elif name == "gates":
+        from benchmarks.bench_gates import main
     elif name == "drift":
         from benchmarks.bench_drift import main
 

@@ -87,13 +87,14 @@ def launch(instance: DagsterInstance, job_name: str, run_config: dict | None = N
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line entry point: one run, its id and status on the last line; exit 1 unless it
-    succeeded, so `make demo` stops and shows the log's tail."""
+    """Command line entry point: one run; its id, status and, unless it succeeded, why (its
+    failed checks or steps, and for failed gates the YAML that would change them) on stdout, the
+    run's log on stderr; exit 1 unless it succeeded, so `make demo` stops and shows them."""
     import yaml
     from dagster import DagsterInstance, DagsterInvalidConfigError, DagsterRunStatus
 
     from mlassets import settings
-    from mlassets.summary import run_failures
+    from mlassets.summary import gate_advice, run_failures
 
     parser = argparse.ArgumentParser(prog="python -m mlassets.launch", description=__doc__)
     parser.add_argument("--job", required=True, help="a job of the code location")
@@ -111,9 +112,13 @@ def main(argv: list[str] | None = None) -> None:
         except (ValueError, DagsterInvalidConfigError) as e:  # no run was made: say why
             sys.exit(str(e))
         failures = run_failures(instance, run.run_id) if not run.is_success else []
+        advice = gate_advice(instance, run.run_id) if not run.is_success else None
     print(f"run {run.run_id} of {run.job_name}: {run.status.value}", flush=True)
-    for failure in failures:
-        print(f"  {failure}", flush=True)
+    if advice:  # gates refused the model: each one's figure, and the YAML that would change it
+        print(advice, flush=True)
+    else:
+        for failure in failures:
+            print(f"  {failure}", flush=True)
     if run.status != DagsterRunStatus.SUCCESS:
         sys.exit(1)
 

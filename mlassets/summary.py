@@ -102,6 +102,18 @@ def run_failures(instance: DagsterInstance, run_id: str) -> list[str]:
     return found[:SAMPLE_SIZE] + ([f"and {more} more"] if more > 0 else [])
 
 
+def gate_advice(instance: DagsterInstance, run_id: str) -> str | None:
+    """The block `evaluation_report` wrote when gates failed in this run (each failed gate's
+    figure against its limit, and the YAML that would accept the model), or None."""
+    from dagster import DagsterEventType
+
+    for entry in instance.all_logs(run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
+        mat = entry.asset_materialization
+        if mat is not None and "gate_advice" in mat.metadata:
+            return str(mat.metadata["gate_advice"].value).strip().strip("`").strip()
+    return None
+
+
 def serving_line(client, model_name: str, version: str, tags: dict) -> str:
     """Why `version` serves, from its own tags: rolled back to (from which version, by which
     run: the tags the rollback left on the version it replaced), else promoted."""

@@ -274,3 +274,35 @@ def test_a_failed_run_stops_make_demo_with_the_logs_tail_and_the_summary(served)
     # that failed run is in its job's Runs tab too
     (entry,) = [e for e in served.runs_tab(ROLLBACK_JOB) if e["id"] == failed_id]
     assert entry["runStatus"] == "FAILURE", entry
+
+
+def test_a_gate_failure_ends_make_demo_with_one_block_saying_what_to_change(served, tmp_path):
+    """`make demo DEMO_CONFIG=...` with a gate no model passes: the demo stops with the run, the
+    failed gate's figure against its limit and the YAML that would accept the model, then the
+    summary; none of the run's DEBUG log in between (that is in demo.log)."""
+    venv = Path(sys.prefix)
+    installed = venv / "bin" / ".installed"
+    config = tmp_path / "strict.yaml"
+    ops = {
+        f"{NAME}__candidate_model": {"config": SERIAL_TRAINING},
+        f"{NAME}__evaluation_report": {"config": {"min_f1": 0.999}},
+    }
+    config.write_text(yaml.safe_dump({"ops": ops}))
+    proc = subprocess.run(
+        ["make", "--no-print-directory", "-o", str(installed), "demo", f"VENV={venv}"]
+        + [f"DEMO_JOBS={JOB}", "DEMO_ROWS=2000", f"DEMO_CONFIG={config}"],
+        cwd=ROOT,
+        env=served.world.env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = proc.stdout
+    assert proc.returncode != 0, out[-3000:] + proc.stderr[-2000:]
+    block = out.split(f"launching {JOB}\n", 1)[1].split("full log: ", 1)[0]
+    assert f" of {JOB}: FAILURE\n" in block, block
+    assert "gate(s) failed, so nothing was registered:" in block, block
+    assert "< 0.999 (min_f1) [min_f1 from the run config]" in block, block
+    assert "  gates: {min_f1: 0." in block and "fraud.yaml" in block, block
+    assert f"  ops: {{{NAME}__evaluation_report: {{config: {{min_f1: 0." in block, block
+    assert "DEBUG" not in block and len(block.splitlines()) <= 15, block

@@ -114,10 +114,17 @@ def advice(
                 changes[limit] = _ceil(worst)
             lines.append(f"  fairness: {fair['message']}")
         elif limit == "tolerance":
-            cc = report["champion_challenger"]["figures"]
-            if cc.get("baseline") is not None:
-                changes[limit] = _ceil(cc["baseline"] - cc["candidate"])
-            lines.append(f"  beats_production: {g['description']}")
+            cc = report["champion_challenger"]
+            f = cc["figures"]
+            if f.get("baseline") is not None:
+                changes[limit] = _ceil(f["baseline"] - f["candidate"])
+                lines.append(
+                    f"  beats_production: {f['metric']} = {f['candidate']:.4f} < {f['required']:.4f}"
+                    f" (production version {cc['production_version']}'s {f['baseline']:.4f}"
+                    f" - tolerance {f['tolerance']:g})"
+                )
+            else:  # production could not be scored: no tolerance helps
+                lines.append(f"  beats_production: {g['description']}")
         elif limit == "min_lift":
             changes[limit] = _floor(g["value"] - g["baseline"])
             lines.append(f"  beats_baseline: {g['description']}")
