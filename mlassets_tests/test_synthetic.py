@@ -347,7 +347,8 @@ def test_covariate_strength_scales_the_shift_and_keeps_strength_one(table):
 
     moved = {"fraud": "feature_1", "churn": "days_since_last_login"}[table]
     label = {"fraud": "label", "churn": "churned"}[table]
-    before = {"fraud": 6623208887340344440, "churn": 6540973615390903881}[table]
+    # churn's taken again when its label gained its unobserved part (F1 0.99 -> 0.70)
+    before = {"fraud": 6623208887340344440, "churn": 4752147615131323921}[table]
     digest = pd.util.hash_pandas_object(table_batch(table, 3000, 7, "covariate")).sum()
     assert int(digest) == before
     none = table_batch(table, 4000, 11)
