@@ -15,7 +15,7 @@ DEMO_ROWS ?= 10000
 # [tool.dg] in pyproject.toml. VIRTUAL_ENV says the project's .venv is the active one (else dg warns).
 DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
 
-.PHONY: demo dev test test-fast test-local lint format bench install home clean browser screenshots serve
+.PHONY: demo dev test test-fast test-local lint format bench install home clean browser screenshots serve readme-figures readme-check
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -108,6 +108,14 @@ browser:
 # in a temporary home: a webserver and daemon, training_job launched over GraphQL, headless Chromium.
 screenshots: install browser
 	$(BIN)/python -m mlassets_tests.test_ui docs
+
+# The README's demo figures from a real demo (both models, in a temporary home): written, or
+# checked (exit 1 naming every figure that drifted from what the code prints).
+readme-figures: install
+	$(BIN)/python -m mlassets_tests.readme_figures --write
+
+readme-check: install
+	$(BIN)/python -m mlassets_tests.readme_figures
 
 bench: $(BIN)/.installed-bench
 	$(BIN)/python -m benchmarks
