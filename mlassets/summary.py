@@ -226,7 +226,10 @@ def kept_lines(instance: DagsterInstance, client, m: Model, model_name: str) -> 
         return [
             f"{where} is {run.status.value}: version {version.version} serves unless it promotes"
         ]
-    why = "; ".join(run_failures(instance, run.run_id)) or "no failed check or step recorded"
+    # a retrain that kept production says so itself (`registered_model`); else its failures
+    why = run.tags.get("mlassets/outcome") or (
+        "; ".join(run_failures(instance, run.run_id)) or "no failed check or step recorded"
+    )
     return [
         f"production kept at version {version.version}: {where} ended {run.status.value} "
         f"without promoting: {why}"

@@ -87,6 +87,13 @@ def test_a_challenger_that_does_not_beat_production_keeps_it_and_the_run_ends_we
     judged = json.loads(client.get_registered_model(NAME).tags[JUDGED_TAG])
     assert [n for n, _ in judged] == ["batch_0001.parquet"]
 
+    # `make demo`'s summary says which version serves and why
+    from mlassets.summary import summarize
+
+    said = summarize(world.instance, world.tracking_uri, NAME)
+    assert f"production kept at version 1: training run {run.run_id[:8]}" in said
+    assert "ended SUCCESS without promoting: kept version 1: the challenger did not beat it" in said
+
     # the batch it judged is no longer recent: the same evidence never retrains again
     spec = world.resources()["dataset"].spec()
     assert recent(str(world.landing), spec, production(client, NAME)).batches == []
