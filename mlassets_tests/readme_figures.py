@@ -45,9 +45,9 @@ def run_demo(home: Path) -> dict:
     (home / "dagster").mkdir(parents=True)
     (home / "dagster" / "dagster.yaml").write_text((ROOT / "deploy/local/dagster.yaml").read_text())
 
-    def python(*args: str) -> str:
+    def python(*args: str, cwd: Path = home) -> str:
         proc = subprocess.run(
-            [sys.executable, "-m", *args], env=env, cwd=home, capture_output=True, text=True
+            [sys.executable, "-m", *args], env=env, cwd=cwd, capture_output=True, text=True
         )
         if proc.returncode:
             raise RuntimeError(
@@ -80,7 +80,8 @@ def run_demo(home: Path) -> dict:
     for job in JOBS:
         python("mlassets.launch", "--job", job)
     summary = python("mlassets.summary")
-    figures = json.loads(python("mlassets_tests.readme_figures", "--read-home"))
+    # from the checkout, where mlassets_tests is importable, on the demo's home
+    figures = json.loads(python("mlassets_tests.readme_figures", "--read-home", cwd=ROOT))
     return {"summary": summary, **figures}
 
 
