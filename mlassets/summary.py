@@ -69,7 +69,7 @@ def _root_message(error) -> str:
     if error is None:
         return ""
     kind, _, rest = error.message.partition(": ")
-    # `dagster._core.definitions.events.Failure: why` says why
+    # "<module path of Failure>: why" says why
     return (
         rest if rest and error.cls_name and kind.endswith(error.cls_name) else error.message
     ).strip()
