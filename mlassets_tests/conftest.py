@@ -254,6 +254,22 @@ FAST_TRAINING = {
 SERIAL_TRAINING = {**FAST_TRAINING, "n_jobs": 1}
 
 
+def sensor_tick(env, cursor: str | None = None):
+    """One tick of the code location's `drift_sensor` (one model: unprefixed names) on `env`;
+    the tick needs no tracking resource."""
+    from dagster import build_sensor_context
+
+    sensor = env.defs().get_sensor_def("drift_sensor")
+    resources = {k: v for k, v in env.resources().items() if k != "mlflow"}
+    return sensor(build_sensor_context(instance=env.instance, cursor=cursor, resources=resources))
+
+
+def sensor_outcome(result) -> tuple[list, str | None]:
+    """(run requests, skip message) of a SensorResult."""
+    skip = result.skip_reason.skip_message if result.skip_reason else None
+    return list(result.run_requests or []), skip
+
+
 def run_config(training: dict | None = None, gates: dict | None = None) -> dict:
     """Run config for training_job: the fast search, optional gate overrides (EvaluationConfig)."""
     ops: dict = {"candidate_model": {"config": training or FAST_TRAINING}}

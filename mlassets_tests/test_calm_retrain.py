@@ -9,26 +9,17 @@ and skipped. (The same through the daemon: test_daemon.py.)
 import json
 
 import pytest
-from dagster import AssetKey, DagsterEventType, build_sensor_context
+from dagster import AssetKey, DagsterEventType
 
 from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, write_frame
+from mlassets_tests.conftest import sensor_outcome as outcome
+from mlassets_tests.conftest import sensor_tick as tick
 from mlassets_tests.conftest import trained_world
 
 pytestmark = pytest.mark.integration
 
 ROWS = 12_000
 NAME = "fraud_detection"
-
-
-def tick(env, cursor=None):
-    sensor = env.defs().get_sensor_def("drift_sensor")
-    resources = {k: v for k, v in env.resources().items() if k != "mlflow"}
-    return sensor(build_sensor_context(instance=env.instance, cursor=cursor, resources=resources))
-
-
-def outcome(result):
-    skip = result.skip_reason.skip_message if result.skip_reason else None
-    return list(result.run_requests or []), skip
 
 
 def retrain(env, request, tolerance: float):

@@ -9,26 +9,16 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from dagster import build_sensor_context
 
 from mlassets.synthetic import write_batches, write_frame
 from mlassets_tests.conftest import Env, trained_world
+from mlassets_tests.conftest import sensor_outcome as outcome
+from mlassets_tests.conftest import sensor_tick as tick
 from mlassets_tests.test_cli import CHURN_SPEC, churn_frame
 
 pytestmark = pytest.mark.integration
 
 ROWS = 12_000
-
-
-def tick(env, cursor=None):
-    sensor = env.defs().get_sensor_def("drift_sensor")
-    resources = {k: v for k, v in env.resources().items() if k != "mlflow"}
-    return sensor(build_sensor_context(instance=env.instance, cursor=cursor, resources=resources))
-
-
-def outcome(result):
-    skip = result.skip_reason.skip_message if result.skip_reason else None
-    return list(result.run_requests or []), skip
 
 
 def test_labels_that_arrive_later_join_by_id_and_the_retrain_learns_from_them(tmp_path_factory):
