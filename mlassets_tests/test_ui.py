@@ -45,6 +45,8 @@ from mlassets_tests.test_selections import USELESS
 
 BIN = Path(sys.executable).parent
 WORKSPACE = str(ROOT / "workspace.yaml")
+# the F1 floor the launchpad run sets (EvaluationConfig.min_f1), so f1_gate judges against a limit
+F1_FLOOR = 0.5
 
 QUERY = """
 { assetNodes { assetKey { path } groupName
@@ -222,8 +224,9 @@ def ui_with_a_training_run(root: Path) -> Iterator[UI]:
         ui = UI(world, port, repo, logs, run_id="", status="", seconds=0.0)
         started = time.monotonic()
         # "Materialize all" shift-clicked: the launchpad, with the fast search as its YAML (the
-        # default search alone takes a minute here; the button sends '{}' and runs it)
-        ui.run_id = ui.launch("training_job", None, run_config())
+        # default search alone takes a minute here; the button sends '{}' and runs it) and an F1
+        # floor, so the Checks tab shows a gate judged against a limit the user set
+        ui.run_id = ui.launch("training_job", None, run_config(gates={"min_f1": F1_FLOOR}))
         ui.status = ui.wait(ui.run_id)
         ui.seconds = time.monotonic() - started
         yield ui
@@ -336,8 +339,8 @@ GROUPS = ["data", "features", "training", "evaluation", "registry", "monitoring"
 ASSETS = ["raw_data", "features", "train_set", "validation_set", "test_set", "candidate_model"]
 ASSETS += ["evaluation_report", "registered_model", "staging_model", "production_model"]
 ASSETS += ["recent_data", "drift_report", "scored_batches"]
-EVALUATION_CHECKS = ["accuracy_gate", "beats_production", "f1_gate", "fairness", "pr_auc_gate"]
-EVALUATION_CHECKS += ["precision_gate", "recall_gate", "roc_auc_gate"]
+EVALUATION_CHECKS = ["accuracy_gate", "beats_baseline", "beats_production", "f1_gate", "fairness"]
+EVALUATION_CHECKS += ["pr_auc_gate", "precision_gate", "recall_gate", "roc_auc_gate"]
 # the "nux" dialog dagster-webserver shows on 127.0.0.1 and localhost, 1 s after it asks the
 # server `shouldShowNux` (dagster-webserver 1.13.27's CommunityNux)
 COMMUNITY_POPUP = "Join the Dagster community"
@@ -439,11 +442,18 @@ def test_the_asset_graph_and_evaluation_report_as_a_browser_renders_them(trained
         # (each check's status arrives on its own: waited for, not read at the first look)
         succeeded = [f"{name}\nSucceeded" for name in EVALUATION_CHECKS]
         checks = wait_for_text(
-            driver, ["Checks (8)", "Latest execution", f1_gate["description"], *succeeded]
+            driver,
+            [
+                f"Checks ({len(EVALUATION_CHECKS)})",
+                "Latest execution",
+                f1_gate["description"],
+                *succeeded,
+            ],
         )
         save_screenshot(driver, tmp_path / "evaluation-report-checks.png")
         assert "\nEvaluation result\nPassed\n" in checks, checks
         assert f1_gate["description"].startswith(f"f1 = {f1:.4f} passes"), f1_gate
+        assert f"{F1_FLOOR}" in f1_gate["description"], f1_gate
 
         # no community pop-up: the server says not to show it because dagster.yaml says so (not
         # because someone dismissed it: no seen-file, nothing in this fresh profile), and after
