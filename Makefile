@@ -76,7 +76,8 @@ format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# Test tiers (pytest markers, assigned in mlassets_tests/conftest.py):
+# Test tiers (pytest markers: each test module declares its own `pytestmark`, and a test of another
+# tier carries its own mark; mlassets_tests/tiers.py stops the collection on a test without one):
 #   unit         the functional core and small pieces, no Dagster run
 #   integration  Dagster runs in process on a real instance and a real MLflow store
 #   e2e          the real CLI, daemon, webserver, servers and separate processes

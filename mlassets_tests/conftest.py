@@ -13,108 +13,18 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
 
+
 # --- test tiers ---------------------------------------------------------------------------------
-# Every test gets one of the markers `unit`, `integration`, `e2e` (declared in pyproject.toml), here
-# in one place so that a new module is classified too. A test's, class's or module's own tier
-# marker wins; then `services` means e2e; then the tables below; anything else is integration.
-# unit: the functional core and small pieces, no Dagster run, no registry round trip of seconds
-# (`make test-fast` runs these: keep the tier under a minute on 2 cores).
-# e2e: the real CLI, daemon, webserver, servers and separate processes.
-TIERS = ("unit", "integration", "e2e")
-UNIT_MODULES = frozenset(
-    {
-        "ml/test_data.py",
-        "ml/test_drift.py",
-        "ml/test_estimation.py",
-        "ml/test_eval_extras.py",
-        "ml/test_evaluation.py",
-        "ml/test_features.py",
-        "ml/test_landing.py",
-        "ml/test_provenance.py",
-        "ml/test_search.py",
-        "ml/test_splitting.py",
-        "ml/test_training.py",
-        "ml/test_validation.py",
-        "test_spec.py",
-        "test_synthetic.py",
-        "test_server_profile.py",
-    }
-)
-E2E_MODULES = frozenset(
-    {
-        "ml/test_recovery.py",
-        "test_cli.py",
-        "test_concurrency.py",
-        "test_crash.py",
-        "test_daemon.py",
-        "test_clients.py",
-        "test_executors.py",
-        "test_selections.py",
-        "test_ui.py",
-    }
-)
-# Tests of unit modules that belong elsewhere, by module and test name (all its parameters): slow
-# ones (seconds each, `pytest --durations=0`: a search over a boosting grid, a process pool, an
-# MLflow save/load, many drift reports, the report's bootstrap and figures) are integration; a
-# real command line is e2e.
-TEST_TIERS = {
-    "ml/test_landing.py": {
-        "test_each_bad_batch_is_skipped_by_name_with_its_reason": "integration",
-        "test_grouped_verdicts_are_each_batch_own": "integration",
-    },
-    "ml/test_training.py": {
-        "test_tune_fast_halves_a_boosting_grid_and_its_last_rung_sees_every_row": "integration",
-        "test_tune_fast_is_reproducible": "integration",
-        "test_tune_fast_keeps_a_boosting_estimator_it_is_given": "integration",
-        "test_tune_grid_in_two_processes_reports_progress_in_batches": "integration",
-    },
-    "ml/test_eval_extras.py": {
-        "test_threshold_travels_with_the_model_through_mlflow_skops": "integration",
-        "test_a_low_threshold_saved_in_the_model_changes_its_predictions": "integration",
-        "test_figures_png_and_self_contained_html": "integration",
-        "test_a_production_model_that_cannot_be_scored_fails_closed": "integration",
-        "test_compare_fails_a_much_weaker_challenger_and_passes_without_baseline": "integration",
-    },
-    "ml/test_drift.py": {
-        "test_false_alarms_project_rule_vs_naive_rule": "integration",
-    },
-    "test_server_profile.py": {
-        "test_a_new_experiment_keeps_an_s3_artifact_location": "integration",
-        "test_a_registry_apart_from_the_tracking_store_is_honoured": "integration",
-    },
-    "test_synthetic.py": {
-        "test_cli_writes_the_same_table_as_the_function": "e2e",
-        "test_cli_rejects_an_unsupported_suffix": "e2e",
-    },
-}
-TESTS_DIR = Path(__file__).resolve().parent
-
-
-def tier_of(item: pytest.Item) -> str:
-    """The tier of one collected test: its own marker, `services`, TEST_TIERS, its module's,
-    else integration."""
-    for mark in item.iter_markers():  # closest first: the test, its class, its module
-        if mark.name in TIERS:
-            return mark.name
-    if item.get_closest_marker("services"):
-        return "e2e"
-    try:
-        module = item.path.resolve().relative_to(TESTS_DIR).as_posix()
-    except ValueError:  # a test outside mlassets_tests (e.g. a path given on the command line)
-        return "integration"
-    tier = TEST_TIERS.get(module, {}).get(getattr(item, "originalname", item.name))
-    if tier:
-        return tier
-    if module in UNIT_MODULES:
-        return "unit"
-    return "e2e" if module in E2E_MODULES else "integration"
-
-
+# Each test module declares its tier (`pytestmark = pytest.mark.unit|integration|e2e`), a test of
+# another tier carries its own mark, and mlassets_tests/tiers.py fails the collection on any test
+# without one. unit: the functional core and small pieces, no Dagster run, no registry round trip of
+# seconds (`make test-fast` runs these: keep the tier under a minute on 2 cores); integration:
+# Dagster runs in process on a real instance and store; e2e: the real CLI, daemon, webserver,
+# servers and separate processes (every `services` test).
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        tier = tier_of(item)
-        if not item.get_closest_marker(tier):
-            item.add_marker(getattr(pytest.mark, tier))
+    from mlassets_tests.tiers import apply
+
+    apply(items)
 
 
 # --- nothing is written under the checkout ------------------------------------------------------
@@ -128,7 +38,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 # where only files that did not exist at the start count (a developer's own data stays allowed)
 # and a new source file git does not ignore is someone editing the project (it shows in `git
 # status`), not a test writing. Cost: one walk of ~200 files, about a millisecond.
-REPO = TESTS_DIR.parent
+REPO = Path(__file__).resolve().parents[1]
 _NOT_WALKED = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache"}
 _SOURCE_SUFFIXES = {".py", ".md", ".toml", ".cfg", ".txt", ".sh", ".yaml", ".yml", ".json"}
 _SESSION_HOME: list[

@@ -25,6 +25,8 @@ import pytest
 
 from mlassets_tests.conftest import FAST_TRAINING, make_env, run_config
 
+pytestmark = pytest.mark.unit
+
 PASSWORD = "s3cret-for-tests"
 SENDER = "mlassets@example.test"
 RECIPIENTS = ("oncall@example.test", "ml-team@example.test")

@@ -23,6 +23,8 @@ from mlassets.spec import DEFAULT_SPEC
 from mlassets_tests.conftest import SERIAL_TRAINING, run_config, trained_world
 from mlassets_tests.test_graph import DOWNSTREAM_OF_RAW, alias, checks, materialized, versions
 
+pytestmark = pytest.mark.integration
+
 NAME = "fraud_detection"
 CASE_ROWS = 1200  # the bundled spec's min_rows is 1000
 

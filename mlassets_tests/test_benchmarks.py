@@ -16,6 +16,8 @@ from mlassets.ml.validation import validate
 from mlassets.spec import DEFAULT_SPEC, load_spec
 from mlassets.synthetic import fraud_frame
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def spec():

@@ -16,6 +16,8 @@ from mlassets.ml import bounded
 from mlassets.spec import DEFAULT_SPEC
 from mlassets_tests.conftest import Env
 
+pytestmark = pytest.mark.integration
+
 ROWS = 2000
 LONG = 5_000_000  # bytes of each long string
 # What one run of raw_data (and below) may write to the event log: the events' serialized size
@@ -75,14 +77,14 @@ def materialize(env: Env, *modules):
 
 
 def event_sizes(instance, run_id: str) -> list[tuple[object, int]]:
-    from dagster._serdes import serialize_value
+    from dagster import serialize_value
 
     return [(e, len(serialize_value(e))) for e in instance.all_logs(run_id)]
 
 
 def metadata_entries(instance, run_id: str):
     """Every metadata entry any event of the run carries: (event type, key, serialized bytes)."""
-    from dagster._serdes import serialize_value
+    from dagster import serialize_value
 
     for e in instance.all_logs(run_id):
         event = e.dagster_event

@@ -26,6 +26,8 @@ from mlassets_tests.services import HOST, free_port, log_tail, running, wait_htt
 from mlassets_tests.test_cli import ROOT, cli_env
 from mlassets_tests.test_many_models import CHURN
 
+pytestmark = pytest.mark.e2e
+
 DG = str(Path(sys.executable).parent / "dg")
 
 

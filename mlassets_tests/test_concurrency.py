@@ -17,6 +17,8 @@ import pytest
 from mlassets_tests.conftest import FAST_TRAINING, NAME, CliWorld, cli_world_with_version_1
 from mlassets_tests.test_cli import DAGSTER
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture
 def world(tmp_path) -> CliWorld:

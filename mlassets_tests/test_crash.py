@@ -17,6 +17,8 @@ from mlassets_tests.conftest import NAME, SERIAL_TRAINING, CliWorld, cli_world_w
 from mlassets_tests.test_cli import DAGSTER
 from mlassets_tests.test_daemon import wait_for
 
+pytestmark = pytest.mark.e2e
+
 # A search long enough to be caught in the act: 4 candidates x 5 folds of 200-400 trees.
 SLOW_TRAINING = {
     "strategy": "grid",
@@ -125,6 +127,5 @@ def test_killed_runs_leave_nothing_the_next_run_trips_over(world):
 
 def _instance(world: CliWorld):
     from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
 
-    return DagsterInstance.from_ref(InstanceRef.from_dir(world.env["DAGSTER_HOME"]))
+    return DagsterInstance.from_config(world.env["DAGSTER_HOME"])

@@ -20,6 +20,8 @@ from mlassets_tests.conftest import (
 )
 from mlassets_tests.test_cli import DAGSTER, ROOT, cli_env
 
+pytestmark = pytest.mark.e2e
+
 BIN = Path(sys.executable).parent
 WAIT_S = 300
 
@@ -51,7 +53,6 @@ def daemon_world(tmp_path, request):
     """A home with version 1 in production and a daemon running its sensor; the retraining
     runs take the fast search and, given as the fixture's parameter, more ops' config."""
     from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
 
     env = cli_env(tmp_path, None)
     assert empty_mlflow_store(tmp_path / "mlflow.db") == env["MLFLOW_TRACKING_URI"]
@@ -67,7 +68,7 @@ def daemon_world(tmp_path, request):
         MLASSETS_RETRAIN_CONFIG=str(fast),
     )
     # the instance's storage exists before two processes use it
-    instance = DagsterInstance.from_ref(InstanceRef.from_dir(env["DAGSTER_HOME"]))
+    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
     log = open(tmp_path / "daemon.log", "w")  # noqa: SIM115 (closed in finally)
     daemon = subprocess.Popen(
         [str(BIN / "dagster-daemon"), "run", "-w", str(ROOT / "workspace.yaml")],

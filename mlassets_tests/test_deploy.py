@@ -27,6 +27,8 @@ import yaml
 
 from mlassets_tests.services import HOST, free_port, log_tail, port_open, running
 
+pytestmark = pytest.mark.integration
+
 REPO = Path(__file__).resolve().parents[1]
 DEPLOY = REPO / "deploy"
 K8S = DEPLOY / "k8s"
@@ -365,6 +367,7 @@ def test_dockerignore_keeps_the_build_context_to_the_package() -> None:
 
 
 @pytest.mark.services
+@pytest.mark.e2e
 def test_k8s_image_command_serves_the_definitions(tmp_path: Path) -> None:
     """The image's CMD, run here on 127.0.0.1 and a free port (the pod's 0.0.0.0:3030), answers
     the chart's readiness probe (`dagster api grpc-health-check`) and serves the jobs."""

@@ -14,6 +14,8 @@ import pytest
 from mlassets_tests.conftest import FAST_TRAINING, Env, run_config, trained_world
 from mlassets_tests.html_page import read_page
 
+pytestmark = pytest.mark.integration
+
 PNG = b"\x89PNG\r\n\x1a\n"
 PICTURES = {
     "roc_curve",

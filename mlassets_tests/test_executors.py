@@ -26,6 +26,8 @@ from mlassets_tests.services import (
 from mlassets_tests.test_cli import DAGSTER, ROOT, cli_env
 from mlassets_tests.test_graph import ALL_ASSETS
 
+pytestmark = pytest.mark.e2e
+
 # every asset training_job materializes, each a value in the store
 VALUE_ASSETS = tuple(sorted(ALL_ASSETS))
 

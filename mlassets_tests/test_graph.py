@@ -7,6 +7,8 @@ import pytest
 from mlassets.ml.evaluation import METRICS
 from mlassets_tests.conftest import run_config
 
+pytestmark = pytest.mark.integration
+
 ALL_ASSETS = {
     "raw_data",
     "features",

@@ -27,6 +27,8 @@ from mlassets.io_managers import LATEST, ValueStore
 from mlassets.ml.provenance import Candidate, stamp
 from mlassets.ml.training import SKOPS_TRUSTED_TYPES
 
+pytestmark = pytest.mark.integration
+
 SEEN: dict[str, object] = {}
 FEATURES = ["x1", "x2"]
 

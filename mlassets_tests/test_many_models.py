@@ -21,6 +21,8 @@ from mlassets_tests.conftest import SERIAL_TRAINING, TEST_ROWS, empty_mlflow_sto
 from mlassets_tests.test_cli import CHURN_SPEC, DAGSTER, ROOT, churn_frame, cli_env
 from mlassets_tests.test_graph import ALL_ASSETS
 
+pytestmark = pytest.mark.integration
+
 FRAUD, CHURN = "fraud_detection", "churn_model"
 # one model's assets: the training job's, then monitoring's
 STEPS = [*sorted(ALL_ASSETS), "recent_data", "drift_report", "scored_batches"]

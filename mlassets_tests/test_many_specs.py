@@ -6,10 +6,13 @@ Before the value store was keyed by the model's name, a churn run in the fraud h
 
 from dataclasses import replace
 
+import pytest
 from dagster import AssetKey
 
 from mlassets_tests.conftest import make_env
 from mlassets_tests.test_cli import CHURN_SPEC, churn_frame
+
+pytestmark = pytest.mark.integration
 
 CHURN_TRAINING = {
     "strategy": "grid",

@@ -30,7 +30,7 @@ import pytest
 from mlassets_tests.conftest import NAME, make_env, run_config
 from mlassets_tests.services import HOST, free_port, pg_database, pg_url, running, wait_http
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
 MLFLOW = str(Path(sys.executable).parent / "mlflow")
 REPO = Path(__file__).resolve().parents[1]

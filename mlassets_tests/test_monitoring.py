@@ -9,6 +9,8 @@ from dagster import RunRequest, build_sensor_context
 from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, write_frame
 from mlassets_tests.conftest import trained_world
 
+pytestmark = pytest.mark.integration
+
 ROWS = 12_000  # above the default 10,000-row volume minimum
 
 

@@ -29,7 +29,7 @@ from mlassets_tests.conftest import (
 from mlassets_tests.test_cli import DAGSTER, ROOT, cli_env
 from mlassets_tests.test_daemon import wait_for
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
 PROFILE = ROOT / "deploy" / "postgres"
 # one fit per fold and no loky pool: the storage is under test here, not the search

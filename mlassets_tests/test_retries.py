@@ -27,6 +27,8 @@ from mlassets_tests.conftest import (
     materialize_all_in_process,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def free_port() -> int:
     """A port with nothing listening on it (bound, read and closed)."""
@@ -158,6 +160,7 @@ class _Status(BaseHTTPRequestHandler):
 
 
 @pytest.mark.services
+@pytest.mark.e2e
 def test_http_429_and_5xx_are_transient_4xx_is_not(monkeypatch):
     from mlflow import MlflowClient
 
@@ -270,17 +273,15 @@ def test_mlflow_http_defaults_are_ours_unless_the_user_sets_them(tmp_path):
 def run_events(world: CliWorld, run_id: str) -> list:
     """The Dagster events of one run, read back from the home's instance."""
     from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
 
-    with DagsterInstance.from_ref(InstanceRef.from_dir(world.env["DAGSTER_HOME"])) as instance:
+    with DagsterInstance.from_config(world.env["DAGSTER_HOME"]) as instance:
         return [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
 
 
 def last_run_id(world: CliWorld) -> str:
     from dagster import DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
 
-    with DagsterInstance.from_ref(InstanceRef.from_dir(world.env["DAGSTER_HOME"])) as instance:
+    with DagsterInstance.from_config(world.env["DAGSTER_HOME"]) as instance:
         return instance.get_runs(limit=1)[0].run_id
 
 

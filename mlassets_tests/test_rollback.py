@@ -13,7 +13,10 @@ import pytest
 
 from mlassets.spec import DEFAULT_SPEC, load_spec
 
-pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer"),
+]
 
 NAME = load_spec(DEFAULT_SPEC).name
 METRICS = {1: {"accuracy": 0.91, "f1": 0.85}, 2: {"accuracy": 0.93, "f1": 0.88}}

@@ -17,7 +17,7 @@ from mlassets_tests.conftest import NAME, make_env, run_config
 from mlassets_tests.services import HOST, free_port, running, wait_http
 from mlassets_tests.test_mlflow_server import fresh_s3fs, s3_client, s3_keys
 
-pytestmark = pytest.mark.services
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
 
 MOTO = str(Path(sys.executable).parent / "moto_server")
 BUCKET = "mlassets-values"

@@ -14,6 +14,8 @@ import pytest
 
 from mlassets_tests.conftest import FAST_TRAINING, NAME, CliWorld, cli_world_with_version_1
 
+pytestmark = pytest.mark.e2e
+
 # The deliberately useless candidate: it predicts no positive at all.
 USELESS = {
     "strategy": "fixed",

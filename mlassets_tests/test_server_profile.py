@@ -15,6 +15,8 @@ import pytest
 
 from mlassets_tests.test_mlflow_server import PROFILE, profile_env
 
+pytestmark = pytest.mark.unit
+
 DB_STORES = [
     "sqlite:///tmp/mlflow.db",
     "file:///tmp/mlruns",
@@ -60,6 +62,7 @@ def test_an_artifact_path_becomes_an_absolute_file_uri(tmp_path, monkeypatch):
     assert artifact_uri(None) is None
 
 
+@pytest.mark.integration
 def test_a_new_experiment_keeps_an_s3_artifact_location(tmp_path):
     """The store records the URL; nothing is written to S3 until a run logs an artifact."""
     from mlflow import MlflowClient
@@ -129,6 +132,7 @@ def _registry_apart(tmp_path) -> tuple[str, str, pd.DataFrame]:
     return tracking, registry, sample
 
 
+@pytest.mark.integration
 def test_a_registry_apart_from_the_tracking_store_is_honoured(tmp_path, monkeypatch):
     from dagster import instance_for_test
     from mlflow import MlflowClient
@@ -208,8 +212,7 @@ def test_start_takes_the_profile_as_defaults_and_the_environment_wins():
 def test_the_profile_dagster_yaml_is_a_valid_instance(tmp_path):
     import shutil
 
-    from dagster import DagsterInstance
-    from dagster._core.run_coordinator import QueuedRunCoordinator
+    from dagster import DagsterInstance, QueuedRunCoordinator
 
     from mlassets.catalog import TRAINING_TAG
 

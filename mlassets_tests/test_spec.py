@@ -12,6 +12,8 @@ from mlassets import spec
 from mlassets.ml import bounded
 from mlassets.spec import DEFAULT_SPEC, DatasetSpec, SpecError, load_spec
 
+pytestmark = pytest.mark.unit
+
 BASE = yaml.safe_load(DEFAULT_SPEC.read_text())
 
 

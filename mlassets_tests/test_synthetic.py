@@ -19,6 +19,8 @@ from mlassets.synthetic import (
     write_frame,
 )
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -61,6 +63,7 @@ def test_frame_matches_the_bundled_spec():
     assert df.notna().all().all()
 
 
+@pytest.mark.e2e
 def test_cli_writes_the_same_table_as_the_function(tmp_path):
     out = tmp_path / "out" / "t.parquet"
     env = {**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", "GX_ANALYTICS_ENABLED": "false"}
@@ -88,6 +91,7 @@ def test_cli_writes_the_same_table_as_the_function(tmp_path):
     assert out.read_bytes() == expected.read_bytes()
 
 
+@pytest.mark.e2e
 def test_cli_rejects_an_unsupported_suffix(tmp_path):
     proc = subprocess.run(
         [

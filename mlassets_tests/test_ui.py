@@ -43,6 +43,8 @@ from mlassets_tests.services import (
 from mlassets_tests.test_cli import ROOT, cli_env
 from mlassets_tests.test_selections import USELESS
 
+pytestmark = pytest.mark.e2e
+
 BIN = Path(sys.executable).parent
 WORKSPACE = str(ROOT / "workspace.yaml")
 # the F1 floor the launchpad run sets (EvaluationConfig.min_f1), so f1_gate judges against a limit

@@ -11,6 +11,8 @@ from mlassets.ml import bounded
 from mlassets.ml.data import DataError, fingerprint, read_table, target
 from mlassets.spec import DatasetSpec
 
+pytestmark = pytest.mark.unit
+
 
 def test_read_csv_parses_the_specs_datetime_columns(tmp_path, raw, spec):
     path = tmp_path / "t.csv"

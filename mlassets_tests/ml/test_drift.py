@@ -28,6 +28,8 @@ from mlassets.ml.drift import (
 from mlassets.ml.features import build_features
 from mlassets.synthetic import BATCH_FIRST_ID, batch_seed, fraud_batch, fraud_frame
 
+pytestmark = pytest.mark.unit
+
 BATCH_ROWS = 20_000
 
 
@@ -125,6 +127,7 @@ def test_drift_on_too_few_rows_requests_no_retrain_and_says_so(world):
     assert "too few rows (5,000 recent rows < 10,000 required)" in report.reasons[0]
 
 
+@pytest.mark.integration
 def test_false_alarms_project_rule_vs_naive_rule(world):
     """20 independent no-drift batches: the project's rule retrains at most once, and less
     often than the seed's naive rule (two-sample KS per feature at p < 0.05, categories as

@@ -29,6 +29,8 @@ from mlassets.ml.estimation import (
 from mlassets.ml.features import build_features, input_frame
 from mlassets.synthetic import fraud_batch, fraud_frame
 
+pytestmark = pytest.mark.unit
+
 BATCH_ROWS = 20_000
 
 

@@ -20,6 +20,8 @@ from mlassets.ml.training import (
 from mlassets.synthetic import fraud_frame
 from mlassets_tests.html_page import read_page
 
+pytestmark = pytest.mark.unit
+
 NUMERIC = ["feature_1", "feature_2", "total_purchases", "noise"]
 CATEGORICAL = ["category"]
 INPUTS = NUMERIC + CATEGORICAL
@@ -79,6 +81,7 @@ def test_with_threshold_wraps_without_refitting(model, data, tuned):
     assert threshold.base_model(again) is model and again.threshold == 0.2
 
 
+@pytest.mark.integration
 def test_threshold_travels_with_the_model_through_mlflow_skops(
     model, data, tuned, tmp_path, monkeypatch
 ):
@@ -107,6 +110,7 @@ def test_threshold_travels_with_the_model_through_mlflow_skops(
     assert loaded.get_raw_model().threshold == t
 
 
+@pytest.mark.integration
 def test_a_low_threshold_saved_in_the_model_changes_its_predictions(
     model, data, tmp_path, monkeypatch
 ):
@@ -174,6 +178,7 @@ def test_metrics_at_default_and_tuned(model, data, tuned):
 # --- champion / challenger -------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_compare_fails_a_much_weaker_challenger_and_passes_without_baseline(model, data):
     from sklearn.dummy import DummyClassifier
 
@@ -384,6 +389,7 @@ def test_calibration(model, data):
 # --- pictures and HTML -----------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_figures_png_and_self_contained_html(model, data, tuned):
     _, _, test = data
     t, table = tuned
@@ -427,6 +433,7 @@ def test_figures_png_and_self_contained_html(model, data, tuned):
 
 
 @pytest.mark.parametrize("allow", [False, True])
+@pytest.mark.integration
 def test_a_production_model_that_cannot_be_scored_fails_closed(model, data, allow):
     """A load error (a refused MLmodel, an unreachable artifact store) must not open the gate."""
     _, _, test = data

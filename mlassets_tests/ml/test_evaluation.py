@@ -20,6 +20,8 @@ from mlassets.ml.evaluation import (
     positive_scores,
 )
 
+pytestmark = pytest.mark.unit
+
 matplotlib.use("Agg")
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

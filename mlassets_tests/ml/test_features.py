@@ -12,6 +12,8 @@ from mlassets.ml.features import (
     purchase_frequency,
 )
 
+pytestmark = pytest.mark.unit
+
 
 def rows(timestamps, signups, purchases, categories=None) -> pd.DataFrame:
     n = len(timestamps)

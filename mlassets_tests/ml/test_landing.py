@@ -25,6 +25,8 @@ from mlassets.ml.landing import (
 )
 from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, write_frame
 
+pytestmark = pytest.mark.integration
+
 ROWS = 300
 
 
@@ -123,6 +125,7 @@ def test_grouped_verdicts_are_each_batch_own(folder, spec):
     assert judge_batches(loaded, spec) == grouped
 
 
+@pytest.mark.unit
 def test_a_landing_path_that_is_a_file_is_an_error_naming_it(tmp_path):
     path = tmp_path / "landing"
     path.write_text("not a folder")
@@ -131,6 +134,7 @@ def test_a_landing_path_that_is_a_file_is_an_error_naming_it(tmp_path):
     assert list_batches(str(tmp_path / "absent")) == []  # nothing landed yet is not an error
 
 
+@pytest.mark.unit
 def test_skipped_batches_are_bounded_in_messages_and_metadata():
     skipped = {f"batch_{i:05d}.parquet": "fails values_allowed " + "x" * 900 for i in range(1000)}
     text = describe_skipped(skipped)

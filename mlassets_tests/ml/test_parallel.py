@@ -19,6 +19,8 @@ from mlassets.ml.parallel import SearchBackendError, search_backend
 from mlassets.ml.training import train_candidate
 from mlassets_tests.services import HOST, free_port, running, wait_port
 
+pytestmark = pytest.mark.integration
+
 GRID = {"n_estimators": [10, 20], "max_depth": [4, 8]}  # 4 candidates x 3 folds = 12 fits
 DASK = str(Path(sys.executable).parent / "dask")
 
@@ -207,6 +209,7 @@ def _descendants(pids: set[int]) -> set[int]:
 
 
 @pytest.mark.services
+@pytest.mark.e2e
 def test_dask_backend_runs_the_fits_in_the_cluster_workers(spec, featured, dask_cluster):
     address, workers, started = dask_cluster
     assert len(workers) == 2 and len(set(workers.values())) == 2  # two processes

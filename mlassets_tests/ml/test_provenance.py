@@ -7,6 +7,8 @@ from mlassets.ml import provenance
 from mlassets.ml.provenance import Candidate, ProvenanceError
 from mlassets.spec import load_spec
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def spec():

@@ -41,7 +41,10 @@ from mlassets.ml.recovery import (
     sweep,
 )
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+pytestmark = [
+    pytest.mark.e2e,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
+]
 
 HOST = socket.gethostname()
 BOUND_S = 20.0  # every wait below is polled up to this bound, then fails loudly

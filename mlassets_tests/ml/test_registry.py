@@ -40,7 +40,10 @@ from mlassets.ml.registry import (
 )
 from mlassets.ml.training import make_estimator, spec_pipeline
 
-pytestmark = pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Hint. Inferred schema contains integer"),
+]
 
 TAGS = {"data_fingerprint": "0123456789abcdef", "strategy": "fixed"}
 

@@ -10,6 +10,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from mlassets.ml import search
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(scope="module")
 def data():

@@ -6,6 +6,8 @@ import pytest
 from mlassets.ml.data import target
 from mlassets.ml.splitting import Splits, check_splits, split
 
+pytestmark = pytest.mark.unit
+
 
 def ids(splits: Splits) -> dict[str, list[int]]:
     return {

@@ -22,6 +22,8 @@ from mlassets.ml.training import (
     untrusted_types,
 )
 
+pytestmark = pytest.mark.unit
+
 SMALL_FOREST = {"n_estimators": 8, "max_depth": 6}
 
 
@@ -171,6 +173,7 @@ def test_tune_grid_returns_the_refitted_best_model_a_cv_table_and_progress(Xy, s
     assert bests == sorted(bests) and bests[-1] == pytest.approx(result.best_score)
 
 
+@pytest.mark.integration
 def test_tune_grid_in_two_processes_reports_progress_in_batches(Xy, spec):
     X, y = Xy
     calls = []
@@ -277,6 +280,7 @@ def test_tune_halving_runs_rungs_and_reports_progress(spec):
     assert all(done <= total for done, total, _ in calls)
 
 
+@pytest.mark.integration
 def test_tune_fast_halves_a_boosting_grid_and_its_last_rung_sees_every_row(spec):
     from mlassets.ml.features import build_features
     from mlassets.synthetic import fraud_frame
@@ -299,6 +303,7 @@ def test_tune_fast_halves_a_boosting_grid_and_its_last_rung_sees_every_row(spec)
     assert untrusted_types(result.model) == []
 
 
+@pytest.mark.integration
 def test_tune_fast_keeps_a_boosting_estimator_it_is_given(Xy, spec):
     X, y = Xy
     given = pipeline(spec, "hist_gradient_boosting", {"max_bins": 63}, seed=3)
@@ -307,6 +312,7 @@ def test_tune_fast_keeps_a_boosting_estimator_it_is_given(Xy, spec):
     assert estimator.max_bins == 63 and estimator.random_state == 3
 
 
+@pytest.mark.integration
 def test_tune_fast_is_reproducible(Xy, spec):
     X, y = Xy
     a = tune(pipeline(spec), X, y, strategy="fast", cv=3, seed=5)

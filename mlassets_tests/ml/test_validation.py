@@ -14,6 +14,8 @@ from mlassets.ml.validation import (
 )
 from mlassets.synthetic import fraud_frame
 
+pytestmark = pytest.mark.unit
+
 
 def failures(outcomes, check: str):
     return [o for o in by_check(outcomes)[check] if not o.success]
