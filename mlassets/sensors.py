@@ -72,29 +72,33 @@ def judge_batches(
     batch that did not trigger a retrain on its own still counts towards the next decision,
     across daemon restarts too (the cursor lives in Dagster's storage).
 
-    A tick never raises: an error while judging (an unreadable landing folder, a registry that
-    does not answer, a bug) is a skip that says what went wrong, and the cursor stays put so the
-    next tick tries again. A raised error would only show as a failed tick, and every later tick
-    would fail the same way with no decision on the batches that are fine.
+    The project's own refusals and failed services (`ml.errors.kind`: an unreadable landing
+    folder, a broken spec, a registry that refuses or does not answer) are a skip that says what
+    went wrong and what kind it is, and the cursor stays put so the next tick tries again. A bug
+    is raised: the tick fails with its traceback, where a skip would hide it every tick.
     """
     import traceback
 
     from mlassets.ml.bounded import clip
+    from mlassets.ml.errors import kind
 
     try:
         return _judge(m, context, dataset, registry, monitoring)
     except Exception as e:
+        what = kind(e)
+        if what is None:
+            raise
         # where it failed (the innermost frames) and what, each bounded like any message
         frames = "".join(traceback.format_tb(e.__traceback__)[-3:])
         context.log.error(
-            f"drift_sensor could not judge the landed batches: {type(e).__name__}: "
+            f"drift_sensor could not judge the landed batches ({what}): {type(e).__name__}: "
             f"{clip(str(e), 2_000)}\n{clip(frames)}"
         )
         where = _landing_or_unknown(dataset, m)
         return _skip(
             context,
             f"drift_sensor could not judge the batches in {where}: "
-            f"{type(e).__name__}: {clip(str(e), 2_000)}",
+            f"{type(e).__name__}: {clip(str(e), 2_000)} ({what} error; the next tick tries again)",
             None,
         )
 

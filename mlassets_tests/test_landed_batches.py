@@ -1,5 +1,6 @@
 """Bad landed batches on a real instance and MLflow store: each is skipped by name with its
-reason, the good ones still drive the decision, and `drift_sensor`'s tick never raises."""
+reason, the good ones still drive the decision, and `drift_sensor`'s tick skips on the
+project's own errors and on failed services but raises a bug."""
 
 import dataclasses
 import json
@@ -151,6 +152,45 @@ def test_a_registry_that_errors_is_a_skip_not_a_raise(world, tmp_path):
     assert "DatabaseError" in skip and "file is not a database" in skip
     assert len(skip.encode()) <= 4_000
     assert result.cursor is None
+
+
+def test_a_briefly_locked_registry_is_a_skip_that_says_it_passes(world):
+    """A store another writer holds (a real SQLite lock, no busy wait) is a service's passing
+    failure: the tick skips saying so, and the cursor stays put for the next tick."""
+    import sqlite3
+
+    db = world.tracking_uri.removeprefix("sqlite:///")
+    locked = dataclasses.replace(world, tracking_uri=f"{world.tracking_uri}?timeout=0")
+    holder = sqlite3.connect(db, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        result = tick(locked)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    requests, skip = outcome(result)
+    assert requests == [] and result.cursor is None
+    assert "database is locked" in skip, skip
+    assert skip.endswith("(service (passing) error; the next tick tries again)"), skip
+
+
+def test_a_bug_fails_the_tick_instead_of_a_skip(world, monkeypatch):
+    """A bug is not a verdict on the world: the tick raises it (Dagster shows a failed tick with
+    the traceback) rather than skipping every tick with no decision."""
+    import mlassets.ml.monitoring
+
+    def broken(*args, **kwargs):
+        raise TypeError("unsupported operand type(s) for +: 'int' and 'str'")
+
+    monkeypatch.setattr(mlassets.ml.monitoring, "recent", broken)
+    with pytest.raises(Exception, match="unsupported operand type") as raised:
+        tick(world)
+    # Dagster wraps what the sensor raised; the bug is what it wraps
+    chain, link = [], raised.value
+    while link is not None:
+        chain.append(type(link).__name__)
+        link = link.__cause__ or link.__context__
+    assert "TypeError" in chain, chain
 
 
 def test_a_batch_whose_labels_have_not_arrived_shows_drift_but_is_not_trained_on(world):

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -267,6 +268,66 @@ def test_the_registry_steps_through_a_sqlite_server(tmp_path):
         )
     assert version == "1"
     assert predictions == [int(p) for p in model.predict(X.head(rows))]
+
+
+def test_production_files_briefly_unreachable_are_retried_not_a_verdict(tmp_path, monkeypatch):
+    """The registry answers (a SQLite store of its own) but the server that holds production's
+    files is down: `load_baseline` raises the transient error for the step's retry policy. It
+    used to return a baseline with the error as its reason, which failed `beats_production` for
+    good, or opened it with `allow_unscored_production`. Once the server is back, the same call
+    loads the model."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    from mlassets.ml.features import build_features, input_frame
+    from mlassets.ml.registry import (
+        PRODUCTION,
+        RegistryError,
+        log_pipeline,
+        mark_registered,
+        register,
+    )
+    from mlassets.ml.report import load_baseline
+    from mlassets.ml.services import innermost, is_transient
+    from mlassets.ml.training import make_estimator, spec_pipeline
+    from mlassets.spec import load_spec
+    from mlassets.synthetic import fraud_frame
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")  # MLflow's own retries: none
+    spec = load_spec()
+    df = build_features(fraud_frame(1000, seed=7), spec)
+    X, y = input_frame(df, spec), df[spec.label.column]
+    forest = make_estimator("random_forest", {"n_estimators": 5, "max_depth": 4})
+    model = spec_pipeline(spec, forest).fit(X, y)
+    registry = f"sqlite:///{tmp_path / 'registry.db'}"
+
+    with sqlite_server(tmp_path) as server:
+        mlflow.set_tracking_uri(server.uri)
+        try:
+            with mlflow.start_run(experiment_id=mlflow.create_experiment(NAME)) as run:
+                info = log_pipeline(model, X)
+        finally:
+            mlflow.set_tracking_uri(None)
+        client = MlflowClient(server.uri, registry)
+        # a registry apart from the tracking server knows no logged model: the version's source
+        # is where the server keeps the files (`mlflow-artifacts:/...`, resolved by the server)
+        files = client.get_logged_model(info.model_id).artifact_location
+        assert files.startswith("mlflow-artifacts:"), files
+        mv = register(client, spec.name, files, run.info.run_id, {})
+        mark_registered(client, spec.name, mv.version)
+        client.set_registered_model_alias(spec.name, PRODUCTION, mv.version)
+        down = server.uri
+
+    with pytest.raises(Exception) as raised:  # the server has stopped; the registry has not
+        load_baseline(MlflowClient(down, registry), spec)
+    assert is_transient(raised.value), repr(raised.value)
+    assert not isinstance(raised.value, RegistryError)
+    assert isinstance(innermost(raised.value), ConnectionError), repr(innermost(raised.value))
+
+    with sqlite_server(tmp_path) as server:  # the same store and files, back on another port
+        back = load_baseline(MlflowClient(server.uri, registry), spec)
+    assert (back.version, back.error) == (str(mv.version), None)
+    np.testing.assert_array_equal(back.model.predict(df), model.predict(X))
 
 
 def test_training_job_through_the_server_profile(

@@ -97,6 +97,32 @@ def test_a_locked_sqlite_store_is_transient_a_read_only_one_is_not(store):
     assert not is_transient(refused)
 
 
+@pytest.mark.integration  # a real SQLite lock
+def test_a_locked_store_is_never_read_as_a_missing_version(store):
+    """The registry's lookups turn "no such version" into a RegistryError verdict; a store
+    another writer holds says nothing of the version, so its error passes through unwrapped
+    and stays transient (it used to read as "model x has no version '1'")."""
+    from mlflow import MlflowClient
+
+    from mlassets.ml.registry import RegistryError, load_reference, load_verified_model
+    from mlassets.ml.services import is_transient
+
+    client = MlflowClient(f"sqlite:///{store}?timeout=0")
+    holder = sqlite3.connect(store, isolation_level=None)
+    try:
+        holder.execute("BEGIN EXCLUSIVE")
+        loading = raised(lambda: load_verified_model(client, "fraud_detection", "1"))
+        reference = raised(lambda: load_reference(client, "fraud_detection", version="1"))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    for e in (loading, reference):
+        assert not isinstance(e, RegistryError) and is_transient(e), repr(e)
+        assert "database is locked" in str(e)
+    # unlocked, the same lookups are the registry's verdict
+    assert isinstance(raised(lambda: load_verified_model(client, "absent", "1")), RegistryError)
+
+
 @pytest.mark.unit
 def test_missing_resources_bad_parameters_and_our_refusals_are_permanent(store):
     import numpy as np

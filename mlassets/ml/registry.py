@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mlassets.ml.bounded import clip
 from mlassets.ml.training import SKOPS_TRUSTED_TYPES
 
 STAGING, PRODUCTION, PREVIOUS = "staging", "production", "previous"
@@ -51,6 +52,16 @@ _allow_lock = threading.Lock()
 
 class RegistryError(RuntimeError):
     """A registry operation that was refused or undone; the registry is as it was."""
+
+
+def _raise_if_transient(e: BaseException) -> None:
+    """Raise `e` again, unwrapped, when it is a service's passing failure: a dropped connection
+    or a locked store says nothing of the model, so it must reach the step's retry policy and
+    never become a RegistryError verdict ("has no version", "does not load")."""
+    from mlassets.ml.services import is_transient
+
+    if is_transient(e):
+        raise e
 
 
 def log_pipeline(
@@ -131,7 +142,8 @@ def register(
 
     try:
         client.get_registered_model(name)
-    except MlflowException:
+    except MlflowException as e:
+        _raise_if_transient(e)
         client.create_registered_model(name, description=f"Managed by mlassets: {name}")
     mv = client.create_model_version(
         name,
@@ -180,6 +192,7 @@ def _get_version(client, name: str, version: str | int):
     try:
         return client.get_model_version(name, str(version))
     except MlflowException as e:
+        _raise_if_transient(e)
         raise RegistryError(f"model {name} has no version {str(version)!r}") from e
 
 
@@ -334,6 +347,7 @@ def _downloaded(artifact_uri: str, what: str, tracking_uri: str | None = None) -
                 artifact_uri=artifact_uri, dst_path=tmp, tracking_uri=tracking_uri
             )
         except (MlflowException, OSError) as e:
+            _raise_if_transient(e)
             raise RegistryError(f"{what} could not be downloaded from {artifact_uri}: {e}") from e
         yield Path(local)
 
@@ -353,10 +367,16 @@ def load_verified_model(client, name: str, version: str | int):
     try:
         uri = client.get_model_version_download_uri(name, version)
     except MlflowException as e:
+        _raise_if_transient(e)
         raise RegistryError(f"model {name} has no version {version!r}") from e
     with _downloaded(uri, what, tracking_uri=client.tracking_uri) as local:
         file = verify_flavor(local, what)
-        return skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES)
+        try:
+            return skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES)
+        except Exception as e:  # a checked local file that does not build: the version's fault
+            raise RegistryError(
+                f"{what} does not load here ({type(e).__name__}: {clip(str(e), 500)})"
+            ) from e
 
 
 @contextlib.contextmanager
@@ -674,6 +694,7 @@ def load_reference(
             else client.get_model_version_by_alias(name, alias)
         )
     except MlflowException as e:
+        _raise_if_transient(e)
         what = f"version {version}" if version is not None else f"{alias!r} version"
         raise RegistryError(f"model {name} has no {what}") from e
     with tempfile.TemporaryDirectory() as tmp:
@@ -685,6 +706,7 @@ def load_reference(
                 tracking_uri=tracking_uri,
             )
         except (MlflowException, OSError) as e:
+            _raise_if_transient(e)
             raise RegistryError(f"{name} version {mv.version} has no stored reference: {e}") from e
         sample = pd.read_parquet(Path(local) / "sample.parquet")
         baseline = json.loads((Path(local) / "baseline.json").read_text())

@@ -525,12 +525,27 @@ class Baseline:
     error: str | None = None
 
 
+# What makes a production version permanently unscorable, and so a verdict of the comparison:
+# the registry's own refusal (a foreign format, untrusted types, files gone) when loading it, and
+# the model's refusal of today's test rows when scoring it (other columns, other types). A
+# transient service error is raised for the step's retry policy; anything else is a bug, raised.
+UNSCORABLE = (ValueError, KeyError, TypeError, IndexError)
+
+
+def _unloadable() -> tuple[type[BaseException], ...]:
+    from mlassets.ml.registry import RegistryError
+
+    return (RegistryError,)
+
+
 def load_baseline(client, spec, alias: str = "production") -> Baseline | None:
     """The version behind `alias` of `spec`'s model, loaded from the registry to take raw rows
     (`features.for_raw_rows`); None when there is none.
 
-    A version that fails to load is returned with its error (the report says so) rather than
-    failing the evaluation.
+    A version the registry refuses for good (`registry.RegistryError`: a foreign or tampered
+    model, its files gone) is returned with that error, so the report says so and the gate
+    decides on it. A transient service error is raised: a brief outage is retried by the step,
+    never turned into a verdict.
     """
     from mlassets.ml.features import for_raw_rows
     from mlassets.ml.registry import alias_version, load_verified_model
@@ -540,9 +555,9 @@ def load_baseline(client, spec, alias: str = "production") -> Baseline | None:
         return None
     try:
         model = load_verified_model(client, spec.name, version)
-        return Baseline(version, for_raw_rows(model, spec))
-    except Exception as e:  # a broken or foreign model must not stop the evaluation
+    except _unloadable() as e:
         return Baseline(version, None, f"{type(e).__name__}: {e}")
+    return Baseline(version, for_raw_rows(model, spec))
 
 
 def judge_gates(
@@ -618,7 +633,7 @@ def _champion_challenger(
                 interval = bootstrap(y, candidate, base, primary, resamples, seed)
             else:
                 interval = None
-        except Exception as e:  # e.g. production was trained on other columns
+        except UNSCORABLE as e:  # e.g. production was trained on other columns
             production, error = None, f"{type(e).__name__}: {e}"
     if production is None:
         verdict = compare(metrics, None, primary, tolerance)

@@ -432,6 +432,39 @@ def test_figures_png_and_self_contained_html(model, data, tuned):
     assert "<script>" not in doc  # text is escaped
 
 
+@pytest.mark.integration
+def test_a_production_model_that_refuses_the_rows_is_a_named_verdict_a_bug_is_raised(model, data):
+    """Production trained on other columns cannot score today's rows: a permanent, named
+    failure, so the gate decides on it (and `allow_unscored_production` may open it, saying
+    why). A production object that breaks in our own code is a bug: raised, never a verdict."""
+    train, _, test = data
+    forest = make_estimator("random_forest", {"n_estimators": 5, "max_depth": 3}, seed=0)
+    other = build_pipeline(["feature_1", "absent"], [], forest).fit(
+        train[["feature_1"]].assign(absent=1.0), train["label"]
+    )
+
+    def evaluation(baseline):
+        return report.build_evaluation(
+            model,
+            test[INPUTS],
+            test["label"],
+            test[["category"]],
+            baseline,
+            bootstrap_resamples=0,
+            importance_repeats=0,
+            allow_unscored_production=True,
+        )
+
+    opened = evaluation(report.Baseline("3", other))
+    gate = next(g for g in opened.report["gates"] if g["name"] == "beats_production")
+    assert gate["passed"] is True
+    assert "could not be scored" in gate["description"] and "absent" in gate["description"]
+    assert "allow_unscored_production is set" in gate["description"]
+
+    with pytest.raises(AttributeError):  # not "could not be scored": the run fails, loudly
+        evaluation(report.Baseline("3", object()))
+
+
 @pytest.mark.parametrize("allow", [False, True])
 @pytest.mark.integration
 def test_a_production_model_that_cannot_be_scored_fails_closed(model, data, allow):
