@@ -6,15 +6,17 @@ exactly the decision the sensor acts on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 
 from mlassets.ml.labels import LabelJoin
 from mlassets.ml.landing import Batch, list_batches, not_yet_trained_on, read_batches
 from mlassets.spec import DatasetSpec
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -70,28 +72,35 @@ def labelled(rec: Recent, label: str) -> tuple[list[Batch], list[str]]:
     return [b for b in rec.batches if b.name not in waiting], sorted(waiting)
 
 
-def _uris(client) -> tuple[str, str]:
-    """The stores a client talks to: the cache key below, as client objects differ per tick
-    (MlflowClient keeps its registry URI private; without one MLflow uses the tracking URI)."""
-    return client.tracking_uri, getattr(client, "_registry_uri", None) or client.tracking_uri
+class PerModel:
+    """A cache holding one value per model: the one for its current version (a new version
+    replaces it). Sized by the models a process watches, not by a fixed count, so the sensors
+    of three or more models never evict each other (an `lru_cache(maxsize=4)` did). Keyed by
+    the tracking store and the model's name; the version key says when the value is stale."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], tuple[str, Any]] = {}
+
+    def get(self, model: tuple[str, str], version: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            hit = self._entries.get(model)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = build()  # outside the lock: a download may take seconds
+        with self._lock:
+            self._entries[model] = (version, value)
+        return value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
 
 
-def _client(tracking_uri: str, registry_uri: str):
-    import mlflow
-    from mlflow import MlflowClient
-
-    mlflow.set_tracking_uri(tracking_uri)  # the SQLite registry resolves `models:/m-` globally
-    mlflow.set_registry_uri(registry_uri)
-    return MlflowClient(tracking_uri, registry_uri)
-
-
-@lru_cache(maxsize=4)
-def _production(tracking_uri: str, registry_uri: str, name: str, version: str) -> Production:
-    from mlassets.ml.registry import load_reference
-
-    client = _client(tracking_uri, registry_uri)
-    mv, sample, baseline = load_reference(client, name, tracking_uri=tracking_uri, version=version)
-    return Production(str(mv.version), mv.run_id, sample, baseline)
+_REFERENCES = PerModel()
+_MODELS = PerModel()
 
 
 def production(client, name: str) -> Production | None:
@@ -115,18 +124,19 @@ def production(client, name: str) -> Production | None:
         raise
     from dataclasses import replace
 
-    from mlassets.ml.registry import judged_batches
+    from mlassets.ml.registry import judged_batches, load_reference
 
-    # the reference is cached per version; what retrains judged is read each time
-    cached = _production(*_uris(client), name, str(mv.version))
+    def build() -> Production:
+        version, sample, baseline = load_reference(
+            client, name, tracking_uri=client.tracking_uri, version=str(mv.version)
+        )
+        return Production(str(version.version), version.run_id, sample, baseline)
+
+    # the reference is cached per model and version (the run id too: a version number names
+    # one run); what retrains judged is read each time
+    key = f"{mv.version}:{mv.run_id}"
+    cached = _REFERENCES.get((client.tracking_uri, name), key, build)
     return replace(cached, judged=judged_batches(client.get_registered_model(name).tags))
-
-
-@lru_cache(maxsize=2)
-def _production_model(tracking_uri: str, registry_uri: str, name: str, version: str):
-    from mlassets.ml.registry import load_verified_model
-
-    return load_verified_model(_client(tracking_uri, registry_uri), name, version)
 
 
 def production_model(client, spec: DatasetSpec, version: str):
@@ -134,8 +144,14 @@ def production_model(client, spec: DatasetSpec, version: str):
     mlassets' trusted list, refused in any other format (`registry.load_verified_model`).
     Cached per version."""
     from mlassets.ml.features import for_raw_rows
+    from mlassets.ml.registry import load_verified_model
 
-    return for_raw_rows(_production_model(*_uris(client), spec.name, str(version)), spec)
+    model = _MODELS.get(
+        (client.tracking_uri, spec.name),
+        str(version),
+        lambda: load_verified_model(client, spec.name, str(version)),
+    )
+    return for_raw_rows(model, spec)
 
 
 def recent(

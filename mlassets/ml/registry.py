@@ -18,8 +18,6 @@ flavor in skops format holding types within `SKOPS_TRUSTED_TYPES`, whatever the 
 from __future__ import annotations
 
 import contextlib
-import os
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,7 +45,6 @@ SERVING_LOADER = "mlassets.ml.serving"
 # MLflow 3.17 refuses every sklearn format, skops included, unless this is true; mlassets.settings
 # sets it to false so that nothing loads a model through MLflow unchecked.
 ALLOW_DESERIALIZATION = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
-_allow_lock = threading.Lock()
 
 
 class RegistryError(RuntimeError):
@@ -379,23 +376,38 @@ def load_verified_model(client, name: str, version: str | int):
             ) from e
 
 
-@contextlib.contextmanager
-def _mlflow_loading_allowed() -> Iterator[None]:
-    """Lift MLflow's deserialization ban for one load of files `verify_flavor` just accepted.
+def _served(local: Path, what: str):
+    """The pyfunc model of checked files (`verify_flavor` first), loaded without MLflow's
+    deserialization switch: mlassets' own loader (`serving`) reads the skops file with our
+    trusted list, so MLflow never deserializes anything. A version of before that loader, which
+    names `mlflow.sklearn`, is loaded by ours too (MLflow's would need the switch lifted, for
+    the whole process) and answers 0/1 as it did."""
+    import mlflow
 
-    The ban is process-wide (an environment variable MLflow reads at load time), so the lift is
-    held under a lock and undone at once; keep the block to the one `load_model` call.
-    """
-    with _allow_lock:
-        before = os.environ.get(ALLOW_DESERIALIZATION)
-        os.environ[ALLOW_DESERIALIZATION] = "true"
-        try:
-            yield
-        finally:
-            if before is None:
-                os.environ.pop(ALLOW_DESERIALIZATION, None)
-            else:
-                os.environ[ALLOW_DESERIALIZATION] = before
+    from mlassets.ml.serving import _load_pyfunc
+
+    verify_flavor(local, what)
+    if _loader(local) == SERVING_LOADER:
+        return mlflow.pyfunc.load_model(str(local))
+    return _LegacyServed(_load_pyfunc(str(local)), mlflow.models.Model.load(str(local)))
+
+
+class _LegacyServed:
+    """A version served by `mlflow.sklearn`'s loader, through mlassets' own: its predictions
+    and its input schema, as `PyFuncModel` gives them."""
+
+    def __init__(self, served, mlmodel) -> None:
+        self.served, self.metadata = served, mlmodel
+
+    def predict(self, X: pd.DataFrame, params: dict | None = None):
+        return self.served.predict(X, params)
+
+
+def _loader(local: Path) -> str | None:
+    import yaml
+
+    meta = yaml.safe_load((Path(local) / "MLmodel").read_text())
+    return meta["flavors"]["python_function"].get("loader_module")
 
 
 def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> dict[str, Any]:
@@ -410,17 +422,13 @@ def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> 
 
     The files are downloaded once, to a private folder, and checked by `verify_flavor` before
     pyfunc sees them: pyfunc would honour whatever format and trusted list the MLmodel declares.
-    Only for those checked files is MLflow's deserialization ban lifted.
+    MLflow's deserialization ban is never lifted (`_served`).
     """
-    import mlflow
-
     from mlassets.ml.serving import OUTPUT_PARAM, load_rules, request_frame
 
     with _downloaded(model_uri, model_uri) as local:
-        verify_flavor(local, model_uri)
+        loaded = _served(local, model_uri)
         rules = load_rules(local)
-        with _mlflow_loading_allowed():  # needed by versions served by mlflow.sklearn's loader
-            loaded = mlflow.pyfunc.load_model(str(local))
     schema = loaded.metadata.get_input_schema()
     expected = np.asarray(expected).ravel()
     if rules is not None:

@@ -156,7 +156,8 @@ def unreachable(
         clip(
             f"MLflow {role} {uri} is unreachable after {seconds:.0f} s: "
             f"{type(cause).__name__}: {cause}. Start it, or set {variable} to one that runs. "
-            f"MLflow's client retried with {_http_settings()} (set these to wait longer)."
+            f"MLflow's client retried with {_http_settings()} (set these to wait longer); "
+            f"each first attempt waited at most {FIRST_CONTACT_TIMEOUT} s."
         )
     )
 
@@ -223,29 +224,45 @@ def first_contact(
     variable: str = "MLFLOW_TRACKING_URI",
 ) -> T:
     """`call()` (the first request a run makes to the store), with a failure that names `uri`
-    and the `variable` that chose it: an unreachable store once MLflow's own retries are
-    spent, or whatever it refused.
+    and the `variable` that chose it: an unreachable store once the retries are spent, or
+    whatever it refused.
 
-    The first request is small, so each attempt may take at most `FIRST_CONTACT_TIMEOUT`
-    seconds: a host that drops packets (no refusal, only silence) then fails in under 30 s
-    too, where the run's own 30 s per request would take two minutes."""
-    import os
+    A server is first asked for its `/health` (`reachable`), each attempt waiting at most
+    `FIRST_CONTACT_TIMEOUT` seconds: a host that drops packets (no refusal, only silence) then
+    fails in under 30 s too, where the run's own 30 s per request would take two minutes. The
+    probe carries its own timeout, so no process-wide setting is changed for it."""
     import time
 
     start = time.monotonic()
-    key = "MLFLOW_HTTP_REQUEST_TIMEOUT"
-    saved = os.environ.get(key)
-    try:  # MLflow reads the variable at each request
-        os.environ[key] = str(
-            int(min(float(saved or FIRST_CONTACT_TIMEOUT), FIRST_CONTACT_TIMEOUT))
-        )
+    try:
+        if uri.lower().startswith(("http://", "https://")):
+            reachable(uri)
         return call()
     except Exception as e:
         if is_transient(e):
             raise unreachable(uri, e, time.monotonic() - start, role, variable) from e
         raise failed(uri, e, role) from e
-    finally:
-        if saved is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = saved
+
+
+def reachable(uri: str) -> None:
+    """Ask the server at `uri` for `/health` with MLflow's own retry settings (read, never
+    written) and at most `FIRST_CONTACT_TIMEOUT` seconds per attempt; any answer, even an
+    error status, means it is there. Raises requests' ConnectionError once retries are spent."""
+    import requests
+    from mlflow import environment_variables as ev
+    from requests.adapters import HTTPAdapter
+    from urllib3.util.retry import Retry
+
+    retries = ev.MLFLOW_HTTP_REQUEST_MAX_RETRIES.get()
+    retry = Retry(
+        total=retries,
+        connect=retries,
+        read=retries,
+        status=0,
+        backoff_factor=ev.MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR.get(),
+        raise_on_status=False,
+    )
+    timeout = min(float(ev.MLFLOW_HTTP_REQUEST_TIMEOUT.get()), FIRST_CONTACT_TIMEOUT)
+    with requests.Session() as session:
+        session.mount(uri, HTTPAdapter(max_retries=retry))
+        session.get(f"{uri.rstrip('/')}/health", timeout=timeout).close()

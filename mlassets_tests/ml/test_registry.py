@@ -545,17 +545,60 @@ def test_load_verified_model_returns_the_registered_pipeline(world, name):
         load_verified_model(world.client, name, "7")
 
 
-def test_mlflows_own_loader_stays_banned_around_the_verified_pyfunc_load(world, name, monkeypatch):
-    # MLflow 3.17 bans skops too under this flag; predictions_match lifts it only for the files
-    # verify_flavor accepted, and only while pyfunc loads them
+def test_verified_models_load_in_two_threads_while_a_pickled_one_is_refused(world, monkeypatch):
+    """MLflow's deserialization switch is never lifted, not even for a moment: two threads load
+    and check verified versions (the serving path, `predictions_match`) while a third loads a
+    pickled sklearn model through MLflow in the same process, and a fourth watches the switch.
+    Every pickled load is refused and the switch never reads true (it used to be lifted, process
+    wide, around each verified load)."""
+    import threading
+
     import mlflow
     from mlflow.exceptions import MlflowException
+    from sklearn.linear_model import LogisticRegression
 
     monkeypatch.setenv(ALLOW_DESERIALIZATION, "false")
-    assert predictions_match(f"models:/{name}/1", world.X, world.expected(0))["mismatched"] == 0
-    assert os.environ[ALLOW_DESERIALIZATION] == "false"
-    with pytest.raises(MlflowException, match=ALLOW_DESERIALIZATION):
-        mlflow.sklearn.load_model(f"models:/{name}/1")
+    name = fresh_name()
+    assert world.register_both(name) == ["1", "2"]
+    with mlflow.start_run(experiment_id=world.scratch):
+        pickled = mlflow.sklearn.log_model(
+            LogisticRegression().fit([[0.0], [1.0]], [0, 1]),
+            name="pickled",
+            serialization_format="cloudpickle",
+        ).model_uri
+
+    rounds, done = 4, threading.Event()
+    mismatched, refused, loaded, seen = [], [], [], set()
+
+    def verified(i: int) -> None:
+        for _ in range(rounds):
+            got = predictions_match(f"models:/{name}/{i + 1}", world.X, world.expected(i))
+            mismatched.append(got["mismatched"])
+
+    def pickle_loader() -> None:
+        while not done.is_set():
+            try:
+                mlflow.pyfunc.load_model(pickled)
+                loaded.append(True)
+            except MlflowException as e:
+                refused.append(ALLOW_DESERIALIZATION in str(e))
+
+    def watcher() -> None:
+        while not done.is_set():
+            seen.add(os.environ.get(ALLOW_DESERIALIZATION))
+
+    loaders = [threading.Thread(target=verified, args=(i,)) for i in (0, 1)]
+    others = [threading.Thread(target=pickle_loader), threading.Thread(target=watcher)]
+    for t in others + loaders:
+        t.start()
+    for t in loaders:
+        t.join(timeout=300)
+    done.set()
+    for t in others:
+        t.join(timeout=60)
+    assert mismatched == [0] * (2 * rounds)
+    assert loaded == [] and len(refused) >= 1 and all(refused), (loaded, refused)
+    assert seen == {"false"}, seen
 
 
 @pytest.mark.parametrize("how", sorted(TAMPERINGS))
