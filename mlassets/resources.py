@@ -114,12 +114,10 @@ class ModelRegistry(ConfigurableResource):
             )
 
     def client(self):
-        """A client bound to this registry; also points mlflow's globals at it for `models:/` URIs."""
-        import mlflow
+        """A client bound to this registry, its URIs explicit (MLflow's globals are left alone:
+        in a daemon or webserver process another model's sensor may be using them)."""
         from mlflow import MlflowClient
 
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.registry_uri or self.tracking_uri)
         return MlflowClient(self.tracking_uri, self.registry_uri or self.tracking_uri)
 
 

@@ -6,7 +6,6 @@ validation pass feeds every data-quality check on `raw_data`.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -100,7 +99,6 @@ def build_suite(spec: DatasetSpec, skip: frozenset[str] = frozenset(), batch: bo
     `skip`: columns whose values are not of their declared type (a range or set rule on them
     would only fail again, less clearly). `batch`: only the rules that judge one landed batch.
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
     ex = gx.expectations
@@ -155,7 +153,6 @@ def validate(
     only make sense for a table to train on). `min_per_class`: rows each label class needs
     (default: `min_rows_per_class()` for the default split and search).
     """
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
