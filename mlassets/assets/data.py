@@ -1,6 +1,5 @@
 """Group `data`: the raw table, as the spec's source holds it (plus any landed batches asked for)."""
 
-import dataclasses
 
 from dagster import (
     AssetExecutionContext,
@@ -46,14 +45,13 @@ def _rows_per_class(run_config: dict, m: Model) -> int:
 
     def given(op: str, defaults):
         config = (ops.get(m.op(op)) or {}).get("config") or {}
-        return dataclasses.replace(
-            defaults,
-            **{
+        return defaults.model_copy(
+            update={
                 k: v
                 for k, v in config.items()
                 if k in ("test_fraction", "validation_fraction", "cv_folds", "strategy")
                 and isinstance(v, type(getattr(defaults, k)))
-            },
+            }
         )
 
     return min_rows_per_class(given("splits", SPLIT), given("candidate_model", TRAINING))

@@ -15,20 +15,22 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
 
 import numpy as np
 import pandas as pd
+from pydantic import Field, field_validator
 
+from mlassets.ml.defaults import LABEL_METRICS, Settings
 from mlassets.ml.domain import Domain
 from mlassets.ml.reference import ORIGIN
 from mlassets.ml.reference import parts as reference_parts
 
 Correction = Literal["bh", "bonferroni", "none"]
 # estimated before labels and reported; `DriftThresholds.metrics` of them decide
-ESTIMATED_METRICS = ("accuracy", "precision", "recall", "f1")
-CORRECTIONS: tuple[str, ...] = ("bh", "bonferroni", "none")
+ESTIMATED_METRICS = LABEL_METRICS
+CORRECTIONS: tuple[str, ...] = get_args(Correction)
 MISSING = "<missing>"  # how a missing categorical value is counted: a category of its own
 TABLE_COLUMNS = [
     "feature",
@@ -46,9 +48,9 @@ _KS_EXACT_MAX_N = 10_000
 _PSI_FLOOR = 1e-4  # share given to an empty bin, so PSI stays finite (the usual convention)
 
 
-@dataclass(frozen=True)
-class DriftThresholds:
-    """The thresholds of the retrain decision (the `DriftConfig` asset config carries the same).
+class DriftThresholds(Settings):
+    """The thresholds of the retrain decision (`DriftConfig`, the asset and sensor config, is this
+    model with Dagster's base added: every setting here is settable from run config).
 
     Defaults and why:
     - `alpha=0.05` after `correction="bh"` (Benjamini-Hochberg): the false discovery rate over
@@ -94,47 +96,78 @@ class DriftThresholds:
       outside only by chance: 0.00-0.05 % of an unshifted 20,000-row fraud or churn batch.
     """
 
-    alpha: float = 0.05
-    correction: Correction = "bh"
-    min_effect_numeric: float = 0.1
-    min_effect_categorical: float = 0.1
-    max_metric_drop: float = 0.05
-    min_rows: int = 10_000
-    metrics: tuple[str, ...] = ("accuracy", "f1")
-    min_labelled_rows: int = 1_000
-    max_eval_rows: int | None = 100_000
-    psi_bins: int = 10
-    seed: int = 0
-    estimated_degradation: bool = True
-    max_estimated_drop: float = 0.05
-    max_outside_share: float = 0.05
+    alpha: float = Field(default=0.05, gt=0, lt=1, description="Significance after the correction.")
+    correction: Correction = Field(
+        default="bh", description="bh (Benjamini-Hochberg), bonferroni or none."
+    )
+    min_effect_numeric: float = Field(
+        default=0.1,
+        ge=0,
+        description="Wasserstein distance / reference std a numeric drift must reach.",
+    )
+    min_effect_categorical: float = Field(
+        default=0.1, ge=0, description="Jensen-Shannon distance a categorical drift must reach."
+    )
+    max_metric_drop: float = Field(
+        default=0.05,
+        ge=0,
+        description="Accuracy or F1 drop on labelled recent rows that is degraded.",
+    )
+    min_rows: int = Field(
+        default=10_000, ge=0, description="Recent rows needed before any retrain."
+    )
+    metrics: list[str] = Field(
+        default_factory=lambda: ["accuracy", "f1"],
+        description="Metrics whose drop (realized on labels, or estimated before them) is "
+        "degradation: accuracy, precision, recall, f1.",
+    )
+    min_labelled_rows: int = Field(
+        default=1_000, ge=0, description="Labelled recent rows needed to judge degradation."
+    )
+    max_eval_rows: int | None = Field(
+        default=100_000,
+        ge=1,
+        description="Labelled rows the production model is scored on (a seeded sample; unset: "
+        "all).",
+    )
+    psi_bins: int = Field(
+        default=10, ge=2, description="Bins of the PSI reported per feature (not gated)."
+    )
+    seed: int = Field(default=0, description="Seed of the evaluation sample and estimates.")
+    estimated_degradation: bool = Field(
+        default=True,
+        description="Retrain when the performance estimated from the production model's "
+        "calibrated probabilities drops, before any label arrives (labels decide once they "
+        "cover every recent row).",
+    )
+    max_estimated_drop: float = Field(
+        default=0.05,
+        ge=0,
+        description="Estimated accuracy or F1 drop, against the estimate on the test rows, "
+        "that is degraded.",
+    )
+    max_outside_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Share of a batch's rows outside the production model's training range "
+        "(a numeric value beyond it, an unseen category) above which the batch's performance "
+        "estimate is marked unreliable and does not decide.",
+    )
+    window_batches: int = Field(
+        default=0,
+        ge=0,
+        description="Retrain on the source plus the newest N recent batches (0: all of them).",
+    )
 
-    def __post_init__(self) -> None:
-        if self.correction not in CORRECTIONS:
-            raise ValueError(f"correction {self.correction!r} is unknown (known: {CORRECTIONS})")
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"alpha must be in (0, 1), got {self.alpha}")
-        for name in (
-            "min_effect_numeric",
-            "min_effect_categorical",
-            "max_metric_drop",
-            "max_estimated_drop",
-        ):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} cannot be negative, got {getattr(self, name)}")
-        if self.min_rows < 0 or self.min_labelled_rows < 0:
-            raise ValueError("min_rows and min_labelled_rows cannot be negative")
-        if self.max_eval_rows is not None and self.max_eval_rows < 1:
-            raise ValueError(f"max_eval_rows must be positive or None, got {self.max_eval_rows}")
-        if not 0 <= self.max_outside_share <= 1:
-            raise ValueError(f"max_outside_share must be in [0, 1], got {self.max_outside_share}")
-        if self.psi_bins < 2:
-            raise ValueError(f"psi_bins must be at least 2, got {self.psi_bins}")
-        unknown = set(self.metrics) - {"accuracy", "f1", "precision", "recall"}
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, value: list[str]) -> list[str]:
+        # a list of Literals is beyond Dagster's config types, so the choice is checked here
+        unknown = sorted(set(value) - set(LABEL_METRICS))
         if unknown:
-            raise ValueError(
-                f"metrics {sorted(unknown)} are unknown (accuracy, f1, precision, recall)"
-            )
+            raise ValueError(f"metrics {unknown} are unknown (known: {', '.join(LABEL_METRICS)})")
+        return value
 
 
 @dataclass
@@ -193,7 +226,7 @@ class DriftReport:
                 "enough_rows": self.enough_rows,
                 "features": self.features.to_dict(orient="records"),
                 "unseen": self.unseen,
-                "config": asdict(self.config),
+                "config": self.config.model_dump(),
             }
         )
 

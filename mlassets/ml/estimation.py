@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from mlassets.ml.defaults import LABEL_METRICS
+
 METHODS = ("isotonic", "sigmoid", "temperature")
-METRICS = ("accuracy", "precision", "recall", "f1")
+METRICS = LABEL_METRICS  # the metrics of decisions: what confusion counts estimate
 # The default method is `TrainingSettings.calibration` (mlassets.ml.defaults), chosen on the
 # figures of `make bench` (section `estimation`).
 LEVEL = 0.95  # the intervals' coverage

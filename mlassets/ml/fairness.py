@@ -208,9 +208,9 @@ def column_fairness(
     y_pred,
     sensitive: pd.Series,
     *,
-    min_group_size: int = 30,
-    max_demographic_parity: float | None = 0.1,
-    max_equalized_odds: float | None = 0.1,
+    min_group_size: int = EVALUATION.min_group_size,
+    max_demographic_parity: float | None = EVALUATION.max_demographic_parity,
+    max_equalized_odds: float | None = EVALUATION.max_equalized_odds,
 ) -> ColumnFairness:
     """Fairness over one sensitive column; a maximum of None reports without gating.
 
