@@ -21,9 +21,8 @@ from pydantic import PrivateAttr
 
 from mlassets import settings
 from mlassets.config import DriftConfig
+from mlassets.ml.recovery import HOST_TAG, OWNER_ENV, PID_TAG
 from mlassets.spec import DEFAULT_SPEC, DatasetSpec, load_spec
-
-OWNER_ENV = "MLASSETS_OWNER_PID"
 
 
 class DatasetResource(ConfigurableResource):
@@ -241,7 +240,7 @@ def mlflow_tracking(context):
         tracker = next(lifecycle)
         if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
             tracker.mlflow_run_id = mlflow.active_run().info.run_id
-        mlflow.set_tags({"mlassets.host": socket.gethostname(), "mlassets.pid": str(os.getpid())})
+        mlflow.set_tags({HOST_TAG: socket.gethostname(), PID_TAG: str(os.getpid())})
         # Detach now: each step that logs resumes the run and closes it (`mlflow_run`), so a
         # step that fails before logging cannot leave it RUNNING and active in this process.
         mlflow.end_run()
@@ -305,6 +304,7 @@ def mlflow_run(context) -> Iterator[str]:
 
     from mlassets.catalog import model_of
     from mlassets.ml.faults import transient_fault
+    from mlassets.ml.status import RUN_FAILED, RUN_FINISHED
 
     run_id = getattr(context.resources, model_of(context).mlflow_key).mlflow_run_id
     active = mlflow.active_run()
@@ -316,9 +316,9 @@ def mlflow_run(context) -> Iterator[str]:
         transient_fault(context.op_def.name)  # only the retry tests set it
         yield run_id
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        mlflow.end_run(status=RUN_FAILED)
         raise
-    mlflow.end_run(status="FINISHED")
+    mlflow.end_run(status=RUN_FINISHED)
 
 
 def value_store_path(root: str, model_name: str) -> str:

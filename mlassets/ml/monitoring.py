@@ -256,6 +256,7 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
 
     from mlassets.ml.bounded import clip
     from mlassets.ml.recovery import HOST_TAG, PID_TAG
+    from mlassets.ml.status import RUN_FAILED, RUN_FINISHED
 
     experiment = client.get_run(prod.run_id).info.experiment_id
     reliability = report.estimated.get("reliability") or {}
@@ -294,7 +295,7 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
         if figure is not None:
             client.log_figure(run_id, figure, "estimated_vs_realized.png")
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        client.set_terminated(run_id, RUN_FAILED)
         raise
-    client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(run_id, RUN_FINISHED)
     return run_id

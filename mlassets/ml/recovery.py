@@ -29,17 +29,23 @@ import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
+from mlassets.ml.status import (
+    ABANDONED,
+    ABANDONED_REASON_TAG,
+    FAILED_REASON_TAG,
+    PENDING,
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUNNING_FILTER,
+    STATUS_TAG,
+)
+
 log = logging.getLogger(__name__)
 
 OWNER_ENV = "MLASSETS_OWNER_PID"
 HOST_TAG = "mlassets.host"
 PID_TAG = "mlassets.pid"
-STATUS_TAG = "mlassets.status"
-FAILED_REASON_TAG = "mlassets.failed_reason"
-ABANDONED_REASON_TAG = "mlassets.abandoned_reason"
 DAGSTER_RUN_TAG = "dagster_run_id"  # set by dagster-mlflow on the Dagster run's MLflow run
-PENDING, REGISTERED, ABANDONED = "pending", "registered", "abandoned"
-RUNNING_FILTER = "attributes.status = 'RUNNING'"
 
 _PROC = "/proc"
 
@@ -247,7 +253,7 @@ def run_pid(run, host: str) -> int | None:
 
 def run_alive(run, host: str | None = None, alive: Callable[[int], bool] = process_alive) -> bool:
     """Whether an MLflow run may still be working: RUNNING, and not known to be dead on `host`."""
-    if run.info.status != "RUNNING":
+    if run.info.status != RUN_RUNNING:
         return False
     pid = run_pid(run, _this_host(host))
     return pid is None or alive(pid)
@@ -313,7 +319,7 @@ def _fail_dead_runs(client, experiment_ids, host, alive, errors, failed: list) -
             # re-tagged it with its own (live) pid, or the run has ended on its own
             run = client.get_run(run_id)
             pid = run_pid(run, host)
-            if run.info.status != "RUNNING" or pid is None or alive(pid):
+            if run.info.status != RUN_RUNNING or pid is None or alive(pid):
                 continue
             client.set_tag(
                 run_id,
@@ -321,7 +327,7 @@ def _fail_dead_runs(client, experiment_ids, host, alive, errors, failed: list) -
                 f"found RUNNING after its process {pid} on {host} had died "
                 f"(failed by the recovery sweep at {time.strftime('%Y-%m-%dT%H:%M:%S%z')})",
             )
-            client.set_terminated(run_id, status="FAILED")
+            client.set_terminated(run_id, status=RUN_FAILED)
             failed.append(run)
             log.warning("failed MLflow run %s: its process %s on %s had died", run_id, pid, host)
 
@@ -341,7 +347,7 @@ def _version_verdict(client, version, alive_run: Callable[[Any], bool]) -> str |
         if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         return f"its MLflow run {version.run_id} no longer exists"
-    if run.info.status != "RUNNING":
+    if run.info.status != RUN_RUNNING:
         return f"its MLflow run {version.run_id} ended {run.info.status} while it was pending"
     if not alive_run(run):
         pid = run.data.tags.get(PID_TAG)

@@ -23,15 +23,9 @@ import uuid
 import pytest
 
 from mlassets.ml.recovery import (
-    ABANDONED,
-    ABANDONED_REASON_TAG,
-    FAILED_REASON_TAG,
     HOST_TAG,
     OWNER_ENV,
-    PENDING,
     PID_TAG,
-    REGISTERED,
-    STATUS_TAG,
     abandon_orphan_versions,
     aliases_on,
     fail_dead_runs,
@@ -39,6 +33,14 @@ from mlassets.ml.recovery import (
     orphan_processes,
     process_alive,
     sweep,
+)
+from mlassets.ml.status import (
+    ABANDONED,
+    ABANDONED_REASON_TAG,
+    FAILED_REASON_TAG,
+    PENDING,
+    REGISTERED,
+    STATUS_TAG,
 )
 
 pytestmark = [
@@ -185,20 +187,6 @@ def new_version(client, name: str, run_id: str, status: str) -> str:
         name, source=f"runs:/{run_id}/model", run_id=run_id, tags={STATUS_TAG: status}
     )
     return str(mv.version)
-
-
-def test_the_tags_are_the_ones_the_registry_uses():
-    from mlassets.ml import registry
-
-    assert (STATUS_TAG, ABANDONED_REASON_TAG) == (
-        registry.STATUS_TAG,
-        registry.ABANDONED_REASON_TAG,
-    )
-    assert (PENDING, REGISTERED, ABANDONED) == (
-        registry.PENDING,
-        registry.REGISTERED,
-        registry.ABANDONED,
-    )
 
 
 # --- processes ---------------------------------------------------------------------------------
