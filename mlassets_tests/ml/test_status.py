@@ -34,7 +34,13 @@ HOMES = {
         "FAILED",
         "attributes.status = 'RUNNING'",
     },
-    "ml/recovery.py": {"mlassets.host", "mlassets.pid", "MLASSETS_OWNER_PID"},
+    "ml/owner.py": {
+        "mlassets.owner",
+        "mlassets.host",
+        "mlassets.pid",
+        "MLASSETS_OWNER",
+        "MLASSETS_OWNER_PID",
+    },
 }
 
 
