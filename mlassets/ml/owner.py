@@ -4,20 +4,23 @@ A pid names a process only inside one pid namespace and only until the pid is re
 does not name a machine (containers share one, each with its own pid namespace). So an owner is
 recorded as
 
-    host=<hostname> pid=<pid> start_ticks=<n> pid_ns=<inode> boot_id=<uuid>
+    host=<hostname> pid=<pid> start_ticks=<n> pid_ns=<inode> boot_id=<uuid> time_ns=<inode>
 
 `pid` as the process sees itself (`os.getpid()`), `start_ticks` field 22 of `/proc/<pid>/stat`
 (clock ticks after boot), `pid_ns` the inode of `/proc/<pid>/ns/pid`, `boot_id` the kernel's
-`/proc/sys/kernel/random/boot_id`. The same string is the MLflow run tag `mlassets.owner` and the
-variable `MLASSETS_OWNER` a step exports for the processes it starts; the run also keeps the plain
-tags `mlassets.host` and `mlassets.pid` for people and for older readers.
+`/proc/sys/kernel/random/boot_id`, `time_ns` the inode of `/proc/<pid>/ns/time` (absent before
+Linux 5.6): the kernel shifts every start time it shows by the *reader's* time-namespace boot
+offset, so two start times compare only when read in the same time namespace. The same string is
+the MLflow run tag `mlassets.owner` and the variable `MLASSETS_OWNER` a step exports for the
+processes it starts; the run also keeps the plain tags `mlassets.host` and `mlassets.pid` for
+people and for older readers.
 
 `judge` calls an owner dead only when it can prove it: the judging process has the owner's host,
-boot id and pid namespace, its `/proc` shows that namespace, and the pid is gone, a zombie, or a
-process with another start time (the pid was reused). Everything else is `UNKNOWN` with the reason
-why, and callers leave it alone: another host, boot or namespace (its process may live where we
-cannot look; a reused namespace inode is safe, since a namespace that was freed has no live
-process), an unreadable `/proc`, and a record without the new fields.
+boot id, pid namespace and time namespace, its `/proc` shows that pid namespace, and the pid is
+gone, a zombie, or a process with another start time (the pid was reused). Everything else is
+`UNKNOWN` with the reason why, and callers leave it alone: another host, boot or namespace (its
+process may live where we cannot look; a reused namespace inode is safe, since a namespace that
+was freed has no live process), an unreadable `/proc`, and a record without the new fields.
 
 Records written before issue 24 (`mlassets.host` and `mlassets.pid` only, or `MLASSETS_OWNER_PID`
 in a worker's environment) name no namespace, so they are never judged dead: such a run stays
@@ -43,7 +46,7 @@ PID_TAG = "mlassets.pid"
 
 PROC = "/proc"
 BOOT_ID = f"{PROC}/sys/kernel/random/boot_id"
-_FIELDS = ("host", "pid", "start_ticks", "pid_ns", "boot_id")
+_FIELDS = ("host", "pid", "start_ticks", "pid_ns", "boot_id", "time_ns")
 
 
 class ProcStat(NamedTuple):
@@ -72,13 +75,15 @@ def proc_stat(pid: int | str) -> ProcStat | None:
 
 @dataclass(frozen=True)
 class Identity:
-    """A process as it was recorded; the last three fields are None in an old or partial record."""
+    """A process as it was recorded; the fields after `pid` are None in an old or partial record
+    (`time_ns` also where the kernel has no time namespaces)."""
 
     host: str
     pid: int
     start_ticks: int | None = None
     pid_ns: int | None = None
     boot_id: str | None = None
+    time_ns: int | None = None
 
     @property
     def complete(self) -> bool:
@@ -101,6 +106,7 @@ class Identity:
             _pid(values["pid"], f"owner record {text!r}"),
             *(_number(values.get(k), k, text) for k in ("start_ticks", "pid_ns")),
             values.get("boot_id") or None,
+            _number(values.get("time_ns"), "time_ns", text),
         )
 
     @classmethod
@@ -109,7 +115,7 @@ class Identity:
 
         An old record (plain tags only), or one whose plain tags say another host or pid than
         `mlassets.owner` (re-tagged by an older step process), gives a record without its last
-        three fields, which `judge` never calls dead. Raises ValueError for a malformed tag.
+        fields, which `judge` never calls dead. Raises ValueError for a malformed tag.
         """
         if HOST_TAG not in tags or PID_TAG not in tags:
             return None
@@ -151,9 +157,9 @@ def _boot_id() -> str | None:
         return None
 
 
-def _pid_ns(pid: int | str) -> int | None:
+def _ns(pid: int | str, kind: str) -> int | None:
     try:
-        return os.stat(f"{PROC}/{pid}/ns/pid").st_ino
+        return os.stat(f"{PROC}/{pid}/ns/{kind}").st_ino
     except OSError:
         return None
 
@@ -165,8 +171,9 @@ def identity_of(pid: int) -> Identity:
         socket.gethostname(),
         pid,
         stat and stat.start_ticks,
-        _pid_ns(pid),
+        _ns(pid, "pid"),
         _boot_id(),
+        _ns(pid, "time"),
     )
 
 
@@ -175,7 +182,12 @@ def current() -> Identity:
     shows, so the record is right even where `judge` could not use /proc."""
     stat = proc_stat("self")
     return Identity(
-        socket.gethostname(), os.getpid(), stat and stat.start_ticks, _pid_ns("self"), _boot_id()
+        socket.gethostname(),
+        os.getpid(),
+        stat and stat.start_ticks,
+        _ns("self", "pid"),
+        _boot_id(),
+        _ns("self", "time"),
     )
 
 
@@ -209,9 +221,9 @@ class Verdict(NamedTuple):
 def judge(owner: Identity, here: Identity | None = None) -> Verdict:
     """Whether `owner` is provably dead, as seen from this process (`here`, default `current()`).
 
-    DEAD needs an exact match (host, boot id, pid namespace, /proc of that namespace) and then a
-    pid that is gone, a zombie, or another process (another start time). Anything that cannot be
-    proven is UNKNOWN, never DEAD; the reason says which check failed.
+    DEAD needs an exact match (host, boot id, pid and time namespaces, /proc of that pid
+    namespace) and then a pid that is gone, a zombie, or another process (another start time).
+    Anything that cannot be proven is UNKNOWN, never DEAD; the reason says which check failed.
     """
     here = current() if here is None else here
     if not owner.complete:
@@ -229,6 +241,8 @@ def judge(owner: Identity, here: Identity | None = None) -> Verdict:
         elsewhere = f"in boot {owner.boot_id}, this machine is in boot {here.boot_id}"
     elif owner.pid_ns != here.pid_ns:
         elsewhere = f"in pid namespace {owner.pid_ns}, this process is in {here.pid_ns}"
+    elif owner.time_ns != here.time_ns:  # its start time is shifted by another boot offset
+        elsewhere = f"in time namespace {owner.time_ns}, this process is in {here.time_ns}"
     if elsewhere is not None:
         return Verdict(
             State.UNKNOWN,

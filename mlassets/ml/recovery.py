@@ -13,8 +13,9 @@ only from what a live process leaves behind and a dead one cannot take back:
 - the model version tag `mlassets.status` (`pending` while the registration step works,
   `registered` once it finished) and the version's `run_id`.
 
-It acts on an owner only when `owner.judge` proves it dead: same host, boot and pid namespace as
-the sweeping process, and its pid gone, a zombie or reused by a process with another start time.
+It acts on an owner only when `owner.judge` proves it dead: same host, boot, pid and time
+namespaces as the sweeping process, and its pid gone, a zombie or reused by a process with another
+start time.
 What it cannot prove (another host, boot or container's pid namespace, an unreadable /proc, a
 record made before owners carried that identity) it leaves alone and says why (`left_alone`), so
 a sweep never fails a live run or kills a live run's worker, even one in a container that shares

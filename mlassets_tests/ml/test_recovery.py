@@ -249,11 +249,12 @@ def test_an_identity_is_what_proc_says_of_the_process():
         start_ticks=int(stat_fields("self")[19]),  # field 22: start time in ticks after boot
         pid_ns=os.stat("/proc/self/ns/pid").st_ino,
         boot_id=boot_id,
+        time_ns=os.stat("/proc/self/ns/time").st_ino,
     )
     assert identity_of(os.getpid()) == me
     assert str(me) == (
         f"host={HOST} pid={os.getpid()} start_ticks={me.start_ticks} pid_ns={me.pid_ns} "
-        f"boot_id={boot_id}"
+        f"boot_id={boot_id} time_ns={me.time_ns}"
     )
 
 
@@ -311,11 +312,40 @@ def test_an_owner_it_cannot_prove_dead_is_unknown_with_the_reason(dead_owner):
         assert why in verdict.reason
 
 
+TIME_NS_OWNER = """
+from mlassets.ml.owner import current
+print(current(), flush=True)
+import time; time.sleep(600)
+"""
+
+
+def test_a_start_time_read_in_another_time_namespace_proves_nothing(spawn):
+    """The kernel shifts the start times a process reads by its time namespace's boot offset, so
+    an owner in such a namespace (same pid namespace) records a start time that differs from the
+    one read here: without the time namespace in the record, a live owner looked like a reused
+    pid, and its run was failed."""
+    proc = spawn(
+        ["unshare", "--time", "--boottime", "100000", "--fork", "--kill-child"]
+        + [sys.executable, "-c", TIME_NS_OWNER],
+        stdout=subprocess.PIPE,
+    )
+    owner = Identity.parse(read_line(proc))
+    here = current()
+    assert owner.pid_ns == here.pid_ns and owner.time_ns != here.time_ns
+    seen_here = identity_of(owner.pid)  # the same live process, read from this namespace
+    assert owner.start_ticks - seen_here.start_ticks == 100000 * os.sysconf("SC_CLK_TCK")
+    verdict = judge(owner)
+    assert verdict.state is State.UNKNOWN
+    assert f"in time namespace {owner.time_ns}" in verdict.reason
+    assert judge(replace(owner, time_ns=here.time_ns)).dead  # what a record without it gives
+    assert alive(owner.pid)
+
+
 PROC_OF_THE_PARENT_NAMESPACE = """
-import json, sys
-from mlassets.ml.owner import Identity, current, judge, proc_is_own
+import dataclasses, json
+from mlassets.ml.owner import current, judge, proc_is_own
 me = current()
-absent = Identity(me.host, 30000, 1, me.pid_ns, me.boot_id)  # pid 30000 does not exist in here
+absent = dataclasses.replace(me, pid=30000, start_ticks=1)  # no pid 30000 in here: only pid 1
 print(json.dumps({"me": me.pid, "own": proc_is_own(),
                   "judged": [[v.state.value, v.reason] for v in (judge(me), judge(absent))]}))
 """
