@@ -3,7 +3,6 @@
 import contextlib
 import json
 import os
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,8 @@ from pydantic import PrivateAttr
 
 from mlassets import settings
 from mlassets.config import DriftConfig
+from mlassets.ml.owner import OWNER_ENV, current
 from mlassets.spec import DEFAULT_SPEC, DatasetSpec, load_spec
-
-OWNER_ENV = "MLASSETS_OWNER_PID"
 
 
 class DatasetResource(ConfigurableResource):
@@ -227,10 +225,11 @@ def mlflow_tracking(context):
         )
     import mlflow
 
-    # Every process this run starts (joblib's workers too) inherits the owner's pid, so a sweep
-    # can find them if this process is killed.
+    # Every process this run starts (joblib's workers too) inherits the owner's identity (pid,
+    # start time, pid namespace, boot), so a sweep can find them if this process is killed.
+    me = current()
     owner_before = os.environ.get(OWNER_ENV)
-    os.environ[OWNER_ENV] = str(os.getpid())
+    os.environ[OWNER_ENV] = str(me)
     try:
         sweep_debris(
             context, cfg.get("mlflow_tracking_uri"), cfg.get("model_name") or cfg["experiment_name"]
@@ -239,7 +238,7 @@ def mlflow_tracking(context):
         tracker = next(lifecycle)
         if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
             tracker.mlflow_run_id = mlflow.active_run().info.run_id
-        mlflow.set_tags({"mlassets.host": socket.gethostname(), "mlassets.pid": str(os.getpid())})
+        mlflow.set_tags(me.tags())
         # Detach now: each step that logs resumes the run and closes it (`mlflow_run`), so a
         # step that fails before logging cannot leave it RUNNING and active in this process.
         mlflow.end_run()
@@ -268,12 +267,7 @@ def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
     try:
         client = MlflowClient(uri, settings.registry_uri() or uri)
         experiment = client.get_experiment_by_name(model_name)
-        done = sweep(
-            client,
-            [experiment.experiment_id] if experiment else [],
-            model_name,
-            socket.gethostname(),
-        )
+        done = sweep(client, [experiment.experiment_id] if experiment else [], model_name)
     except Exception as e:  # a sweep must never stop the work it precedes
         context.log.warning(f"sweep of killed runs' debris failed: {type(e).__name__}: {e}")
         return {}
@@ -287,6 +281,8 @@ def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
             )
     if any(done.get(k) for k in ("failed_runs", "abandoned_versions", "killed_processes")):
         context.log.warning(f"swept what killed runs left behind: {str(done)[:2000]}")
+    if done.get("left_alone"):  # RUNNING elsewhere (another container, host, boot) or of old
+        context.log.info(f"sweep left alone runs it cannot judge: {str(done['left_alone'])[:2000]}")
     return done
 
 
@@ -303,6 +299,7 @@ def mlflow_run(context) -> Iterator[str]:
 
     from mlassets.catalog import model_of
     from mlassets.ml.faults import transient_fault
+    from mlassets.ml.status import RUN_FAILED, RUN_FINISHED
 
     run_id = getattr(context.resources, model_of(context).mlflow_key).mlflow_run_id
     active = mlflow.active_run()
@@ -314,9 +311,9 @@ def mlflow_run(context) -> Iterator[str]:
         transient_fault(context.op_def.name)  # only the retry tests set it
         yield run_id
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        mlflow.end_run(status=RUN_FAILED)
         raise
-    mlflow.end_run(status="FINISHED")
+    mlflow.end_run(status=RUN_FINISHED)
 
 
 def value_store_path(root: str, model_name: str) -> str:

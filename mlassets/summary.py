@@ -187,12 +187,11 @@ def kept_lines(instance: DagsterInstance, client, m: Model, model_name: str) -> 
 
     from mlassets.ml.registry import (
         PRODUCTION,
-        ROLLED_BACK,
         ROLLED_BACK_BY_TAG,
         ROLLED_BACK_FROM_TAG,
-        STATUS_TAG,
         alias_version,
     )
+    from mlassets.ml.status import ROLLED_BACK, STATUS_TAG
 
     production = alias_version(client, model_name, PRODUCTION)
     if production is None:  # nothing to keep

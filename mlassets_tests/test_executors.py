@@ -69,8 +69,8 @@ def world(tmp_path: Path, profile: str | None = None, **extra: str) -> dict[str,
 class Watch:
     """Every loky worker a step starts, seen while the run goes on: {pid: (owner, last seen)}.
 
-    A step exports MLASSETS_OWNER_PID before its work, so its workers carry it in their start
-    environment. "Last seen" is a time taken before the look that found the process alive, so
+    A step exports MLASSETS_OWNER (its identity) before its work, so its workers carry it in their
+    start environment. "Last seen" is a time taken before the look that found the process alive, so
     a worker last seen after its step's STEP_SUCCESS certainly outlived the step.
     """
 
@@ -81,7 +81,7 @@ class Watch:
     def _run(self) -> None:
         import psutil
 
-        from mlassets.ml.recovery import OWNER_ENV
+        from mlassets.ml.owner import OWNER_ENV, Identity
 
         while not self._stop.is_set():
             now = time.time()
@@ -90,7 +90,7 @@ class Watch:
                 owner = (info.get("environ") or {}).get(OWNER_ENV)
                 cmdline = " ".join(info.get("cmdline") or [])
                 if owner and "popen_loky_posix" in cmdline and info["status"] != "zombie":
-                    self.seen[p.pid] = (int(owner), now)
+                    self.seen[p.pid] = (Identity.parse(owner).pid, now)
             self._stop.wait(self.poll)
 
     def __enter__(self) -> "Watch":
@@ -149,7 +149,7 @@ def the_run(env: dict[str, str]):
 
 
 def leftovers(owners: set[int]) -> list[int]:
-    """Live processes started by (inheriting MLASSETS_OWNER_PID of) one of `owners`, alive or not."""
+    """Live processes started by (inheriting MLASSETS_OWNER of) one of `owners`, alive or not."""
     from mlassets.ml.recovery import orphan_processes
 
     return orphan_processes(owner_alive=lambda pid: False, owners=owners)

@@ -338,7 +338,8 @@ def test_training_job_through_the_server_profile(
 
     from mlassets.definitions import build_defs
     from mlassets.ml.features import build_features, input_frame
-    from mlassets.ml.registry import PREVIOUS, PRODUCTION, REGISTERED, STATUS_TAG
+    from mlassets.ml.registry import PREVIOUS, PRODUCTION
+    from mlassets.ml.status import REGISTERED, STATUS_TAG
     from mlassets.resources import default_resources
     from mlassets.spec import load_spec
 

@@ -1,6 +1,5 @@
 """Group `data`: the raw table, as the spec's source holds it (plus any landed batches asked for)."""
 
-
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,

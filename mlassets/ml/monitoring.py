@@ -263,15 +263,14 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
 
     Never tagged `dagster_run_id`: dagster-mlflow resumes the newest run with that tag in the
     experiment, which would make a training step of the same Dagster run log into this one.
-    Tagged with this process (`recovery`'s host and pid), so a crash before it ends is swept."""
-    import os
-    import socket
+    Tagged with this process's identity (`owner`), so a crash before it ends is swept."""
     import time
 
     from mlflow.entities import Metric
 
     from mlassets.ml.bounded import clip
-    from mlassets.ml.recovery import HOST_TAG, PID_TAG
+    from mlassets.ml.owner import current
+    from mlassets.ml.status import RUN_FAILED, RUN_FINISHED
 
     experiment = client.get_run(prod.run_id).info.experiment_id
     reliability = report.estimated.get("reliability") or {}
@@ -280,8 +279,7 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
         experiment,
         run_name="drift_report",
         tags={
-            HOST_TAG: socket.gethostname(),
-            PID_TAG: str(os.getpid()),
+            **current().tags(),
             "mlassets.kind": "drift_report",
             "mlassets.production_version": prod.version,
             "mlassets.production_run_id": prod.run_id,
@@ -310,7 +308,7 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
         if figure is not None:
             client.log_figure(run_id, figure, "estimated_vs_realized.png")
     except BaseException:
-        client.set_terminated(run_id, "FAILED")
+        client.set_terminated(run_id, RUN_FAILED)
         raise
-    client.set_terminated(run_id, "FINISHED")
+    client.set_terminated(run_id, RUN_FINISHED)
     return run_id

@@ -2,20 +2,26 @@
 orphan processes (design invariant 6).
 
 A SIGKILLed step process cannot clean up after itself, so someone else must: this module is that
-someone, a sweep that is safe to run at any time, from any process on the host, as often as wanted.
-It decides only from what a live process leaves behind and a dead one cannot take back:
+someone, a sweep that is safe to run at any time, from any process, as often as wanted. It decides
+only from what a live process leaves behind and a dead one cannot take back:
 
-- the MLflow run's tags `mlassets.host` and `mlassets.pid` (which process executes the run's steps);
-- the environment variable `MLASSETS_OWNER_PID`, which the step process exports before any work so
-  that every process it starts (joblib's loky workers, which outlive a SIGKILLed parent) inherits it;
-- the model version tag `mlassets.status` (`pending` while the registration step works, `registered`
-  once it finished) and the version's `run_id`.
+- the MLflow run's owner tags (`mlassets.owner`, beside `mlassets.host` and `mlassets.pid`): the
+  identity of the process that executes the run's steps (`owner.Identity`);
+- the environment variable `MLASSETS_OWNER`, the same identity, which the step process exports
+  before any work so that every process it starts (joblib's loky workers, which outlive a
+  SIGKILLed parent) inherits it;
+- the model version tag `mlassets.status` (`pending` while the registration step works,
+  `registered` once it finished) and the version's `run_id`.
 
-What it cannot tell, it leaves alone: a run on another host, or one without the tags, may be alive.
-Every judgement errs on the side of "still alive" (a reused pid looks alive), so a sweep never fails a
-live run or kills a live run's worker; at worst it misses a dead one until the pid is free again.
+It acts on an owner only when `owner.judge` proves it dead: same host, boot, pid and time
+namespaces as the sweeping process, and its pid gone, a zombie or reused by a process with another
+start time.
+What it cannot prove (another host, boot or container's pid namespace, an unreadable /proc, a
+record made before owners carried that identity) it leaves alone and says why (`left_alone`), so
+a sweep never fails a live run or kills a live run's worker, even one in a container that shares
+this hostname but not this pid namespace.
 
-Linux only for the process part (`/proc`); elsewhere `orphan_processes` finds nothing.
+Linux only for the process part (`/proc`); elsewhere no owner is ever proven dead.
 """
 
 from __future__ import annotations
@@ -24,46 +30,34 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
+from mlassets.ml.owner import OWNER_ENV, PROC, Identity, State, Verdict, current, judge, proc_stat
+from mlassets.ml.status import (
+    ABANDONED,
+    ABANDONED_REASON_TAG,
+    FAILED_REASON_TAG,
+    PENDING,
+    RUN_FAILED,
+    RUN_RUNNING,
+    RUNNING_FILTER,
+    STATUS_TAG,
+)
+
 log = logging.getLogger(__name__)
 
-OWNER_ENV = "MLASSETS_OWNER_PID"
-HOST_TAG = "mlassets.host"
-PID_TAG = "mlassets.pid"
-STATUS_TAG = "mlassets.status"
-FAILED_REASON_TAG = "mlassets.failed_reason"
-ABANDONED_REASON_TAG = "mlassets.abandoned_reason"
 DAGSTER_RUN_TAG = "dagster_run_id"  # set by dagster-mlflow on the Dagster run's MLflow run
-PENDING, REGISTERED, ABANDONED = "pending", "registered", "abandoned"
-RUNNING_FILTER = "attributes.status = 'RUNNING'"
-
-_PROC = "/proc"
 
 
 # --- processes ---------------------------------------------------------------------------------
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state, ppid) from /proc/<pid>/stat, or None when it cannot be read."""
-    try:
-        with open(f"{_PROC}/{pid}/stat", "rb") as f:
-            data = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    # the command name (field 2) is in parentheses and may itself hold spaces or ')'
-    fields = data.rpartition(")")[2].split()
-    try:
-        return fields[0], int(fields[1])
-    except (IndexError, ValueError):
-        return None
-
-
 def process_alive(pid: int) -> bool:
-    """Whether process `pid` exists and has not exited (a zombie has exited: it only awaits reaping).
+    """Whether process `pid` of this namespace exists and has not exited (a zombie has exited: it
+    only awaits reaping). For a pid the sweep found or signalled itself; a recorded owner is
+    judged by `owner.judge`, which also tells a reused pid from its first holder.
 
     `os.kill(pid, 0)` semantics: a process we may not signal (PermissionError) is alive. Killed
     orphans are reparented to pid 1 or a subreaper, which in a container may never reap them, so
@@ -79,25 +73,29 @@ def process_alive(pid: int) -> bool:
         pass
     except (OverflowError, OSError):  # beyond pid_t or otherwise no such process
         return False
-    stat = _stat(pid)
-    return stat is None or stat[0] not in ("Z", "X", "x")
+    stat = proc_stat(pid)
+    return stat is None or stat.state not in ("Z", "X", "x")
 
 
 def _ancestors(pid: int) -> set[int]:
     """`pid` and every process above it (never to be signalled by a sweep)."""
     seen = {pid}
     while True:
-        stat = _stat(pid)
-        if stat is None or stat[1] <= 0 or stat[1] in seen:
+        stat = proc_stat(pid)
+        if stat is None or stat.ppid <= 0 or stat.ppid in seen:
             return seen
-        pid = stat[1]
+        pid = stat.ppid
         seen.add(pid)
 
 
-def _owner_of(pid: int) -> int | None:
-    """The `MLASSETS_OWNER_PID` a process was started with, or None (unset, unreadable, bad)."""
+def _owner_of(pid: int) -> Identity | None:
+    """The `MLASSETS_OWNER` a process was started with, or None (unset, unreadable, malformed).
+
+    A process that carries only the variable of old (`MLASSETS_OWNER_PID`, a bare pid) has no
+    owner here: that pid names no namespace, so it could be anybody's.
+    """
     try:
-        with open(f"{_PROC}/{pid}/environ", "rb") as f:
+        with open(f"{PROC}/{pid}/environ", "rb") as f:
             environ = f.read()
     except OSError:  # gone, or another user's process
         return None
@@ -105,7 +103,7 @@ def _owner_of(pid: int) -> int | None:
     for entry in environ.split(b"\0"):
         if entry.startswith(prefix):
             try:
-                return int(entry[len(prefix) :])
+                return Identity.parse(entry[len(prefix) :].decode(errors="replace"))
             except ValueError:
                 return None
     return None
@@ -113,7 +111,7 @@ def _owner_of(pid: int) -> int | None:
 
 def _pids() -> Iterator[int]:
     try:
-        names = os.listdir(_PROC)
+        names = os.listdir(PROC)
     except OSError:
         return
     for name in names:
@@ -121,17 +119,26 @@ def _pids() -> Iterator[int]:
             yield int(name)
 
 
-def _orphans(owner_alive: Callable[[int], bool], owners: Collection[int] | None) -> dict[int, int]:
-    """{orphan pid: its dead owner's pid} (see `orphan_processes`)."""
+def _unless_proven_dead(here: Identity | None = None) -> Callable[[Identity], bool]:
+    """`owner_alive` by default: alive unless `judge` proves it dead, from `here` (this process)."""
+    here = current() if here is None else here
+    return lambda owner: not judge(owner, here).dead
+
+
+def _orphans(
+    owner_alive: Callable[[Identity], bool] | None, owners: Collection[int] | None
+) -> dict[int, Identity]:
+    """{orphan pid: its dead owner} (see `orphan_processes`)."""
+    owner_alive = _unless_proven_dead() if owner_alive is None else owner_alive
     protected = _ancestors(os.getpid())
     owners = None if owners is None else set(owners)
-    verdicts: dict[int, bool] = {}
+    verdicts: dict[Identity, bool] = {}
     found = {}
     for pid in _pids():
         if pid in protected:
             continue
         owner = _owner_of(pid)
-        if owner is None or owner == pid or (owners is not None and owner not in owners):
+        if owner is None or owner.pid == pid or (owners is not None and owner.pid not in owners):
             continue
         if owner not in verdicts:
             verdicts[owner] = owner_alive(owner)
@@ -141,23 +148,26 @@ def _orphans(owner_alive: Callable[[int], bool], owners: Collection[int] | None)
 
 
 def orphan_processes(
-    owner_alive: Callable[[int], bool] = process_alive,
+    owner_alive: Callable[[Identity], bool] | None = None,
     owners: Collection[int] | None = None,
 ) -> list[int]:
     """Pids of live processes started (directly or not) by a step process that has died.
 
-    A process is an orphan when its environment holds `MLASSETS_OWNER_PID=<p>`, `p` is not the
-    process itself and `p` is not alive. `/proc/<pid>/environ` is the environment the process was
-    *started* with, which is why it works for children (loky execs its workers with `os.environ`)
-    and why the owner, which exported the variable later, never matches itself. Processes forked
-    without exec (multiprocessing's "fork" start method) keep their parent's original environment
-    block and are not found. Processes we may not read (another user's) are skipped. `owners`
-    limits the scan to those owner pids. The current process and its ancestors are never returned.
+    A process is an orphan when its environment holds `MLASSETS_OWNER=<identity>` of another
+    process and `owner_alive(identity)` is false; by default that takes `owner.judge` proving the
+    owner dead, so a worker of a step in another pid namespace (a container's, visible from the
+    host's /proc with its owner's pid in numbers of that namespace) is never an orphan.
+    `/proc/<pid>/environ` is the environment the process was *started* with, which is why it
+    works for children (loky execs its workers with `os.environ`) and why the owner, which
+    exported the variable later, never matches itself. Processes forked without exec
+    (multiprocessing's "fork" start method) keep their parent's original environment block and
+    are not found. Processes we may not read (another user's) are skipped. `owners` limits the
+    scan to those owner pids. The current process and its ancestors are never returned.
     """
     return sorted(_orphans(owner_alive, owners))
 
 
-def _signal(pid: int, owner: int, sig: int) -> bool:
+def _signal(pid: int, owner: Identity, sig: int) -> bool:
     """Send `sig` to `pid` if it is still the orphan we found; False if it is gone or not ours.
 
     With a pidfd the check and the signal address the same process even if `pid` is reused in
@@ -192,7 +202,7 @@ def _wait_gone(pids: Collection[int], timeout_s: float, poll_s: float = 0.05) ->
 
 
 def kill_orphans(
-    owner_alive: Callable[[int], bool] = process_alive,
+    owner_alive: Callable[[Identity], bool] | None = None,
     owners: Collection[int] | None = None,
     grace_s: float = 5.0,
     errors: list[str] | None = None,
@@ -223,34 +233,17 @@ def kill_orphans(
 # --- MLflow runs -------------------------------------------------------------------------------
 
 
-def _this_host(host: str | None) -> str:
-    return host if host is not None else socket.gethostname()
-
-
-def run_pid(run, host: str) -> int | None:
-    """The pid a run's tags say executes it, if it ran on `host`; None when we cannot tell.
-
-    Raises ValueError for a pid tag on this host that is not a positive integer.
-    """
-    tags = run.data.tags
-    if tags.get(HOST_TAG) != host or PID_TAG not in tags:
-        return None
-    raw = tags[PID_TAG]
+def run_verdict(run, here: Identity | None = None) -> Verdict:
+    """Whether the process that owns an MLflow run (its owner tags) is provably dead, seen from
+    `here` (default: this process). A run without owner tags is UNKNOWN; an old run with plain
+    tags only is UNKNOWN too (see `owner`). Raises ValueError for a malformed owner tag."""
     try:
-        pid = int(raw)
-    except ValueError:
-        pid = 0
-    if pid <= 0:
-        raise ValueError(f"run {run.info.run_id}: tag {PID_TAG}={raw!r} is not a pid")
-    return pid
-
-
-def run_alive(run, host: str | None = None, alive: Callable[[int], bool] = process_alive) -> bool:
-    """Whether an MLflow run may still be working: RUNNING, and not known to be dead on `host`."""
-    if run.info.status != "RUNNING":
-        return False
-    pid = run_pid(run, _this_host(host))
-    return pid is None or alive(pid)
+        owner = Identity.from_tags(run.data.tags)
+    except ValueError as e:
+        raise ValueError(f"run {run.info.run_id}: {e}") from None
+    if owner is None:
+        return Verdict(State.UNKNOWN, "the run names no owner process (no mlassets.host/pid tags)")
+    return judge(owner, here)
 
 
 def _all_pages(search: Callable[..., Any]) -> Iterator[Any]:
@@ -281,22 +274,23 @@ def _guard(errors: list[str] | None, what: str) -> contextlib.AbstractContextMan
 def fail_dead_runs(
     client,
     experiment_ids: list[str],
-    host: str | None = None,
-    alive: Callable[[int], bool] = process_alive,
+    here: Identity | None = None,
     errors: list[str] | None = None,
+    left_alone: dict[str, str] | None = None,
 ) -> list[str]:
-    """Mark FAILED every RUNNING run of `experiment_ids` whose process on `host` has died.
+    """Mark FAILED every RUNNING run of `experiment_ids` whose owner is provably dead (`judge`).
 
-    `host` defaults to this machine. Runs tagged with another host, or not tagged, are left alone:
-    their process may be alive where we cannot look. Deleted runs are not searched (MLflow refuses
-    to change them). Returns the ids of the runs failed.
+    `here` is the sweeping process (default: this one). A run whose owner cannot be judged from
+    here is left RUNNING, and `left_alone` (when given) gets its id and why. Deleted runs are not
+    searched (MLflow refuses to change them). Returns the ids of the runs failed.
     """
     failed: list = []
-    _fail_dead_runs(client, experiment_ids, _this_host(host), alive, errors, failed)
+    here = current() if here is None else here
+    _fail_dead_runs(client, experiment_ids, here, errors, failed, left_alone)
     return [run.info.run_id for run in failed]
 
 
-def _fail_dead_runs(client, experiment_ids, host, alive, errors, failed: list) -> None:
+def _fail_dead_runs(client, experiment_ids, here: Identity, errors, failed: list, left_alone):
     """`fail_dead_runs`, appending each failed `Run` (with its tags) to `failed` as it goes."""
     runs = _all_pages(
         lambda page_token: client.search_runs(
@@ -306,30 +300,34 @@ def _fail_dead_runs(client, experiment_ids, host, alive, errors, failed: list) -
     for run in runs:
         run_id = run.info.run_id
         with _guard(errors, f"run {run_id}"):
-            pid = run_pid(run, host)
-            if pid is None or alive(pid):
-                continue
-            # look again just before acting: a step that resumed the run since the search has
-            # re-tagged it with its own (live) pid, or the run has ended on its own
-            run = client.get_run(run_id)
-            pid = run_pid(run, host)
-            if run.info.status != "RUNNING" or pid is None or alive(pid):
+            verdict = run_verdict(run, here)
+            if verdict.dead:
+                # look again just before acting: a step that resumed the run since the search has
+                # re-tagged it with its own (live) identity, or the run has ended on its own
+                run = client.get_run(run_id)
+                if run.info.status != RUN_RUNNING:
+                    continue
+                verdict = run_verdict(run, here)
+            if not verdict.dead:
+                if verdict.state is State.UNKNOWN and left_alone is not None:
+                    left_alone[run_id] = verdict.reason
                 continue
             client.set_tag(
                 run_id,
                 FAILED_REASON_TAG,
-                f"found RUNNING after its process {pid} on {host} had died "
-                f"(failed by the recovery sweep at {time.strftime('%Y-%m-%dT%H:%M:%S%z')})",
+                f"found RUNNING after its owner had died: {verdict.reason} (failed by the "
+                f"recovery sweep of process {here.pid} on {here.host} at "
+                f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')})",
             )
-            client.set_terminated(run_id, status="FAILED")
+            client.set_terminated(run_id, status=RUN_FAILED)
             failed.append(run)
-            log.warning("failed MLflow run %s: its process %s on %s had died", run_id, pid, host)
+            log.warning("failed MLflow run %s: %s", run_id, verdict.reason)
 
 
 # --- model versions ----------------------------------------------------------------------------
 
 
-def _version_verdict(client, version, alive_run: Callable[[Any], bool]) -> str | None:
+def _version_verdict(client, version, here: Identity) -> str | None:
     """Why a pending version can never be finished, or None while its run may still finish it."""
     from mlflow.exceptions import MlflowException
 
@@ -341,37 +339,30 @@ def _version_verdict(client, version, alive_run: Callable[[Any], bool]) -> str |
         if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
         return f"its MLflow run {version.run_id} no longer exists"
-    if run.info.status != "RUNNING":
+    if run.info.status != RUN_RUNNING:
         return f"its MLflow run {version.run_id} ended {run.info.status} while it was pending"
-    if not alive_run(run):
-        pid = run.data.tags.get(PID_TAG)
-        return f"its MLflow run {version.run_id} is RUNNING but its process {pid} has died"
+    verdict = run_verdict(run, here)
+    if verdict.dead:
+        return f"its MLflow run {version.run_id} is RUNNING but its owner died: {verdict.reason}"
     return None
 
 
 def abandon_orphan_versions(
     client,
     name: str,
-    host: str | None = None,
-    alive: Callable[[int], bool] = process_alive,
-    alive_run: Callable[[Any], bool] | None = None,
+    here: Identity | None = None,
     errors: list[str] | None = None,
 ) -> list[str]:
     """Tag `mlassets.status=abandoned` every `pending` version of `name` that nobody will finish.
 
     A pending version is abandoned when its MLflow run is no longer RUNNING (the registration step
-    keeps it RUNNING while it works) or when `alive_run(run)` says its process is dead (default:
-    `run_alive` with `host` and `alive`). The version is kept, with `mlassets.abandoned_reason`, so
-    the evidence stays; nothing promotes a version that is not `registered`. An alias on such a
-    version should never exist; it is left in place and logged (`aliases_on` finds it).
-    Returns the versions abandoned, as strings.
+    keeps it RUNNING while it works) or when the run's owner is provably dead (`run_verdict` from
+    `here`, default this process); an owner that cannot be judged keeps its version pending. The
+    version is kept, with `mlassets.abandoned_reason`, so the evidence stays; nothing promotes a
+    version that is not `registered`. An alias on such a version should never exist; it is left
+    in place and logged (`aliases_on` finds it). Returns the versions abandoned, as strings.
     """
-    host = _this_host(host)
-    if alive_run is None:
-
-        def alive_run(run):
-            return run_alive(run, host, alive)
-
+    here = current() if here is None else here
     versions = _all_pages(
         lambda page_token: client.search_model_versions(f"name='{name}'", page_token=page_token)
     )
@@ -380,7 +371,7 @@ def abandon_orphan_versions(
         if version.tags.get(STATUS_TAG) != PENDING:
             continue
         with _guard(errors, f"model {name} version {version.version}"):
-            reason = _version_verdict(client, version, alive_run)
+            reason = _version_verdict(client, version, here)
             if reason is None:
                 continue
             # the reason first: a version tagged abandoned always says why
@@ -410,45 +401,50 @@ def sweep(
     client,
     experiment_ids: list[str],
     model_name: str,
-    host: str | None = None,
-    alive: Callable[[int], bool] = process_alive,
+    here: Identity | None = None,
     owners: Collection[int] | None = None,
 ) -> dict[str, Any]:
-    """Recover from killed runs on `host` (default: this machine); never raises for one bad item.
+    """Recover from killed runs whose owner is provably dead; never raises for one bad item.
 
-    In order: fail RUNNING runs whose process died (so their versions are judged next), abandon
-    pending versions that nobody will finish, end orphan processes (of any dead owner, or only of
+    `here` is the sweeping process (default: this one; see `owner.judge`). In order: fail RUNNING
+    runs whose owner died (so their versions are judged next), abandon pending versions that
+    nobody will finish, end orphan processes (of any dead owner, or only of owner pids in
     `owners`). Returns what it did, for a log line and for the caller to finish the job:
     `failed_runs` (MLflow run ids), `dagster_runs` (their `dagster_run_id` tags: the Dagster runs
     to report failed), `abandoned_versions`, `aliases_on_abandoned` (alias -> version; should stay
-    empty), `killed_processes`, `errors` (one message per item or step that failed).
+    empty), `killed_processes`, `left_alone` (RUNNING run id -> why its owner could not be judged:
+    another host, boot or pid namespace, or an old record), `errors` (one message per item or step
+    that failed).
     """
-    host = _this_host(host)
+    here = current() if here is None else here
     errors: list[str] = []
     failed: list = []
+    left_alone: dict[str, str] = {}
     report: dict[str, Any] = {
-        "host": host,
+        "host": here.host,
+        "owner": str(here),
         "failed_runs": [],
         "dagster_runs": [],
         "abandoned_versions": [],
         "aliases_on_abandoned": {},
         "killed_processes": [],
+        "left_alone": left_alone,
         "errors": errors,
     }
     with _guard(errors, "failing dead runs"):
-        _fail_dead_runs(client, experiment_ids, host, alive, errors, failed)
+        _fail_dead_runs(client, experiment_ids, here, errors, failed, left_alone)
     report["failed_runs"] = [run.info.run_id for run in failed]
     report["dagster_runs"] = [
         run.data.tags[DAGSTER_RUN_TAG] for run in failed if run.data.tags.get(DAGSTER_RUN_TAG)
     ]
     with _guard(errors, f"abandoning versions of {model_name}"):
         report["abandoned_versions"] = abandon_orphan_versions(
-            client, model_name, host, alive, errors=errors
+            client, model_name, here, errors=errors
         )
         if report["abandoned_versions"]:
             report["aliases_on_abandoned"] = aliases_on(
                 client, model_name, report["abandoned_versions"]
             )
     with _guard(errors, "killing orphan processes"):
-        report["killed_processes"] = kill_orphans(alive, owners, errors=errors)
+        report["killed_processes"] = kill_orphans(_unless_proven_dead(here), owners, errors=errors)
     return report

@@ -27,14 +27,19 @@ import numpy as np
 import pandas as pd
 
 from mlassets.ml.bounded import clip
+from mlassets.ml.status import (
+    ABANDONED,
+    ABANDONED_REASON_TAG,
+    PENDING,
+    REGISTERED,
+    ROLLED_BACK,
+    STATUS_TAG,
+)
 from mlassets.ml.training import SKOPS_TRUSTED_TYPES
 
 STAGING, PRODUCTION, PREVIOUS = "staging", "production", "previous"
 ALIASES = (PRODUCTION, STAGING, PREVIOUS)
 
-STATUS_TAG = "mlassets.status"
-PENDING, REGISTERED, ABANDONED, ROLLED_BACK = "pending", "registered", "abandoned", "rolled_back"
-ABANDONED_REASON_TAG = "mlassets.abandoned_reason"
 PROMOTED_FROM_TAG = "mlassets.promoted_from"
 ROLLED_BACK_FROM_TAG = "mlassets.rolled_back_from"
 ROLLED_BACK_BY_TAG = "mlassets.rolled_back_by"

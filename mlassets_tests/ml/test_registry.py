@@ -14,15 +14,10 @@ import yaml
 from mlassets.ml.data import target
 from mlassets.ml.features import input_frame
 from mlassets.ml.registry import (
-    ABANDONED,
     ALLOW_DESERIALIZATION,
-    PENDING,
     PREVIOUS,
     PRODUCTION,
-    REGISTERED,
-    ROLLED_BACK,
     STAGING,
-    STATUS_TAG,
     RegistryError,
     abandon,
     alias_version,
@@ -38,6 +33,7 @@ from mlassets.ml.registry import (
     set_alias_verified,
     version_status,
 )
+from mlassets.ml.status import ABANDONED, PENDING, REGISTERED, ROLLED_BACK, STATUS_TAG
 from mlassets.ml.training import make_estimator, spec_pipeline
 
 pytestmark = [
