@@ -96,7 +96,11 @@ def rollback_production(
     name = dataset.spec(m.name).name
     with retry_if_transient(), as_failure():  # a refusal is not retried; a dropped connection is
         moved = rollback(
-            registry.client(), name, to_version=config.to_version, run_id=context.run_id
+            registry.client(),
+            name,
+            to_version=config.to_version,
+            run_id=context.run_id,
+            log=context.log.warning,
         )
     context.log.info(
         f"production is now {name} version {moved['production']} "
@@ -117,7 +121,11 @@ def rollback_production(
 
 
 def rollback_job(m: Model) -> JobDefinition:
-    """Move model `m`'s production (and staging) back to `previous`, or to `to_version`."""
+    """Move model `m`'s production (and staging) back to `previous`, or to `to_version`.
+
+    Its runs carry the model's training tag, like `training_job`'s: the run queue never starts a
+    rollback while a training run of that model is going (or the reverse). Runs that bypass the
+    queue (`dagster job execute`) are still kept apart from a promotion by the model's lease."""
     step = op(
         name=m.op("rollback_production"),
         out=Out(dict),
@@ -129,6 +137,7 @@ def rollback_job(m: Model) -> JobDefinition:
         name=m.job("rollback_job"),
         description=f"{m.name}: move production (and staging) back to `previous`, or to "
         "`to_version`.",
+        tags={TRAINING_TAG: m.ident},
     )
     def rollback() -> None:
         step()

@@ -40,8 +40,12 @@ def _last_run_lines(instance: DagsterInstance, m: Model) -> list[str]:
     models): its status and its asset checks (a display only)."""
     from dagster import DagsterEventType, DagsterRunStatus, RunsFilter
 
+    # the training job's runs: its rollback job carries the same tag (one queue per model)
     runs = instance.get_run_records(
-        RunsFilter(tags={TRAINING_TAG: m.ident}) if m.prefixed else RunsFilter(), limit=1
+        RunsFilter(job_name=m.job("training_job"), tags={TRAINING_TAG: m.ident})
+        if m.prefixed
+        else RunsFilter(),
+        limit=1,
     )
     if not runs:
         return [f"no training run of {m.name} yet"] if m.prefixed else []
@@ -166,9 +170,10 @@ def production_lines(client, model_name: str) -> list[str]:
 
 
 def _is_training(run, m: Model) -> bool:
-    """A run that trains `m`: its training job (tagged), or, for one spec, an `__ASSET_JOB` run
+    """A run that trains `m`: its training job (tagged; its rollback job carries the same tag,
+    for the run queue, and trains nothing), or, for one spec, an `__ASSET_JOB` run
     (`dagster asset materialize`) whose selection holds its candidate_model."""
-    if run.tags.get(TRAINING_TAG) == m.ident:
+    if run.tags.get(TRAINING_TAG) == m.ident and run.job_name != m.job("rollback_job"):
         return True
     return (
         not m.prefixed

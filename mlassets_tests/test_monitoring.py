@@ -231,23 +231,54 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         assert scored["score"].between(0, 1).all() and set(scored["prediction"]) <= {0, 1}
 
 
-def test_drift_report_refuses_recent_rows_computed_for_another_production(tmp_path_factory):
-    """recent_data is "what version N was not trained on": after a promotion, drift_report run
-    alone must not judge those rows against the new version's reference."""
+def test_monitoring_judges_against_the_version_recent_data_read_even_after_a_promotion(
+    tmp_path_factory,
+):
+    """recent_data is "what version N was not trained on", and reads the production version
+    once. A promotion between it and drift_report (here: recent_data in one run, the alias moved,
+    drift_report and scored_batches in the next) must not judge or score those rows against the
+    new version: both use version N, carried in recent_data's provenance, and say so; the next
+    recent_data reads the new version."""
+    import mlflow
     from dagster import AssetKey
 
-    with trained_world(tmp_path_factory.mktemp("stale_recent")) as (env, _):
+    from mlassets.ml.registry import mark_registered, promote, register
+
+    with trained_world(tmp_path_factory.mktemp("promoted_between")) as (env, _):
         write_batch(env, "batch_0001.parquet", "none", 5, rows=2_000)
-        assert env.run("monitoring_job", {}).success  # recent_data for version 1
-        assert env.run().success  # version 2 in production
         job = env.defs().resolve_implicit_global_asset_job_def()
-        alone = job.execute_in_process(
-            instance=env.instance,
-            asset_selection=[AssetKey("drift_report")],
-            raise_on_error=False,
-        )
-        assert not alone.success
-        error = str(alone.get_step_failure_events()[0].step_failure_data.error)
-        assert "production version 1, but production is now version 2" in error
-        assert "materialize recent_data first" in error
-        assert env.run("monitoring_job", {}).success  # recomputed together, it is consistent
+
+        def materialize(*assets: str) -> dict[str, dict]:
+            result = job.execute_in_process(
+                instance=env.instance,
+                asset_selection=[AssetKey(a) for a in assets],
+                raise_on_error=False,
+            )
+            assert result.success, assets
+            return {
+                a: {
+                    k: v.value
+                    for k, v in result.asset_materializations_for_node(a)[0].metadata.items()
+                }
+                for a in assets
+            }
+
+        assert materialize("recent_data")["recent_data"]["production_version"] == "1"
+        # version 2 (version 1's model and reference registered again) promoted in between
+        client = env.client()
+        mlflow.set_tracking_uri(env.tracking_uri)  # `models:/m-...` resolves through it
+        v1 = client.get_model_version("fraud_detection", "1")
+        v2 = register(client, "fraud_detection", v1.source, v1.run_id, {}, model_id=v1.model_id)
+        mark_registered(client, "fraud_detection", v2.version)
+        promote(client, "fraud_detection", str(v2.version), holder="test")
+        assert str(v2.version) == "2"
+
+        judged = materialize("drift_report", "scored_batches")
+        assert judged["drift_report"]["production_version"] == "1"
+        assert judged["scored_batches"]["production_version"] == "1"
+        drift_run = client.get_run(judged["drift_report"]["mlflow_run_id"])
+        assert drift_run.data.tags["mlassets.production_version"] == "1"
+
+        again = materialize("recent_data", "drift_report")  # recomputed: the new version
+        assert again["recent_data"]["production_version"] == "2"
+        assert again["drift_report"]["production_version"] == "2"

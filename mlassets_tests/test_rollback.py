@@ -204,3 +204,36 @@ def _causes(error) -> list:
         error = error.cause
         out.append(error)
     return out
+
+
+def test_rollback_runs_queue_with_their_models_training_runs(registry, dagster_instance, tmp_path):
+    """A rollback carries its model's training tag, with the training job's value: the run queue
+    (one run per value of that tag, in every profile) never runs it beside a training run of
+    that model, which could promote over it."""
+    import shutil
+
+    import yaml
+    from dagster import DagsterInstance
+
+    from mlassets.catalog import TRAINING_TAG, Model
+    from mlassets.jobs import rollback_job, training_job
+
+    for model in (Model(NAME), Model(NAME, prefixed=True)):
+        assert rollback_job(model).tags[TRAINING_TAG] == model.ident
+        assert training_job(model, []).tags[TRAINING_TAG] == model.ident
+    run = rollback(registry, dagster_instance)
+    assert run.success
+    assert run.dagster_run.tags[TRAINING_TAG] == NAME
+
+    one_per_value = {"key": TRAINING_TAG, "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    deploy = Path(__file__).resolve().parents[1] / "deploy"
+    for profile in ("local", "postgres", "server"):
+        config = yaml.safe_load((deploy / profile / "dagster.yaml").read_text())
+        limits = config["run_coordinator"]["config"]["tag_concurrency_limits"]
+        assert one_per_value in limits, profile
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(deploy / "local" / "dagster.yaml", home / "dagster.yaml")
+    with DagsterInstance.from_config(str(home)) as instance:  # the embedded default, as loaded
+        queue = instance.run_coordinator.get_run_queue_config()
+        assert one_per_value in queue.tag_concurrency_limits

@@ -15,18 +15,26 @@ from mlassets.catalog import Model, model_of
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
-def _production_alias(registry: ModelRegistry, name: str) -> str | None:
-    from mlassets.ml.registry import PRODUCTION, alias_version
-
-    return alias_version(registry.client(), name, PRODUCTION)
-
-
-def _same_production(recent_data: pd.DataFrame, registry: ModelRegistry, name: str) -> None:
-    from mlassets.ml.monitoring import require_same_production
+def _production_seen(
+    context: AssetExecutionContext, recent_data: pd.DataFrame, registry: ModelRegistry, name: str
+):
+    """(production, None) or (None, why not): the version `recent_data` read when it ran, with
+    its reference, never the alias read again (`monitoring.recorded_production`)."""
+    from mlassets.ml.monitoring import production_at, recorded_production
     from mlassets.ml.provenance import of
+    from mlassets.ml.registry import RegistryError
 
+    job = model_of(context).job("training_job")
     with as_failure():
-        require_same_production(of(recent_data), _production_alias(registry, name))
+        version = recorded_production(of(recent_data))
+    if version is None:  # recent_data said why (a production without a reference, or none)
+        return None, of(recent_data).get("production_unusable") or (
+            f"no production model for {name} yet when recent_data ran: run {job} first"
+        )
+    try:
+        return production_at(registry.client(), name, version), None
+    except RegistryError as e:
+        return None, f"{e}: run {job} to promote a version that has one"
 
 
 def _skipped(recent_data: pd.DataFrame) -> list[dict]:
@@ -76,13 +84,16 @@ def recent_data(
         rec = recent(landing, spec, prod, dataset.labels_uri(spec.name))
         skipped = skipped_records(rec.errors)
         labels = rec.labels.to_dict() if rec.labels is not None else None
-        # which production these rows are "recent" for: drift_report and scored_batches judge them
-        # against that version only; and which batches were left out, which they show too
+        # which production these rows are "recent" for (read once, above): drift_report and
+        # scored_batches judge them against that version only, whatever the alias says by then;
+        # and which batches were left out, which they show too
         stamp(
             rec.rows,
             {
                 "spec": spec.name,
-                "production_version": _production_alias(registry, spec.name),
+                "production_version": prod.version if prod else None,
+                "production_unusable": why_not,
+                "dagster_run_id": context.run_id,
                 "skipped_batches": skipped,
                 "labels": labels,
             },
@@ -127,6 +138,10 @@ def drift_report(
     """Per-feature drift, performance on recent labels and estimated before them, volume, and
     the retrain decision; recorded as an MLflow run too (`monitoring.log_drift_report`).
 
+    Judged against the production version `recent_data` read (its provenance), never the alias
+    read again: a promotion between the two steps cannot judge one version's recent rows
+    against another's reference. The metadata's `production_version` names that version.
+
     The same function (`mlassets.ml.drift.drift_report`) decides for `drift_sensor`.
     """
     with retry_if_transient():  # outermost: RegistryError is handled inside
@@ -135,11 +150,8 @@ def drift_report(
         from mlassets.ml.monitoring import Recent, decide, estimate_figure, log_drift_report
 
         spec = dataset.spec(model_of(context).name)
-        _same_production(recent_data, registry, spec.name)
         skipped = _skipped(recent_data)
-        prod, reason = _production_or_reason(
-            registry, spec.name, model_of(context).job("training_job")
-        )
+        prod, reason = _production_seen(context, recent_data, registry, spec.name)
         if prod is None:
             context.log.info(reason)
             return MaterializeResult(
@@ -198,16 +210,14 @@ def scored_batches(
     dataset: DatasetResource,
     registry: ModelRegistry,
 ) -> MaterializeResult:
-    """Every recent row scored by the `production` model: id, batch, score and prediction."""
+    """Every recent row scored by the `production` model `recent_data` read (as drift_report
+    judges them): id, batch, score and prediction."""
     with retry_if_transient():  # outermost: RegistryError is handled inside
         from mlassets.ml.monitoring import production_model, score_batches
 
         spec = dataset.spec(model_of(context).name)
-        _same_production(recent_data, registry, spec.name)
         skipped = MetadataValue.json(_skipped(recent_data))  # not scored: see recent_data
-        prod, reason = _production_or_reason(
-            registry, spec.name, model_of(context).job("training_job")
-        )
+        prod, reason = _production_seen(context, recent_data, registry, spec.name)
         if prod is None or recent_data.empty:
             why = reason or "no recent rows to score"
             context.log.info(why)

@@ -22,19 +22,29 @@ MLFLOW_RETRY_POLICY = RetryPolicy(
 )
 
 
+def described(e: BaseException) -> str:
+    """`e`'s message with its notes (`add_note`: e.g. what a failed alias restore left behind),
+    which `str(e)` leaves out."""
+    return "\n".join([str(e), *(str(n) for n in getattr(e, "__notes__", ()))])
+
+
 @contextlib.contextmanager
 def as_failure() -> Iterator[None]:
-    """Re-raise a `ProvenanceError` or `RegistryError` as a `Failure` with the same message:
-    the message already says what went wrong and what to materialize instead. Never retried:
-    a refusal holds however often it is asked again."""
+    """Re-raise a `ProvenanceError` or `RegistryError` as a `Failure` with the same message
+    and notes: the message already says what went wrong and what to materialize instead. Never
+    retried: a refusal holds however often it is asked again. A busy lease (`LeaseBusy`) is not
+    a refusal: it goes on to the step's retry policy (`retry_if_transient`)."""
     from mlassets.ml.bounded import clip
+    from mlassets.ml.lease import LeaseBusy
     from mlassets.ml.provenance import ProvenanceError
     from mlassets.ml.registry import RegistryError
 
     try:
         yield
+    except LeaseBusy:
+        raise
     except (ProvenanceError, RegistryError) as e:  # a list of batches can make it long
-        raise Failure(description=clip(str(e)), allow_retries=False) from None
+        raise Failure(description=clip(described(e)), allow_retries=False) from None
 
 
 @contextlib.contextmanager
@@ -55,7 +65,9 @@ def retry_if_transient() -> Iterator[None]:
     except Exception as e:
         if is_transient(e):
             raise
-        raise Failure(description=clip(f"{type(e).__name__}: {e}"), allow_retries=False) from e
+        raise Failure(
+            description=clip(f"{type(e).__name__}: {described(e)}"), allow_retries=False
+        ) from e
 
 
 def transient_only(fn: Callable) -> Callable:

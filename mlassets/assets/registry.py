@@ -150,6 +150,8 @@ def staging_model(
             candidate_model,
             test_set,
             dataset.spec(model_of(context).name),
+            holder=context.run_id,
+            log=context.log.warning,
         )
     name, version = staged["name"], staged["version"]
     return MaterializeResult(
@@ -164,14 +166,19 @@ def staging_model(
 
 
 @transient_only
-def production_model(staging_model: dict, registry: ModelRegistry) -> MaterializeResult:
+def production_model(
+    context: AssetExecutionContext, staging_model: dict, registry: ModelRegistry
+) -> MaterializeResult:
     """The alias `production` on the verified staging version; the one it replaces becomes
     `previous`. Refused when production moved since the candidate was compared with it (another
-    run promoted, or a rollback) or the version is not `registered` (abandoned, rolled back)."""
+    run promoted, or a rollback) or the version is not `registered` (abandoned, rolled back).
+    The checks and the moves happen under the model's lease, held by this run."""
     from mlassets.ml.steps import promote_staged
 
     with as_failure():
-        moved = promote_staged(registry.client(), staging_model)
+        moved = promote_staged(
+            registry.client(), staging_model, holder=context.run_id, log=context.log.warning
+        )
     name = moved["name"]
     return MaterializeResult(
         value=moved,

@@ -103,6 +103,20 @@ _REFERENCES = PerModel()
 _MODELS = PerModel()
 
 
+def production_at(client, name: str, version: str | None) -> Production | None:
+    """Version `version` of `name` with its stored reference, as `production` gives it, without
+    reading the alias: for a step that judges against the version an earlier step read (None:
+    there was no production then). Cached per version like `production`."""
+    if version is None:
+        return None
+    from dataclasses import replace
+
+    from mlassets.ml.registry import judged_batches
+
+    cached = _production(*_uris(client), name, str(version))
+    return replace(cached, judged=judged_batches(client.get_registered_model(name).tags))
+
+
 def production(client, name: str) -> Production | None:
     """The `production` version and its stored reference, or None when there is none yet.
 
@@ -204,10 +218,11 @@ def decide(spec: DatasetSpec, prod: Production, rec: Recent, thresholds, client)
     )
 
 
-def require_same_production(record: dict[str, Any], current: str | None) -> None:
-    """Refuse recent rows computed for another production version than the one serving now:
-    "recent" means "not yet trained on by that version", so judging them against another
-    version's reference would mix two models' lineage."""
+def recorded_production(record: dict[str, Any]) -> str | None:
+    """The production version recent rows were computed for (None: there was none), from
+    `recent_data`'s provenance. Monitoring judges and scores them against that version, read once
+    when `recent_data` ran, never against the alias read again: a promotion in between would
+    judge rows "not yet trained on by version N" against version N+1's reference."""
     from mlassets.ml.provenance import ProvenanceError
 
     if "production_version" not in record:
@@ -215,12 +230,8 @@ def require_same_production(record: dict[str, Any], current: str | None) -> None
             "recent_data carries no production record (written by an older mlassets): "
             "materialize recent_data first"
         )
-    if record["production_version"] != current:
-        raise ProvenanceError(
-            "recent_data holds the batches not yet trained on by production version "
-            f"{record['production_version']}, but production is now version {current}: "
-            "materialize recent_data first"
-        )
+    version = record["production_version"]
+    return None if version is None else str(version)
 
 
 def score_batches(model, rows: pd.DataFrame, spec: DatasetSpec) -> pd.DataFrame:

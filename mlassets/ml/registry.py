@@ -18,8 +18,9 @@ flavor in skops format holding types within `SKOPS_TRUSTED_TYPES`, whatever the 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -495,34 +496,184 @@ def alias_version(client, name: str, alias: str) -> str | None:
         raise
 
 
-def _restore_aliases(client, name: str, before: dict[str, str | None]) -> None:
-    """Put each alias back where it was (best effort: we are already handling an error)."""
+# Every alias move below happens under the model's lease (`mlassets.ml.lease`): the reads that
+# decide a move and the move itself are one holder's, never interleaved with another mover's.
+# Each move is read back; a failure puts the aliases back, and whatever could not be put back is
+# noted on the error raised (`add_note`) and logged, never swallowed.
+
+# The newest alias moves on the registered model (who, what, before, after), a JSON list.
+MOVES_TAG = "mlassets.alias_moves"
+MOVES_BYTES = 4_000  # the newest entries that fit (a registry tag holds 5,000 on some stores)
+PROMOTED_BY_TAG = "mlassets.promoted_by"
+
+Log = Callable[[str], None]
+_logger = logging.getLogger(__name__)
+
+
+def aliases(client, name: str) -> dict[str, str]:
+    """Every alias of registered model `name` and its version, in one read."""
+    return {a: str(v) for a, v in sorted(client.get_registered_model(name).aliases.items())}
+
+
+def require_alias(client, name: str, alias: str, expected: str | None) -> None:
+    """Read `alias` back: RegistryError naming it, the version expected and the one found."""
+    found = alias_version(client, name, alias)
+    if found != expected:
+        raise RegistryError(
+            f"alias {alias!r} of {name} was just moved to {_version_text(expected)} but names "
+            f"{_version_text(found)}: something moved it without the lease; check the aliases"
+        )
+
+
+def _version_text(version: str | None) -> str:
+    return "no version" if version is None else f"version {version}"
+
+
+def _move(client, name: str, alias: str, version: str | None, lease) -> None:
+    """Point `alias` at `version` (None: delete it) while still holding `lease`; read it back."""
+    from mlassets.ml.faults import transient_fault
+
+    lease.verify()
+    if version is None:
+        client.delete_registered_model_alias(name, alias)
+    else:
+        client.set_registered_model_alias(name, alias, version)
+    transient_fault("alias_moved")
+    require_alias(client, name, alias, version)
+
+
+def alias_moves(tags: dict[str, str]) -> list[dict[str, Any]]:
+    """The alias moves recorded (`MOVES_TAG`) in a registered model's tags, oldest first."""
+    import json
+
+    try:
+        moves = json.loads(tags.get(MOVES_TAG) or "[]")
+    except ValueError:
+        return []
+    return moves if isinstance(moves, list) else []
+
+
+def _record_move(client, name: str, lease, before: dict[str, str]) -> dict[str, Any]:
+    """Add the move just made (by the lease's holder) to the model's `MOVES_TAG`."""
+    import json
+    from datetime import UTC, datetime
+
+    entry = {
+        "by": lease.holder,
+        "action": lease.record.action,
+        "lease": lease.record.token[:12],
+        "held_from": lease.record.acquired,
+        "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "before": before,
+        "after": aliases(client, name),
+    }
+    moves = [*alias_moves(client.get_registered_model(name).tags), entry]
+    while len(moves) > 1 and len(json.dumps(moves)) > MOVES_BYTES:
+        moves.pop(0)
+    client.set_registered_model_tag(name, MOVES_TAG, json.dumps(moves))
+    return entry
+
+
+def _restore_aliases(client, name: str, before: dict[str, str | None]) -> list[str]:
+    """Put each alias back where it was, reading it back; what failed, one text each."""
+    from mlassets.ml.faults import transient_fault
+
+    problems = []
     for alias, version in before.items():
-        with contextlib.suppress(Exception):
+        try:
+            transient_fault("alias_restore")
             if version is None:
-                client.delete_registered_model_alias(name, alias)
+                if alias_version(client, name, alias) is not None:
+                    client.delete_registered_model_alias(name, alias)
             else:
                 client.set_registered_model_alias(name, alias, version)
+            require_alias(client, name, alias, version)
+        except Exception as e:
+            problems.append(
+                f"alias {alias!r} not put back to {_version_text(version)} "
+                f"({type(e).__name__}: {e})"
+            )
+    return problems
 
 
-def _restore_tags(client, name: str, version: str, before: dict[str, str | None]) -> None:
-    """Put each tag of `version` back as it was (best effort: we are already handling an error)."""
+def _restore_tags(client, name: str, version: str, before: dict[str, str | None]) -> list[str]:
+    """Put each tag of `version` back as it was; what failed, one text each."""
+    problems = []
     for key, value in before.items():
-        with contextlib.suppress(Exception):
+        try:
             if value is None:
-                client.delete_model_version_tag(name, version, key)
+                if key in _get_version(client, name, version).tags:
+                    client.delete_model_version_tag(name, version, key)
             else:
                 client.set_model_version_tag(name, version, key, value)
+        except Exception as e:
+            problems.append(
+                f"tag {key} of version {version} not put back to {value!r} "
+                f"({type(e).__name__}: {e})"
+            )
+    return problems
+
+
+def _undo(
+    error: BaseException,
+    client,
+    name: str,
+    lease,
+    aliases_before: dict[str, str | None],
+    tags_before: dict[str, dict[str, str | None]],
+    log: Log,
+) -> None:
+    """After `error`, put the aliases and tags back as they were (only while the lease is still
+    ours: otherwise another mover's aliases would be overwritten). Notes on `error` what was
+    restored, or what could not be and where the aliases are now; logs a failed restore."""
+    try:
+        lease.verify()
+    except Exception as e:
+        problems = [f"nothing put back ({type(e).__name__}: {e})"]
+    else:
+        problems = _restore_aliases(client, name, aliases_before)
+        for version, tags in tags_before.items():
+            problems += _restore_tags(client, name, version, tags)
+    try:
+        now = ", ".join(f"{a} = {v}" for a, v in aliases(client, name).items()) or "none"
+    except Exception as e:
+        now = f"unreadable ({type(e).__name__}: {e})"
+    if problems:
+        note = (
+            f"{name}: restoring the registry after this error failed: {'; '.join(problems)}. "
+            f"Aliases now: {now}. Set them right with rollback_job (to_version)."
+        )
+        log(note)
+    else:
+        note = f"{name}: aliases and tags put back as they were (aliases now: {now})"
+    error.add_note(note)
+
+
+def _lease(client, name: str, holder: str | None, action: str, log: Log):
+    from mlassets.ml.lease import held
+
+    return held(client, name, holder, action, log=log)
 
 
 def set_alias_verified(
-    client, name: str, version: str, alias: str, X, expected, precondition=None
+    client,
+    name: str,
+    version: str,
+    alias: str,
+    X,
+    expected,
+    precondition=None,
+    *,
+    holder: str | None = None,
+    log: Log | None = None,
 ) -> dict:
     """Point `alias` at `version` only if it is registered, loads and predicts exactly `expected`.
 
-    `precondition(client)`, if given, runs right before the alias moves (after the seconds the
-    load and prediction take) and refuses by raising: a check that must still hold then.
+    `precondition(client)`, if given, runs under the model's lease right before the alias moves
+    (after the seconds the load and prediction take, which happen outside it) and refuses by
+    raising: a check that must still hold then. `holder` (a run id) holds the lease.
     """
+    log = log or _logger.warning
     version = str(version)
     _require_registered(client, name, version, f"alias {alias!r}")
     check = predictions_match(f"models:/{name}/{version}", X, expected)
@@ -531,9 +682,17 @@ def set_alias_verified(
             f"{name} version {version} mispredicts {check['mismatched']} of {check['rows']} rows "
             f"after loading from the registry; alias {alias!r} not moved"
         )
-    if precondition is not None:
-        precondition(client)
-    client.set_registered_model_alias(name, alias, version)
+    with _lease(client, name, holder, f"stage version {version} as {alias}", log) as lease:
+        if precondition is not None:
+            precondition(client)
+        _require_registered(client, name, version, f"alias {alias!r}")
+        before = aliases(client, name)
+        try:
+            _move(client, name, alias, version, lease)
+            _record_move(client, name, lease, before)
+        except BaseException as e:
+            _undo(e, client, name, lease, {alias: before.get(alias)}, {}, log)
+            raise
     return check
 
 
@@ -541,119 +700,146 @@ _UNCHECKED = object()
 
 
 def promote(
-    client, name: str, version: str, expected_current: str | None | object = _UNCHECKED
+    client,
+    name: str,
+    version: str,
+    expected_current: str | None | object = _UNCHECKED,
+    *,
+    precondition: Callable[[Any], None] | None = None,
+    holder: str | None = None,
+    log: Log | None = None,
 ) -> dict[str, str | None]:
     """Make a registered `version` production; the version it replaces becomes `previous`.
 
-    With `expected_current` it is a compare-and-set: refused (nothing moves) unless production is
-    still that version (None: no production yet), read right before the aliases move. The new
-    production version records `mlassets.promoted_from` (the replaced version or "none").
-    Promoting the production version again changes nothing.
+    Everything below happens under the model's lease, held by `holder` (a run id).
+    `precondition(client)`, if given, runs first and refuses by raising. With `expected_current`
+    it is a compare-and-set: refused (nothing moves) unless production is still that version
+    (None: no production yet). The new production version records `mlassets.promoted_from`
+    (the replaced version or "none") and `mlassets.promoted_by` (the holder). Promoting the
+    production version again changes nothing.
     """
+    log = log or _logger.warning
     version = str(version)
     _require_registered(client, name, version, "promotion")
-    before = {PRODUCTION: alias_version(client, name, PRODUCTION)}
-    current = before[PRODUCTION]
-    if current == version:
-        return {"production": version, "previous": None}
-    if expected_current is not _UNCHECKED and current != expected_current:
-        raise RegistryError(
-            f"production of {name} is version {current}, but version {version} was evaluated "
-            f"against {expected_current or 'no production model'}: materialize "
-            "evaluation_report and the registry again to compare it with the current "
-            "production; production not moved"
-        )
-    before[PREVIOUS] = alias_version(client, name, PREVIOUS)
-    tags_before = {
-        PROMOTED_FROM_TAG: _get_version(client, name, version).tags.get(PROMOTED_FROM_TAG)
-    }
-    try:
-        if current is not None:
-            client.set_registered_model_alias(name, PREVIOUS, current)
-        client.set_registered_model_alias(name, PRODUCTION, version)
-        client.set_model_version_tag(name, version, PROMOTED_FROM_TAG, current or "none")
-    except BaseException:
-        _restore_aliases(client, name, before)
-        _restore_tags(client, name, version, tags_before)
-        raise
+    with _lease(client, name, holder, f"promote version {version}", log) as lease:
+        if precondition is not None:
+            precondition(client)
+        _require_registered(client, name, version, "promotion")
+        before = aliases(client, name)
+        current = before.get(PRODUCTION)
+        if current == version:
+            return {"production": version, "previous": None}
+        if expected_current is not _UNCHECKED and current != expected_current:
+            raise RegistryError(
+                f"production of {name} is version {current}, but version {version} was "
+                f"evaluated against {expected_current or 'no production model'}: materialize "
+                "evaluation_report and the registry again to compare it with the current "
+                "production; production not moved"
+            )
+        tags = _get_version(client, name, version).tags
+        tags_before = {version: {k: tags.get(k) for k in (PROMOTED_FROM_TAG, PROMOTED_BY_TAG)}}
+        try:
+            if current is not None:
+                _move(client, name, PREVIOUS, current, lease)
+            _move(client, name, PRODUCTION, version, lease)
+            client.set_model_version_tag(name, version, PROMOTED_FROM_TAG, current or "none")
+            client.set_model_version_tag(name, version, PROMOTED_BY_TAG, lease.holder)
+            _record_move(client, name, lease, before)
+        except BaseException as e:
+            restore = {PRODUCTION: current, PREVIOUS: before.get(PREVIOUS)}
+            _undo(e, client, name, lease, restore, tags_before, log)
+            raise
     return {"production": version, "previous": current}
 
 
 def rollback(
-    client, name: str, to_version: str | int | None = None, run_id: str | None = None
+    client,
+    name: str,
+    to_version: str | int | None = None,
+    run_id: str | None = None,
+    *,
+    log: Log | None = None,
 ) -> dict[str, str]:
     """Point `production` (and `staging`) at a recorded target: `to_version`, else `previous`.
 
     After a rollback, staging and production both name the target; previous is cleared; roll
     further back with to_version. So running it again refuses instead of toggling back.
 
-    Refused (RegistryError, nothing changed) when there is no production or no target, when
-    production already is the target, when the target is pending or abandoned, or when it does
-    not load with `load_verified_model`. The version rolled back from gets `mlassets.status`
-    `rolled_back` (and `mlassets.rolled_back_by` = `run_id` when given) and keeps no alias; the
-    target records `mlassets.rolled_back_from` and, if it had been rolled back itself, becomes
-    `registered` again. Returns production, rolled_back_from and staging.
+    Everything happens under the model's lease, held by `run_id`: the aliases read to choose the
+    target are the ones moved. Refused (RegistryError, nothing changed) when there is no
+    production or no target, when production already is the target, when the target is pending
+    or abandoned, or when it does not load with `load_verified_model`. The version rolled back
+    from gets `mlassets.status` `rolled_back` (and `mlassets.rolled_back_by` = `run_id` when
+    given) and keeps no alias; the target records `mlassets.rolled_back_from` and, if it had
+    been rolled back itself, becomes `registered` again. Returns production, rolled_back_from and
+    staging.
     """
-    before = {alias: alias_version(client, name, alias) for alias in ALIASES}
-    current = before[PRODUCTION]
-    if current is None:
+    log = log or _logger.warning
+    if alias_version(client, name, PRODUCTION) is None:  # early, before the lease; again under it
         raise RegistryError(f"model {name} has no production version; nothing to roll back")
-    target = str(to_version) if to_version is not None else before[PREVIOUS]
-    if target is None:
-        raise RegistryError(
-            f"model {name} has no 'previous' version to roll back to (production is version "
-            f"{current}); run rollback_job with to_version to choose one"
-        )
-    if target == current:
-        raise RegistryError(
-            f"production is already version {current}; nothing to roll back "
-            "(to go further back, run rollback_job with to_version)"
-        )
-    status = version_status(client, name, target)
-    if status == ROLLED_BACK and to_version is None:
-        raise RegistryError(
-            f"{name} version {target} (named by 'previous') was itself rolled back; return to it "
-            "only by number (to_version)"
-        )
-    if status in (PENDING, ABANDONED):
-        raise RegistryError(
-            f"{name} version {target} has {STATUS_TAG} {status!r}; not rolling back to it "
-            "(choose a registered version with to_version)"
-        )
-    try:
-        load_verified_model(client, name, target)
-    except Exception as e:
-        from mlassets.ml.services import is_transient
+    with _lease(client, name, run_id, "rollback", log) as lease:
+        before = aliases(client, name)
+        current = before.get(PRODUCTION)
+        if current is None:
+            raise RegistryError(f"model {name} has no production version; nothing to roll back")
+        target = str(to_version) if to_version is not None else before.get(PREVIOUS)
+        if target is None:
+            raise RegistryError(
+                f"model {name} has no 'previous' version to roll back to (production is "
+                f"version {current}); run rollback_job with to_version to choose one"
+            )
+        if target == current:
+            raise RegistryError(
+                f"production is already version {current}; nothing to roll back "
+                "(to go further back, run rollback_job with to_version)"
+            )
+        status = version_status(client, name, target)
+        if status == ROLLED_BACK and to_version is None:
+            raise RegistryError(
+                f"{name} version {target} (named by 'previous') was itself rolled back; return "
+                "to it only by number (to_version)"
+            )
+        if status in (PENDING, ABANDONED):
+            raise RegistryError(
+                f"{name} version {target} has {STATUS_TAG} {status!r}; not rolling back to it "
+                "(choose a registered version with to_version)"
+            )
+        try:
+            load_verified_model(client, name, target)
+        except Exception as e:
+            from mlassets.ml.services import is_transient
 
-        if is_transient(e):  # a dropped connection says nothing of the version: retry the step
+            if is_transient(e):  # a dropped connection says nothing of the version: retry
+                raise
+            raise RegistryError(
+                f"not rolling back {name} to version {target}: it does not load ({e}); "
+                "choose another version with to_version"
+            ) from e
+
+        keys = (STATUS_TAG, ROLLED_BACK_BY_TAG, ROLLED_BACK_FROM_TAG)
+        tags_before = {
+            v: {k: _get_version(client, name, v).tags.get(k) for k in keys}
+            for v in (current, target)
+        }
+        try:
+            # The version left is marked first: killed half-way, it can no longer be promoted
+            # (promote requires `registered`), and no alias has moved yet.
+            lease.verify()
+            client.set_model_version_tag(name, current, STATUS_TAG, ROLLED_BACK)
+            if run_id:
+                client.set_model_version_tag(name, current, ROLLED_BACK_BY_TAG, run_id)
+            if status == ROLLED_BACK:
+                client.set_model_version_tag(name, target, STATUS_TAG, REGISTERED)
+            client.set_model_version_tag(name, target, ROLLED_BACK_FROM_TAG, current)
+            _move(client, name, STAGING, target, lease)
+            _move(client, name, PRODUCTION, target, lease)
+            if before.get(PREVIOUS) is not None:
+                _move(client, name, PREVIOUS, None, lease)
+            _record_move(client, name, lease, before)
+        except BaseException as e:
+            restore = {a: before.get(a) for a in (PRODUCTION, STAGING, PREVIOUS)}
+            _undo(e, client, name, lease, restore, tags_before, log)
             raise
-        raise RegistryError(
-            f"not rolling back {name} to version {target}: it does not load ({e}); "
-            "choose another version with to_version"
-        ) from e
-
-    keys = (STATUS_TAG, ROLLED_BACK_BY_TAG, ROLLED_BACK_FROM_TAG)
-    tags_before = {
-        v: {k: _get_version(client, name, v).tags.get(k) for k in keys} for v in (current, target)
-    }
-    try:
-        # The version left is marked first: killed half-way, it can no longer be promoted
-        # (promote requires `registered`), and no alias has moved yet.
-        client.set_model_version_tag(name, current, STATUS_TAG, ROLLED_BACK)
-        if run_id:
-            client.set_model_version_tag(name, current, ROLLED_BACK_BY_TAG, run_id)
-        if status == ROLLED_BACK:
-            client.set_model_version_tag(name, target, STATUS_TAG, REGISTERED)
-        client.set_model_version_tag(name, target, ROLLED_BACK_FROM_TAG, current)
-        client.set_registered_model_alias(name, STAGING, target)
-        client.set_registered_model_alias(name, PRODUCTION, target)
-        if before[PREVIOUS] is not None:
-            client.delete_registered_model_alias(name, PREVIOUS)
-    except BaseException:
-        _restore_aliases(client, name, before)
-        for version, tags in tags_before.items():
-            _restore_tags(client, name, version, tags)
-        raise
     return {"production": target, "rolled_back_from": current, "staging": target}
 
 

@@ -537,10 +537,18 @@ def register_candidate(
 
 
 def stage(
-    client, registered: dict[str, Any], candidate: Candidate, test_set: pd.DataFrame, spec
+    client,
+    registered: dict[str, Any],
+    candidate: Candidate,
+    test_set: pd.DataFrame,
+    spec,
+    *,
+    holder: str | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Point `staging` at the registered version once it loads from the registry and predicts
-    exactly like `candidate` on `test_set`; refused for any other candidate or test set."""
+    exactly like `candidate` on `test_set`; refused for any other candidate or test set.
+    `holder` (the run id) holds the model's lease for the move (`registry.set_alias_verified`)."""
     from mlassets.ml.data import fingerprint
     from mlassets.ml.features import input_frame
     from mlassets.ml.registry import PRODUCTION, STAGING, alias_version, set_alias_verified
@@ -571,7 +579,15 @@ def stage(
     production_unchanged(client)  # before the seconds of loading, and again right before moving
     X = input_frame(test_set, spec)
     check = set_alias_verified(
-        client, name, version, STAGING, X, candidate.predict(X), production_unchanged
+        client,
+        name,
+        version,
+        STAGING,
+        X,
+        candidate.predict(X),
+        production_unchanged,
+        holder=holder,
+        log=log,
     )
     return {
         "name": name,
@@ -582,22 +598,42 @@ def stage(
     }
 
 
-def promote_staged(client, staged: dict[str, Any]) -> dict[str, Any]:
+def promote_staged(
+    client,
+    staged: dict[str, Any],
+    *,
+    holder: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
     """Make the staged version `production` (the one it replaces becomes `previous`).
 
     Refused unless `staging` still names this version (a rollback, or a newer run, moved it) and,
     compare-and-set, `production` is still the version the candidate was compared with in its
     evaluation (beats_production judged it against that one); `registry.promote` also refuses a
-    version not `registered` (abandoned, rolled back).
+    version not `registered` (abandoned, rolled back). Both checks and the moves happen under
+    the model's lease, held by `holder` (the run id): no rollback can come in between.
     """
     from mlassets.ml.registry import STAGING, RegistryError, alias_version, promote
 
     name, version = staged["name"], str(staged["version"])
-    current = alias_version(client, name, STAGING)
-    if current != version:
-        raise RegistryError(
-            f"staging_model says {name} version {version}, but @staging is version {current} "
-            "(moved by a rollback or a newer run): materialize the registry group again; "
-            "production not moved"
-        )
-    return {"name": name, **promote(client, name, version, staged.get("evaluated_against"))}
+
+    def still_staged(client) -> None:
+        current = alias_version(client, name, STAGING)
+        if current != version:
+            raise RegistryError(
+                f"staging_model says {name} version {version}, but @staging is version "
+                f"{current} (moved by a rollback or a newer run): materialize the registry "
+                "group again; production not moved"
+            )
+
+    still_staged(client)  # at once, without waiting for the lease; again under it
+    moved = promote(
+        client,
+        name,
+        version,
+        staged.get("evaluated_against"),
+        precondition=still_staged,
+        holder=holder,
+        log=log,
+    )
+    return {"name": name, **moved}

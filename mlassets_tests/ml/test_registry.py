@@ -318,6 +318,102 @@ def test_a_rolled_back_version_takes_no_alias_except_by_rollback_to_version(worl
     assert aliases(world, name) == {PRODUCTION: "2", STAGING: "2"}
 
 
+# --- every move under the lease, read back, recorded; a failed restore is said ---------------
+
+
+def test_every_move_is_recorded_with_its_holder_and_leaves_no_lease(world, name):
+    from mlassets.ml.lease import LEASE_TAG
+    from mlassets.ml.registry import PROMOTED_BY_TAG, alias_moves
+
+    set_alias_verified(
+        world.client, name, "1", STAGING, world.X, world.expected(0), holder="run-stage"
+    )
+    promote(world.client, name, "1", holder="run-p1")
+    promote(world.client, name, "2", expected_current="1", holder="run-p2")
+    rollback(world.client, name, run_id="run-r")
+    model = world.client.get_registered_model(name)
+    assert LEASE_TAG not in model.tags  # each mover released it
+    moves = alias_moves(model.tags)
+    assert [(m["by"], m["action"]) for m in moves] == [
+        ("run-stage", "stage version 1 as staging"),
+        ("run-p1", "promote version 1"),
+        ("run-p2", "promote version 2"),
+        ("run-r", "rollback"),
+    ]
+    assert moves[2]["before"] == {PRODUCTION: "1", STAGING: "1"}
+    assert moves[2]["after"] == {PREVIOUS: "1", PRODUCTION: "2", STAGING: "1"}
+    assert moves[3]["after"] == aliases(world, name) == {PRODUCTION: "1", STAGING: "1"}
+    for move in moves:  # each held its lease from before the move until after it
+        assert move["held_from"] <= move["at"] and len(move["lease"]) == 12
+    assert tag(world, name, "2", PROMOTED_BY_TAG) == "run-p2"
+
+
+def test_an_alias_read_back_to_another_version_names_alias_expected_and_found(world, name):
+    from mlassets.ml.registry import require_alias
+
+    world.client.set_registered_model_alias(name, PRODUCTION, "2")
+    require_alias(world.client, name, PRODUCTION, "2")
+    with pytest.raises(RegistryError) as moved:
+        require_alias(world.client, name, PRODUCTION, "1")
+    assert f"alias 'production' of {name} was just moved to version 1 but names version 2" in str(
+        moved.value
+    )
+    with pytest.raises(RegistryError, match="moved to no version but names version 2"):
+        require_alias(world.client, name, PRODUCTION, None)
+
+
+def faults(monkeypatch, tmp_path, *names: str) -> None:
+    """Arm MLflow-is-briefly-unavailable faults at `names` (each fires once: `faults.py`)."""
+    monkeypatch.setenv("MLASSETS_HOME", str(tmp_path))
+    monkeypatch.setenv("MLASSETS_TRANSIENT_FAULT", ",".join(names))
+
+
+def test_a_restore_that_fails_is_noted_on_the_error_and_logged(world, name, monkeypatch, tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    from mlassets.ml.lease import LEASE_TAG
+
+    promote(world.client, name, "1")
+    promote(world.client, name, "2")  # production 2, previous 1
+    # a rollback to 1 fails right after its first move (staging); putting production back
+    # fails too (it had not moved yet): the note says so, and where the aliases are now
+    world.client.set_registered_model_alias(name, STAGING, "1")
+    faults(monkeypatch, tmp_path, "alias_moved", "alias_restore")
+    said: list[str] = []
+    with pytest.raises(MlflowException, match="injected transient fault at alias_moved") as err:
+        rollback(world.client, name, to_version="1", run_id="run-r", log=said.append)
+    notes = getattr(err.value, "__notes__", [])
+    assert len(notes) == 1 and said == notes
+    note = notes[0]
+    assert note.startswith(f"{name}: restoring the registry after this error failed: alias ")
+    assert "'production' not put back to version 2 (MlflowException: injected" in note
+    # the other aliases and the tags were put back; production never moved from 2
+    assert f"Aliases now: {PREVIOUS} = 1, {PRODUCTION} = 2, {STAGING} = 1." in note
+    assert "rollback_job (to_version)" in note
+    assert aliases(world, name) == {PRODUCTION: "2", PREVIOUS: "1", STAGING: "1"}
+    assert version_status(world.client, name, "2") == REGISTERED
+    assert tag(world, name, "1", "mlassets.rolled_back_from") is None
+    assert LEASE_TAG not in world.client.get_registered_model(name).tags
+
+
+def test_a_restore_that_succeeds_is_noted_too(world, name, monkeypatch, tmp_path):
+    from mlflow.exceptions import MlflowException
+
+    from mlassets.ml.registry import PROMOTED_FROM_TAG
+
+    promote(world.client, name, "1")
+    faults(monkeypatch, tmp_path, "alias_moved")
+    said: list[str] = []
+    with pytest.raises(MlflowException) as err:
+        promote(world.client, name, "2", log=said.append)  # fails once previous has moved
+    assert err.value.__notes__ == [
+        f"{name}: aliases and tags put back as they were (aliases now: {PRODUCTION} = 1)"
+    ]
+    assert said == []  # only a failed restore is a warning
+    assert aliases(world, name) == {PRODUCTION: "1"}
+    assert tag(world, name, "2", PROMOTED_FROM_TAG) is None
+
+
 def test_rollback_refuses_without_production_or_target_and_changes_nothing(world, name):
     with pytest.raises(RegistryError, match="has no production version"):
         rollback(world.client, name, to_version="1")
