@@ -109,12 +109,9 @@ def production_at(client, name: str, version: str | None) -> Production | None:
     there was no production then). Cached per version like `production`."""
     if version is None:
         return None
-    from dataclasses import replace
+    from mlassets.ml.registry import model_version
 
-    from mlassets.ml.registry import judged_batches
-
-    cached = _production(*_uris(client), name, str(version))
-    return replace(cached, judged=judged_batches(client.get_registered_model(name).tags))
+    return _with_reference(client, name, model_version(client, name, version))
 
 
 def production(client, name: str) -> Production | None:
@@ -136,6 +133,13 @@ def production(client, name: str) -> Production | None:
         if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
+    return _with_reference(client, name, mv)
+
+
+def _with_reference(client, name: str, mv) -> Production:
+    """Model version `mv` of `name` as a `Production`: its reference cached per model and
+    version (the run id too: a version number names one run); what retrains judged is read
+    each time."""
     from dataclasses import replace
 
     from mlassets.ml.registry import judged_batches, load_reference
@@ -146,8 +150,6 @@ def production(client, name: str) -> Production | None:
         )
         return Production(str(version.version), version.run_id, sample, baseline)
 
-    # the reference is cached per model and version (the run id too: a version number names
-    # one run); what retrains judged is read each time
     key = f"{mv.version}:{mv.run_id}"
     cached = _REFERENCES.get((client.tracking_uri, name), key, build)
     return replace(cached, judged=judged_batches(client.get_registered_model(name).tags))

@@ -186,10 +186,10 @@ def version_status(client, name: str, version: str | int) -> str:
 
     Raises RegistryError when the version does not exist.
     """
-    return _get_version(client, name, version).tags.get(STATUS_TAG, REGISTERED)
+    return model_version(client, name, version).tags.get(STATUS_TAG, REGISTERED)
 
 
-def _get_version(client, name: str, version: str | int):
+def model_version(client, name: str, version: str | int):
     from mlflow.exceptions import MlflowException
 
     try:
@@ -224,7 +224,7 @@ def abandon(client, name: str, version: str | int, reason: str) -> None:
     abandoned version. Other aliases are left as they are; none can move to it again.
     """
     version = str(version)
-    _get_version(client, name, version)
+    model_version(client, name, version)
     if alias_version(client, name, PRODUCTION) == version:
         raise RegistryError(
             f"{name} version {version} is production; roll back to another version before "
@@ -236,7 +236,7 @@ def abandon(client, name: str, version: str | int, reason: str) -> None:
 
 def _require_registered(client, name: str, version: str, action: str) -> None:
     """Refuse `action` on a version that is not `registered` (pending, abandoned, rolled back)."""
-    mv = _get_version(client, name, version)
+    mv = model_version(client, name, version)
     status = mv.tags.get(STATUS_TAG, REGISTERED)
     if status == REGISTERED:
         return
@@ -602,7 +602,7 @@ def _restore_tags(client, name: str, version: str, before: dict[str, str | None]
     for key, value in before.items():
         try:
             if value is None:
-                if key in _get_version(client, name, version).tags:
+                if key in model_version(client, name, version).tags:
                     client.delete_model_version_tag(name, version, key)
             else:
                 client.set_model_version_tag(name, version, key, value)
@@ -736,7 +736,7 @@ def promote(
                 "evaluation_report and the registry again to compare it with the current "
                 "production; production not moved"
             )
-        tags = _get_version(client, name, version).tags
+        tags = model_version(client, name, version).tags
         tags_before = {version: {k: tags.get(k) for k in (PROMOTED_FROM_TAG, PROMOTED_BY_TAG)}}
         try:
             if current is not None:
@@ -818,7 +818,7 @@ def rollback(
 
         keys = (STATUS_TAG, ROLLED_BACK_BY_TAG, ROLLED_BACK_FROM_TAG)
         tags_before = {
-            v: {k: _get_version(client, name, v).tags.get(k) for k in keys}
+            v: {k: model_version(client, name, v).tags.get(k) for k in keys}
             for v in (current, target)
         }
         try:
