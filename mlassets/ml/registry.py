@@ -190,6 +190,8 @@ def version_status(client, name: str, version: str | int) -> str:
 
 
 def model_version(client, name: str, version: str | int):
+    """The model version, or a RegistryError naming it when it does not exist (a transient
+    store error is raised as it is, for the step's retry policy)."""
     from mlflow.exceptions import MlflowException
 
     try:
