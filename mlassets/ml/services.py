@@ -265,4 +265,13 @@ def reachable(uri: str) -> None:
     timeout = min(float(ev.MLFLOW_HTTP_REQUEST_TIMEOUT.get()), FIRST_CONTACT_TIMEOUT)
     with requests.Session() as session:
         session.mount(uri, HTTPAdapter(max_retries=retry))
-        session.get(f"{uri.rstrip('/')}/health", timeout=timeout).close()
+        # the TLS settings MLflow's own client honours, so a private CA or an insecure test
+        # server is reached as the run will reach it (given per request: they win over
+        # REQUESTS_CA_BUNDLE, as in MLflow's client)
+        verify = (
+            False
+            if ev.MLFLOW_TRACKING_INSECURE_TLS.get()
+            else ev.MLFLOW_TRACKING_SERVER_CERT_PATH.get() or True
+        )
+        cert = ev.MLFLOW_TRACKING_CLIENT_CERT_PATH.get() or None
+        session.get(f"{uri.rstrip('/')}/health", timeout=timeout, verify=verify, cert=cert).close()
