@@ -11,9 +11,10 @@ import sys
 
 
 def kind(exc: BaseException) -> str | None:
-    """'spec', 'data', 'registry', 'service' or 'service (passing)' for the errors a tick may
-    report; None for a bug."""
+    """'spec', 'data', 'registry', 'service', 'service (passing)' or 'storage' for the errors a
+    tick may report; None for a bug."""
     from mlassets.ml.data import DataError
+    from mlassets.ml.features import UnreadableValues
     from mlassets.ml.provenance import ProvenanceError
     from mlassets.ml.registry import RegistryError
     from mlassets.ml.services import ServiceError, is_transient
@@ -23,12 +24,14 @@ def kind(exc: BaseException) -> str | None:
         return "service (passing)"
     if isinstance(exc, SpecError):
         return "spec"
-    if isinstance(exc, DataError | ProvenanceError):
+    if isinstance(exc, DataError | ProvenanceError | UnreadableValues):
         return "data"
     if isinstance(exc, RegistryError):
         return "registry"
-    if isinstance(exc, ServiceError | OSError) or _library_service_error(exc):
+    if isinstance(exc, ServiceError) or _library_service_error(exc):
         return "service"
+    if isinstance(exc, OSError):  # a folder or file that cannot be read (permissions, gone)
+        return "storage"
     return None
 
 
