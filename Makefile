@@ -81,9 +81,10 @@ format: install
 #   unit         the functional core and small pieces, no Dagster run
 #   integration  Dagster runs in process on a real instance and a real MLflow store
 #   e2e          the real CLI, daemon, webserver, servers and separate processes
-# `make test`: lint, then every test of every tier, services included (what CI runs).
+# `make test`: lint, then every test of every tier, services included (what CI runs); the 30
+# slowest tests are listed at the end, so CI's log says where the suite's time goes.
 test: install lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=30
 
 # `make test-fast`: lint, then the unit tier only; under a minute on 2 cores.
 test-fast: install lint
