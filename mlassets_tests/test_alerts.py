@@ -68,7 +68,10 @@ def failed(tmp_path_factory) -> Iterator[Failed]:
         )
         assert first.cursor and "Initiating" in (first.skip_message or "")
         gate_run = world.run(config=run_config(gates={"min_f1": 1.01}))
-        step_run = world.run(config=run_config({**FAST_TRAINING, "strategy": "z" * LONG}))
+        # a step that fails with a long message of the user's text: an estimator parameter
+        # (a choice outside the settings' Literals is refused before the run starts)
+        bad = {**FAST_TRAINING, "strategy": "fixed", "params": {"z" * LONG: 1}}
+        step_run = world.run(config=run_config(bad))
         assert not gate_run.success and not step_run.success
         yield Failed(world, first.cursor, gate_run, step_run)
 
@@ -282,7 +285,7 @@ def test_failed_runs_are_emailed_and_posted(failed, tmp_path, monkeypatch, tls):
     step_id = failed.step_run.run_id
     text = _text(by_run[step_id])
     assert text.startswith("[mlassets] training_job: step candidate_model failed")
-    assert "Failed step candidate_model: ValueError: strategy 'zzz" in text
+    assert "Failed step candidate_model: ValueError: Invalid parameter 'zzz" in text
     assert "… [cut:" in text  # non-ASCII reaches the reader (smtplib sends ASCII only)
     raw = by_run[step_id].as_bytes()
     assert len(raw) < 4 * MESSAGE_BYTES
@@ -291,7 +294,8 @@ def test_failed_runs_are_emailed_and_posted(failed, tmp_path, monkeypatch, tls):
     assert body["failed_checks"] == []
     [step] = body["failed_steps"]
     assert step["step"] == "candidate_model"
-    assert step["message"].startswith("ValueError: strategy 'zzz") and "[cut:" in step["message"]
+    assert step["message"].startswith("ValueError: Invalid parameter 'zzz"), step["message"][:200]
+    assert "[cut:" in step["message"]
     assert len(json.dumps(body).encode()) < 4 * MESSAGE_BYTES
     # the failed run is 50 KB of the user's text; the alert is a few KB
 

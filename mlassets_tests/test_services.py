@@ -180,45 +180,6 @@ def test_a_silent_server_fails_the_first_contact_within_its_own_timeout(monkeypa
     assert os.environ.get("MLFLOW_HTTP_REQUEST_TIMEOUT") == before  # never changed
 
 
-def _self_signed(folder: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 signed by itself, and its key (PEM files in `folder`)."""
-    import datetime
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = folder / "cert.pem", folder / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
-
-
 @pytest.mark.integration
 def test_the_first_contact_honours_mlflows_tls_settings(tmp_path, monkeypatch):
     """A server behind a private CA: the first contact's probe trusts what MLflow's client is
@@ -229,8 +190,9 @@ def test_the_first_contact_honours_mlflows_tls_settings(tmp_path, monkeypatch):
     import threading
 
     from mlassets.ml.services import reachable
+    from mlassets_tests.test_alerts import _certificate
 
-    cert, key = _self_signed(tmp_path)
+    cert, key = _certificate(tmp_path)
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
