@@ -30,9 +30,9 @@ def _world(root: Path, instance, drift: str):
     from mlassets.definitions import build_defs
     from mlassets.resources import (
         DatasetResource,
+        MlflowTracking,
         ModelRegistry,
         MonitoringResource,
-        mlflow_tracking,
     )
     from mlassets.spec import DEFAULT_SPEC
     from mlassets.synthetic import BATCH_FIRST_ID, fraud_batch, fraud_frame, write_frame
@@ -45,13 +45,7 @@ def _world(root: Path, instance, drift: str):
         "registry": ModelRegistry(tracking_uri=uri),
         "monitoring": MonitoringResource(),
     }
-    mlflow = mlflow_tracking.configured(
-        {
-            "experiment_name": "fraud_detection",
-            "mlflow_tracking_uri": uri,
-            "artifact_location": str(root / "mlartifacts"),
-        }
-    )
+    mlflow = MlflowTracking(tracking_uri=uri, artifact_location=str(root / "mlartifacts"))
     defs = build_defs({**sensor_resources, "mlflow": mlflow})
     config = {
         "ops": {

@@ -59,11 +59,6 @@ class Model:
         return f"{self.ident}_{base}" if self.prefixed else base
 
     @property
-    def mlflow_key(self) -> str:
-        """The resource key of this model's dagster-mlflow tracking (its own experiment)."""
-        return f"mlflow_{self.ident}" if self.prefixed else "mlflow"
-
-    @property
     def tags(self) -> dict[str, str]:
         return {MODEL_TAG: self.name, PREFIXED_TAG: str(self.prefixed).lower()}
 

@@ -1,4 +1,5 @@
-"""Resources: the dataset, MLflow tracking (dagster-mlflow) and the model registry."""
+"""Resources: the dataset, MLflow tracking (one run per Dagster run and model) and the model
+registry."""
 
 import contextlib
 import json
@@ -7,15 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dagster import (
-    ConfigurableResource,
-    Field,
-    InitResourceContext,
-    Noneable,
-    Permissive,
-    StringSource,
-    resource,
-)
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from mlassets import settings
@@ -181,91 +174,94 @@ def client_writes_artifacts(tracking_uri: str) -> bool:
     return _scheme(tracking_uri) in CLIENT_SIDE_STORES
 
 
-@resource(
-    config_schema={
-        "experiment_name": Field(StringSource, description="MLflow experiment name."),
-        "model_name": Field(
-            Noneable(StringSource),
-            default_value=None,
-            is_required=False,
-            description="Registered model whose pending versions the start-of-run sweep may "
-            "abandon (default: the experiment name, as default_resources names it).",
-        ),
-        "mlflow_tracking_uri": Field(Noneable(StringSource), default_value=None, is_required=False),
-        "artifact_location": Field(
-            Noneable(StringSource),
-            default_value=None,
-            is_required=False,
-            description="Artifact folder or URL (s3://...) for a new experiment (tracking "
-            "stores the client writes artifacts for: a database or a folder, not a server).",
-        ),
-        "extra_tags": Field(Permissive(), is_required=False),
-    },
-    description="dagster-mlflow's mlflow_tracking, after creating the experiment where it belongs.",
-)
-def mlflow_tracking(context):
-    """dagster-mlflow's `mlflow_tracking` resource (one MLflow run per Dagster run).
+class MlflowTracking(ConfigurableResource):
+    """Every model's MLflow run for a Dagster run, under one resource key (`mlflow`).
 
-    Wrapped only to create the experiment with an explicit artifact location first, and to keep
-    `import mlflow` out of code-location load time.
+    Ours, not dagster-mlflow's `mlflow_tracking` (issue 24.7): that resource sets MLflow's global
+    experiment, starts a fluent run when it is set up, unregisters MLflow's exit hook and holds one
+    experiment, so a folder of models needed one resource key each, and its run id had to be
+    patched and its generator advanced by hand. Here a step asks `run_for(context, model)`: the
+    model's run for this Dagster run, found in the model's own experiment by the tag
+    `dagster_run_id` (the tag dagster-mlflow uses, so existing searches keep working) or created
+    through an explicit client. Each step resumes it and ends it (`mlflow_run`), so no MLflow run
+    is left RUNNING when a check or a failure ends the Dagster run early.
     """
-    from dagster_mlflow import mlflow_tracking as dagster_mlflow_tracking
 
-    from mlassets.ml.services import check_local_store, first_contact
+    tracking_uri: str
+    registry_uri: str | None = None
+    artifact_location: str | None = None
+    extra_tags: dict[str, str] = {}
+    # model name -> its run id, once found or created in this process
+    _runs: dict = PrivateAttr(default_factory=dict)
 
-    cfg = context.resource_config
-    if cfg.get("mlflow_tracking_uri"):
+    @contextlib.contextmanager
+    def yield_for_execution(self, context: InitResourceContext) -> Iterator["MlflowTracking"]:
+        """Around a step of a run: MLflow's fluent logging (log_model has no client argument)
+        on this store, and the owner's identity for the processes the step starts (joblib's
+        workers too), so a sweep can find them if this process is killed; both restored after,
+        so a long-lived process (a notebook, a test session) keeps neither."""
+        import mlflow
+
+        uri_before = os.environ.get("MLFLOW_TRACKING_URI")
+        owner_before = os.environ.get(OWNER_ENV)
+        os.environ[OWNER_ENV] = str(current())
+        mlflow.set_tracking_uri(self.tracking_uri)
+        try:
+            yield self
+        finally:
+            mlflow.set_tracking_uri(uri_before)
+            if owner_before is None:
+                os.environ.pop(OWNER_ENV, None)
+            else:
+                os.environ[OWNER_ENV] = owner_before
+
+    def client(self):
+        from mlflow import MlflowClient
+
+        return MlflowClient(self.tracking_uri, self.registry_uri or self.tracking_uri)
+
+    def run_for(self, context, model: str) -> str:
+        """The MLflow run of `model` for the Dagster run of `context`: found by its tag, else
+        created (the first step that logs). The first call in a process checks the store, creates
+        the experiment where its artifacts belong, sweeps what killed runs left and marks the
+        run with this process as its owner."""
+        if model in self._runs:
+            return self._runs[model]
+        from mlflow.entities import RunTag
+
+        from mlassets.ml.recovery import DAGSTER_RUN_TAG
+        from mlassets.ml.runs import find_or_create_run
+        from mlassets.ml.services import check_local_store, first_contact
+
         # the run's first request to the store: a store that is down or cannot be written fails
         # here, naming its URI, within MLflow's own retry settings (`mlassets.settings`)
-        uri = cfg["mlflow_tracking_uri"]
-        check_local_store(uri, STORE_HINT)
-        first_contact(
-            uri,
-            lambda: ensure_experiment(uri, cfg["experiment_name"], cfg.get("artifact_location")),
+        check_local_store(self.tracking_uri, STORE_HINT)
+        experiment = first_contact(
+            self.tracking_uri,
+            lambda: ensure_experiment(self.tracking_uri, model, self.artifact_location),
         )
-    import mlflow
-
-    # Every process this run starts (joblib's workers too) inherits the owner's identity (pid,
-    # start time, pid namespace, boot), so a sweep can find them if this process is killed.
-    me = current()
-    owner_before = os.environ.get(OWNER_ENV)
-    os.environ[OWNER_ENV] = str(me)
-    try:
-        sweep_debris(
-            context, cfg.get("mlflow_tracking_uri"), cfg.get("model_name") or cfg["experiment_name"]
+        client = self.client()
+        sweep_debris(context, client, model)
+        run_id = find_or_create_run(
+            client,
+            experiment,
+            {DAGSTER_RUN_TAG: context.run_id},
+            context.dagster_run.job_name,
+            {**self.extra_tags, **current().tags()},
         )
-        lifecycle = dagster_mlflow_tracking.resource_fn(context)
-        tracker = next(lifecycle)
-        if tracker.mlflow_run_id is None:  # a new run: remember it, steps close and resume it
-            tracker.mlflow_run_id = mlflow.active_run().info.run_id
-        mlflow.set_tags(me.tags())
-        # Detach now: each step that logs resumes the run and closes it (`mlflow_run`), so a
-        # step that fails before logging cannot leave it RUNNING and active in this process.
-        mlflow.end_run()
-        try:
-            yield tracker
-        finally:
-            next(lifecycle, None)  # dagster-mlflow's cleanup (marks the run FAILED on an error)
-    finally:
-        # a long-lived process (a notebook, a test session) must not pass this run's mark on
-        if owner_before is None:
-            os.environ.pop(OWNER_ENV, None)
-        else:
-            os.environ[OWNER_ENV] = owner_before
+        # a resumed run's owner is now this process (a crash from here on is this one's)
+        client.log_batch(run_id, tags=[RunTag(k, v) for k, v in current().tags().items()])
+        self._runs[model] = run_id
+        return run_id
 
 
-def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
+def sweep_debris(context, client, model_name: str) -> dict:
     """What killed runs left behind, cleaned at the next run's start (see `mlassets.ml.recovery`):
     their MLflow runs FAILED, their Dagster runs failed, their `pending` versions abandoned,
     their child processes killed. Never fails the run that sweeps; says what it did."""
-    import mlflow
-    from mlflow import MlflowClient
-
     from mlassets.ml.recovery import sweep
 
-    uri = tracking_uri or mlflow.get_tracking_uri()
     try:
-        client = MlflowClient(uri, settings.registry_uri() or uri)
         experiment = client.get_experiment_by_name(model_name)
         done = sweep(client, [experiment.experiment_id] if experiment else [], model_name)
     except Exception as e:  # a sweep must never stop the work it precedes
@@ -288,20 +284,17 @@ def sweep_debris(context, tracking_uri: str | None, model_name: str) -> dict:
 
 @contextlib.contextmanager
 def mlflow_run(context) -> Iterator[str]:
-    """Make the Dagster run's MLflow run active for one step and close it when the step ends.
-
-    dagster-mlflow resumes the same MLflow run in every step (it finds it by the `dagster_run_id`
-    tag), so ending it here after each step means no MLflow run is ever left RUNNING, even when a
-    check or a failure ends the Dagster run early: the last step to touch it decides FINISHED or
-    FAILED.
-    """
+    """Make this step's model's MLflow run (`MlflowTracking.run_for`) active for the step, and
+    end it when the step ends: FINISHED, or FAILED when the step fails. The next step resumes it,
+    so the last step to touch it decides, and no MLflow run is left RUNNING when a check or a
+    failure ends the Dagster run early."""
     import mlflow
 
     from mlassets.catalog import model_of
     from mlassets.ml.faults import transient_fault
     from mlassets.ml.status import RUN_FAILED, RUN_FINISHED
 
-    run_id = getattr(context.resources, model_of(context).mlflow_key).mlflow_run_id
+    run_id = context.resources.mlflow.run_for(context, model_of(context).name)
     active = mlflow.active_run()
     if active is None or active.info.run_id != run_id:
         if active is not None:
@@ -322,26 +315,14 @@ def value_store_path(root: str, model_name: str) -> str:
     return f"{root.rstrip('/')}/{model_name}"
 
 
-def mlflow_resource(name: str, uri: str):
-    """One model's dagster-mlflow tracking: its own experiment, named after it."""
-    return mlflow_tracking.configured(
-        {
-            "experiment_name": name,
-            "model_name": name,
-            "mlflow_tracking_uri": uri,
-            "artifact_location": settings.artifact_root() if client_writes_artifacts(uri) else None,
-        }
-    )
-
-
 def default_resources(spec: DatasetSpec | None = None) -> dict:
     """The embedded default's resources, honouring the environment (see `mlassets.settings`):
     for `spec` alone, or for the specs the environment names (`MLASSETS_SPEC` / `MLASSETS_SPECS`).
 
-    One model keeps its values under its name and its tracking under the key `mlflow`; a folder
-    of models shares one value store (their asset keys carry their names) and gives each model
-    its own tracking resource (`Model.mlflow_key`), so a run that touches two models logs each
-    to its own experiment."""
+    One model keeps its values under its name; a folder of models shares one value store (their
+    asset keys carry their names). Every model's MLflow runs go through the one `mlflow`
+    resource, each in its own experiment (named after the model), so a run that touches two
+    models logs each to its own."""
     from mlassets.io_managers import ValueStore
 
     uri = settings.tracking_uri()
@@ -362,5 +343,9 @@ def default_resources(spec: DatasetSpec | None = None) -> dict:
             drift=DriftConfig(**settings.drift_overrides()),
             retrain_run_config=settings.retrain_run_config(),
         ),
-        **{m.mlflow_key: mlflow_resource(m.name, uri) for m in models},
+        "mlflow": MlflowTracking(
+            tracking_uri=uri,
+            registry_uri=settings.registry_uri(),
+            artifact_location=settings.artifact_root() if client_writes_artifacts(uri) else None,
+        ),
     }

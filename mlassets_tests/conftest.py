@@ -208,9 +208,9 @@ class Env:
         from mlassets.io_managers import ValueStore
         from mlassets.resources import (
             DatasetResource,
+            MlflowTracking,
             ModelRegistry,
             MonitoringResource,
-            mlflow_tracking,
             value_store_path,
         )
         from mlassets.spec import load_spec
@@ -226,12 +226,8 @@ class Env:
                 drift=DriftConfig(**(self.drift or {})),
                 retrain_run_config=run_config(),
             ),
-            "mlflow": mlflow_tracking.configured(
-                {
-                    "experiment_name": name,
-                    "mlflow_tracking_uri": self.tracking_uri,
-                    "artifact_location": str(self.root / "mlartifacts"),
-                }
+            "mlflow": MlflowTracking(
+                tracking_uri=self.tracking_uri, artifact_location=str(self.root / "mlartifacts")
             ),
         }
 

@@ -21,13 +21,10 @@ ALLOWED = {
     # `python -m mlassets.launch` / `python -m mlassets.summary`: their own main(), at start-up
     "launch.py": 1,
     "summary.py": 1,
-    # the run's worker process marks itself for the processes it starts (crash recovery); set
-    # and restored around the run, in the process the run owns
-    "resources.py": 3,
-    # MLflow's fluent logging (log_model, log_table) has no client argument: the run's step
-    # resumes its MLflow run on the client's tracking URI (the dagster-mlflow resource does the
-    # same for every step)
-    "ml/steps.py": 1,
+    # the `mlflow` resource, around a run's step in the process the run owns, set and restored:
+    # the owner's identity for the processes the step starts (crash recovery), and MLflow's
+    # tracking URI for its fluent logging (log_model has no client argument)
+    "resources.py": 5,
 }
 
 

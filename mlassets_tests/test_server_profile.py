@@ -77,7 +77,7 @@ def test_a_new_experiment_keeps_an_s3_artifact_location(tmp_path):
 
 
 def _mlflow_config(resources: dict) -> dict:
-    return resources["mlflow"].config_schema.resolve_config({}).value["config"]
+    return resources["mlflow"].model_dump()
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ def test_default_resources_give_the_client_an_artifact_root_only_when_it_writes(
     if artifact_root:
         monkeypatch.setenv("MLASSETS_ARTIFACT_ROOT", artifact_root)
     config = _mlflow_config(default_resources(load_spec()))
-    assert config["mlflow_tracking_uri"] == tracking
+    assert config["tracking_uri"] == tracking
     assert config["artifact_location"] == (expected.format(home=tmp_path) if expected else None)
 
 

@@ -19,10 +19,10 @@ def model_asset(
     """`fn` as model `m`'s asset of the same name: under its key prefix and in its group, tagged
     with the model (steps find it with `model_of`), each input in `ins` this model's asset of
     that name (an unprefixed name would be ambiguous among models). A step that logs to MLflow
-    takes its resources from the context: the model's own tracking resource, `dataset` and
-    `registry`."""
+    takes its resources from the context: `mlflow` (which finds this model's run), `dataset`
+    and `registry`."""
     if logs_to_mlflow:
-        kwargs["required_resource_keys"] = {m.mlflow_key, "dataset", "registry"}
+        kwargs["required_resource_keys"] = {"mlflow", "dataset", "registry"}
     return asset(
         name=fn.__name__,
         key_prefix=m.prefix,

@@ -274,8 +274,8 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
     realized) metrics, the report as JSON and the estimated-vs-realized plot. The training run
     stays as it was registered. Returns the run id.
 
-    Never tagged `dagster_run_id`: dagster-mlflow resumes the newest run with that tag in the
-    experiment, which would make a training step of the same Dagster run log into this one.
+    Never tagged `dagster_run_id`: the `mlflow` resource finds a Dagster run's training run by
+    that tag in the experiment, and a training step of the same Dagster run would log into this.
     Tagged with this process's identity (`owner`), so a crash before it ends is swept."""
     import time
 

@@ -48,7 +48,7 @@ from mlassets.ml.status import (
 
 log = logging.getLogger(__name__)
 
-DAGSTER_RUN_TAG = "dagster_run_id"  # set by dagster-mlflow on the Dagster run's MLflow run
+DAGSTER_RUN_TAG = "dagster_run_id"  # the Dagster run's MLflow run (`resources.MlflowTracking`)
 
 
 # --- processes ---------------------------------------------------------------------------------

@@ -29,15 +29,21 @@ def active_run(client, run_id: str) -> Iterator[None]:
     """Make `run_id` MLflow's active run for the fluent logging calls (log_model, log_table).
 
     When it already is (the Dagster shell resumes its run around each step) nothing changes;
-    otherwise it is resumed on the client's tracking URI and ended when the block ends.
+    otherwise it is resumed and ended when the block ends. Those calls take no client, so the
+    process's tracking URI must be the client's: whoever starts the process sets it (the
+    `mlflow` resource around a step, `benchmarks/direct.py` at its start); this never does.
     """
     import mlflow
 
+    if mlflow.get_tracking_uri() != client.tracking_uri:
+        raise RuntimeError(
+            f"MLflow's tracking URI is {mlflow.get_tracking_uri()!r}, the step's client logs to "
+            f"{client.tracking_uri!r}: set it where the process starts (mlflow.set_tracking_uri)"
+        )
     active = mlflow.active_run()
     if active is not None and active.info.run_id == run_id:
         yield
         return
-    mlflow.set_tracking_uri(client.tracking_uri)
     with mlflow.start_run(run_id=run_id):
         yield
 
