@@ -160,8 +160,8 @@ def training_job(
         if quality.failed:
             raise ValueError(f"data quality failed: {quality.failed}")
         with clock("features"):
-            features = steps.make_features(raw, spec)
-        del raw
+            features = steps.make_features(quality.rows, spec)
+        del raw, quality
         with clock("splits"):
             parts = steps.make_splits(features, spec, SplitSettings(**split_cfg.model_dump()))
         del features

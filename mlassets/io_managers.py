@@ -1,9 +1,9 @@
 """The value store: every asset value as Parquet, skops or JSON, in its own run's directory.
 
 Dagster's default IO manager pickles values, and unpickling runs whatever code the file names; a
-value store that anyone can write to must never be unpickled. Here a DataFrame is Parquet (its
-`attrs`, where provenance travels, ride in the Parquet metadata), a `Candidate` is its model as
-skops, loaded against an explicit trusted list, plus its provenance as JSON, and a dict is JSON.
+value store that anyone can write to must never be unpickled. Here a DataFrame is Parquet, `Rows`
+are their frame as Parquet plus their provenance as JSON, a `Candidate` is its model as skops,
+loaded against an explicit trusted list, plus its provenance as JSON, and a dict is JSON.
 Anything else is refused when written.
 
 Each value lives in `<base_path>/<asset key path>/<run id>/`, and a `LATEST` file beside the run
@@ -45,6 +45,7 @@ JSON = "value.json"
 # The files a run directory may hold, by kind of value; an empty directory holds `None`.
 LAYOUTS: dict[frozenset[str], str] = {
     frozenset({FRAME}): "frame",
+    frozenset({FRAME, PROVENANCE}): "rows",
     frozenset({MODEL, PROVENANCE}): "candidate",
     frozenset({JSON}): "json",
     frozenset(): "none",
@@ -77,12 +78,14 @@ def _kind(obj: Any) -> str | None:
     """Which layout stores `obj` (None when none does)."""
     import pandas as pd
 
-    from mlassets.ml.provenance import Candidate
+    from mlassets.ml.provenance import Candidate, Rows
 
     if obj is None:
         return "none"
     if isinstance(obj, pd.DataFrame):
         return "frame"
+    if isinstance(obj, Rows):
+        return "rows"
     if isinstance(obj, Candidate):
         return "candidate"
     if isinstance(obj, dict | list):
@@ -163,7 +166,7 @@ class ValueStoreIOManager(UPathIOManager):
             raise TypeError(
                 f"{_asset_name(context)}: cannot store a {type(obj).__module__}."
                 f"{type(obj).__qualname__} (no pickle: values are stored as Parquet, skops or "
-                "JSON): return a DataFrame, a Candidate or a dict"
+                "JSON): return a DataFrame, Rows, a Candidate or a dict"
             )
         super().handle_output(context, obj)
 
@@ -258,7 +261,8 @@ class ValueStoreIOManager(UPathIOManager):
             foreign = sorted(files - {FRAME, MODEL, PROVENANCE, JSON}) or sorted(files)
             raise ValueStoreError(
                 f"{name}: refusing to load {path}: it holds {foreign}, not one of this store's "
-                f"layouts ({FRAME}; {MODEL} + {PROVENANCE}; {JSON}); nothing is unpickled"
+                f"layouts ({FRAME}; {FRAME} + {PROVENANCE}; {MODEL} + {PROVENANCE}; {JSON}); "
+                "nothing is unpickled"
             )
         if context.has_asset_key:  # op outputs live under the base class's <run>/<step>/<output>
             via = (
@@ -278,7 +282,14 @@ class ValueStoreIOManager(UPathIOManager):
 def _write(kind: str, obj: Any, folder: UPath) -> None:
     if kind == "frame":
         with (folder / FRAME).open("wb") as f:
-            obj.to_parquet(f)  # pandas keeps df.attrs in the Parquet metadata
+            obj.to_parquet(f)
+    elif kind == "rows":
+        with (folder / FRAME).open("wb") as f:
+            obj.frame.to_parquet(f)
+        # the record names the shape it belongs to: a frame of other rows or columns swapped in
+        # under a run directory is refused at load instead of passing for these rows
+        shape = {"rows": len(obj.frame), "columns": [str(c) for c in obj.frame.columns]}
+        (folder / PROVENANCE).write_text(_dumps({**shape, "provenance": obj.provenance}))
     elif kind == "candidate":
         import skops.io
 
@@ -297,12 +308,31 @@ def _read(kind: str, context: InputContext, folder: UPath) -> Any:
         return None
     if kind == "json":
         return json.loads((folder / JSON).read_text())
-    if kind == "frame":
+    if kind in ("frame", "rows"):
         from mlassets.ml.data import read_parquet
+        from mlassets.ml.provenance import KEY, Rows
 
         # each consumer reads its own copy: read it lean (Arrow's buffers freed as converted)
         with (folder / FRAME).open("rb") as f:
-            return read_parquet(f)
+            df = read_parquet(f)
+        if kind == "frame":
+            if KEY in df.attrs:  # provenance once rode in the frame's pandas attrs
+                raise ValueStoreError(
+                    f"{_asset_name(context)}: {folder} was written by an older mlassets, before "
+                    f"frames kept their provenance beside them: materialize "
+                    f"{_asset_name(context)} again"
+                )
+            return df
+        record = json.loads((folder / PROVENANCE).read_text())
+        shape = {"rows": len(df), "columns": [str(c) for c in df.columns]}
+        if {k: record.get(k) for k in shape} != shape:
+            raise ValueStoreError(
+                f"{_asset_name(context)}: refusing to load {folder / FRAME}: it holds "
+                f"{shape['rows']:,} rows of {len(shape['columns'])} columns, not the "
+                f"{record.get('rows')} rows of {len(record.get('columns') or [])} columns "
+                f"{PROVENANCE} was written for: materialize {_asset_name(context)} again"
+            )
+        return Rows(df, record["provenance"])
     import skops.io
 
     from mlassets.ml.provenance import Candidate

@@ -90,7 +90,7 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     spec = world.resources()["dataset"].spec()
     X = pd.concat(
         [
-            input_frame(result.output_for_node("splits", s), spec)
+            input_frame(result.output_for_node("splits", s).frame, spec)
             for s in ("validation_set", "test_set")
         ]
     )
@@ -106,7 +106,9 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     assert served.metadata.get_input_schema() is None
     assert sorted(served.metadata.metadata["input_types"]) == sorted(spec.model_inputs)
     # the rows with pandas' own types (datetime64), id and label included: ignored
-    raw = pd.concat([result.output_for_node("splits", s) for s in ("validation_set", "test_set")])
+    raw = pd.concat(
+        [result.output_for_node("splits", s).frame for s in ("validation_set", "test_set")]
+    )
     rows = X.assign(user_id=raw["user_id"], label=raw["label"])
     got = np.asarray(served.predict(rows)).ravel()
     np.testing.assert_array_equal(got, (score >= t).astype(int))

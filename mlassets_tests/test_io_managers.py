@@ -24,7 +24,7 @@ from dagster import (
 from sklearn.linear_model import LogisticRegression
 
 from mlassets.io_managers import LATEST, ValueStore
-from mlassets.ml.provenance import Candidate, stamp
+from mlassets.ml.provenance import Candidate, Rows, stamp
 from mlassets.ml.training import SKOPS_TRUSTED_TYPES
 
 pytestmark = pytest.mark.integration
@@ -45,7 +45,7 @@ class HomeMadeClassifier(LogisticRegression):
     """A class skops has never heard of: its files must not load."""
 
 
-def toy_frame(who: str) -> pd.DataFrame:
+def toy_frame(who: str) -> Rows:
     rng = np.random.default_rng(0)
     n = 120
     df = pd.DataFrame(
@@ -66,12 +66,12 @@ def toy_frame(who: str) -> pd.DataFrame:
 
 
 @asset
-def frame(config: Who) -> pd.DataFrame:
+def frame(config: Who) -> Rows:
     return toy_frame(config.who)
 
 
 @asset
-def candidate(frame: pd.DataFrame) -> Candidate:
+def candidate(frame: Rows) -> Candidate:
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.model_selection import FixedThresholdClassifier
     from sklearn.pipeline import make_pipeline
@@ -82,14 +82,14 @@ def candidate(frame: pd.DataFrame) -> Candidate:
             StandardScaler(), HistGradientBoostingClassifier(max_iter=10, random_state=0)
         ),
         threshold=0.4,
-    ).fit(frame[FEATURES], frame["label"])
+    ).fit(frame.frame[FEATURES], frame.frame["label"])
     return Candidate(model=model, provenance={"digest": "abc123", "trained_on": {"rows": 120}})
 
 
 @asset
-def report(frame: pd.DataFrame) -> dict:
+def report(frame: Rows) -> dict:
     return {
-        "mean": np.float64(frame["x1"].mean()),
+        "mean": np.float64(frame.frame["x1"].mean()),
         "rows": np.int64(len(frame)),
         "counts": np.array([1, 2, 3]),
         "passed": np.bool_(True),
@@ -99,8 +99,8 @@ def report(frame: pd.DataFrame) -> dict:
 
 
 @multi_asset(outs={"left": AssetOut(), "right": AssetOut()})
-def halves(frame: pd.DataFrame):
-    return frame.iloc[:60], frame.iloc[60:]
+def halves(frame: Rows):
+    return frame.frame.iloc[:60], frame.frame.iloc[60:]  # plain frames: no record
 
 
 @asset
@@ -109,16 +109,16 @@ def nothing():
 
 
 @asset
-def consumer(frame: pd.DataFrame, candidate: Candidate, report: dict, left, right, nothing) -> dict:
+def consumer(frame: Rows, candidate: Candidate, report: dict, left, right, nothing) -> dict:
     SEEN.update(frame=frame, candidate=candidate, report=report, left=left, right=right)
     SEEN["nothing"] = nothing
     return {"rows": len(frame)}
 
 
 @asset
-def reader(frame: pd.DataFrame) -> dict:
+def reader(frame: Rows) -> dict:
     SEEN["reader"] = frame
-    return {"who": frame.attrs["provenance"]["who"]}
+    return {"who": frame.provenance["who"]}
 
 
 @asset(deps=[frame])
@@ -134,7 +134,7 @@ def interloper(context: AssetExecutionContext, config: Nested) -> dict:
 
 
 @asset(deps=[interloper])
-def late_reader(frame: pd.DataFrame) -> dict:
+def late_reader(frame: Rows) -> dict:
     SEEN["late_reader"] = frame
     return {}
 
@@ -149,8 +149,8 @@ def opaque():
 
 
 @asset
-def homemade(frame: pd.DataFrame) -> Candidate:
-    model = HomeMadeClassifier().fit(frame[FEATURES], frame["label"])
+def homemade(frame: Rows) -> Candidate:
+    model = HomeMadeClassifier().fit(frame.frame[FEATURES], frame.frame["label"])
     return Candidate(model=model, provenance={"digest": "home"})
 
 
@@ -209,11 +209,14 @@ def test_values_round_trip_as_parquet_skops_and_json(tmp_path, instance):
     assert result.success, failure_text(result)
     rid = result.run_id
 
-    written = result.output_for_node("frame")
-    pd.testing.assert_frame_equal(SEEN["frame"], written)
-    assert SEEN["frame"].attrs == {"provenance": written.attrs["provenance"]}
-    assert SEEN["frame"].attrs["provenance"]["split"] == {"train": "f00d", "sizes": [80, 40]}
-    assert isinstance(SEEN["frame"]["category"].dtype, pd.CategoricalDtype)
+    rows = result.output_for_node("frame")
+    written = rows.frame
+    assert isinstance(SEEN["frame"], Rows)
+    pd.testing.assert_frame_equal(SEEN["frame"].frame, written)
+    assert SEEN["frame"].provenance == rows.provenance
+    assert SEEN["frame"].provenance["split"] == {"train": "f00d", "sizes": [80, 40]}
+    assert SEEN["frame"].frame.attrs == {}  # the record is beside the frame, not in it
+    assert isinstance(SEEN["frame"].frame["category"].dtype, pd.CategoricalDtype)
 
     model = result.output_for_node("candidate")
     X = written[FEATURES]
@@ -239,6 +242,7 @@ def test_values_round_trip_as_parquet_skops_and_json(tmp_path, instance):
     assert type(SEEN["report"]["mean"]) is float and type(SEEN["report"]["rows"]) is int
 
     # a multi_asset's outputs are separate assets, each with its own folder
+    assert isinstance(SEEN["left"], pd.DataFrame)  # a plain frame stays a plain frame
     pd.testing.assert_frame_equal(SEEN["left"], written.iloc[:60])
     pd.testing.assert_frame_equal(SEEN["right"], written.iloc[60:])
     assert SEEN["nothing"] is None
@@ -247,6 +251,7 @@ def test_values_round_trip_as_parquet_skops_and_json(tmp_path, instance):
     files = {p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()}
     value_files = {
         f"frame/{rid}/value.parquet",
+        f"frame/{rid}/provenance.json",
         f"candidate/{rid}/model.skops",
         f"candidate/{rid}/provenance.json",
         f"report/{rid}/value.json",
@@ -287,8 +292,8 @@ def test_a_partial_run_reads_the_latest_value(tmp_path, instance):
 
     partial = run([frame, reader], store, instance, selection=[reader])
     assert partial.success, failure_text(partial)
-    assert SEEN["reader"].attrs["provenance"]["who"] == "B"
-    pd.testing.assert_frame_equal(SEEN["reader"], second.output_for_node("frame"))
+    assert SEEN["reader"].provenance["who"] == "B"
+    pd.testing.assert_frame_equal(SEEN["reader"].frame, second.output_for_node("frame").frame)
     assert run_dirs(store, "frame") == {first.run_id, second.run_id}  # nothing written for frame
     log = logs(instance, partial.run_id)
     assert f"loading frame written by run {second.run_id}" in log
@@ -320,7 +325,7 @@ def test_a_run_reads_its_own_upstream_even_when_another_run_wrote_later(tmp_path
     assert latest(store, "frame") == other
     assert run_dirs(store, "frame") == {result.run_id, other}
     # ... yet this run's reader loaded this run's frame
-    assert SEEN["late_reader"].attrs["provenance"]["who"] == "B"
+    assert SEEN["late_reader"].provenance["who"] == "B"
     log = logs(instance, result.run_id)
     assert f"loading frame written by run {result.run_id}" in log
     assert "the run that materialized it for this run" in log
@@ -332,7 +337,7 @@ def test_a_value_without_a_pickle_free_format_fails_the_run(tmp_path, instance):
     assert not result.success
     text = failure_text(result)
     assert "opaque: cannot store a mlassets_tests.test_io_managers.Opaque" in text
-    assert "no pickle" in text and "return a DataFrame, a Candidate or a dict" in text
+    assert "no pickle" in text and "return a DataFrame, Rows, a Candidate or a dict" in text
     assert not (store / "opaque").exists()  # refused before anything was written
 
 
@@ -396,9 +401,10 @@ def test_the_store_works_on_a_non_local_fsspec_filesystem(tmp_path, instance):
             [frame, reader], selection=[reader], instance=instance, resources={"io_manager": store}
         )
         assert partial.success
-        assert SEEN["reader"].attrs["provenance"]["who"] == "B"
+        assert SEEN["reader"].provenance["who"] == "B"
         assert {p.removeprefix(root) for p in fs.find(root) if "/frame/" in p} == {
             f"/frame/{result.run_id}/value.parquet",
+            f"/frame/{result.run_id}/provenance.json",
             "/frame/LATEST",
         }  # keep_runs=1: run A's directory was pruned
     finally:
@@ -428,3 +434,39 @@ def test_a_model_file_swapped_under_its_record_is_refused(tmp_path, instance):
     text = failure_text(result)
     assert "candidate: refusing to load" in text
     assert "its bytes are not the ones provenance.json was written for" in text
+
+
+def test_a_frame_swapped_under_its_record_is_refused(tmp_path, instance):
+    """The record names the shape of the rows it was written with: another table put in the run
+    directory does not pass for the rows the record describes."""
+    store = tmp_path / "store"
+    first = run([frame], store, instance, who="A")
+    assert first.success
+    path = store / "frame" / first.run_id / "value.parquet"
+    pd.read_parquet(path).head(7).to_parquet(path)
+
+    result = run([frame, reader], store, instance, selection=[reader])
+    assert not result.success
+    text = failure_text(result)
+    assert "frame: refusing to load" in text
+    assert "it holds 7 rows of 5 columns, not the 120 rows of 5 columns" in text
+    assert "reader" not in SEEN
+
+
+def test_a_frame_carrying_its_record_in_pandas_attrs_is_refused(tmp_path, instance):
+    """A value written before records lived beside frames (in `DataFrame.attrs`) is not taken
+    for rows without a record: it says to materialize again."""
+    store = tmp_path / "store"
+    first = run([frame], store, instance, who="A")
+    assert first.success
+    folder = store / "frame" / first.run_id
+    old = pd.read_parquet(folder / "value.parquet")
+    old.attrs["provenance"] = json.loads((folder / "provenance.json").read_text())["provenance"]
+    old.to_parquet(folder / "value.parquet")
+    (folder / "provenance.json").unlink()
+
+    result = run([frame, reader], store, instance, selection=[reader])
+    assert not result.success
+    text = failure_text(result)
+    assert "written by an older mlassets, before frames kept their provenance beside them" in text
+    assert "reader" not in SEEN

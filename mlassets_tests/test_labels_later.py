@@ -99,7 +99,8 @@ def test_labels_that_arrive_later_join_by_id_and_the_retrain_learns_from_them(tm
             )
         )
         assert run.success
-        raw = run.output_for_node("raw_data")
+        raw_rows = run.output_for_node("raw_data")
+        raw, record = raw_rows.frame, raw_rows.provenance
         assert len(raw) == 6000 + ROWS and raw["label"].notna().all()
         joined = raw.iloc[6000:].reset_index(drop=True)
         assert (joined["label"].to_numpy() == truth["label"].to_numpy()).all()
@@ -110,7 +111,6 @@ def test_labels_that_arrive_later_join_by_id_and_the_retrain_learns_from_them(tm
         stored = production(client, "fraud_detection").baseline  # what the version was made from
         assert [b["name"] for b in stored["batches"]] == ["batch_0001.parquet"]
         assert [f["name"] for f in stored["label_files"]] == ["labels_a.csv", "labels_b.parquet"]
-        record = raw.attrs["provenance"]
         assert [f["name"] for f in record["label_files"]] == ["labels_a.csv", "labels_b.parquet"]
         assert (labels / "labels_a.csv").exists() and not (env.landing / "labels_a.csv").exists()
         assert "label" not in pd.read_parquet(path).columns  # the batch was never rewritten
@@ -154,7 +154,7 @@ def test_a_spec_of_the_users_own_takes_rows_without_labels_and_labels_by_file(
     write_frame(second.drop(columns="churned"), folder / "incoming" / "batch_0002.parquet")
     run = env.run("monitoring_job", {})
     assert run.success
-    recent = run.output_for_node("recent_data")
+    recent = run.output_for_node("recent_data").frame
     assert len(recent) == 3000 and recent["churned"].isna().all()
     report = run.output_for_node("drift_report")
     assert report["estimated"]["evaluated"] and report["estimated"]["reliable"]
@@ -165,7 +165,7 @@ def test_a_spec_of_the_users_own_takes_rows_without_labels_and_labels_by_file(
     write_frame(first[["customer", "churned"]], folder / "incoming_labels" / "week_1.csv")
     run = env.run("monitoring_job", {})
     assert run.success
-    recent = run.output_for_node("recent_data")
+    recent = run.output_for_node("recent_data").frame
     by_batch = recent.groupby("_batch")["churned"].apply(lambda s: s.notna().sum()).to_dict()
     assert by_batch == {"batch_0001.csv": 1500, "batch_0002.parquet": 0}
     assert (recent.loc[recent["_batch"] == "batch_0001.csv", "churned"] == first["churned"]).all()

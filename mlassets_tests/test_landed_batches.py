@@ -81,7 +81,7 @@ def test_monitoring_assets_skip_bad_batches_by_name_and_judge_the_rest(world):
         assert [s["batch"] for s in skipped] == BAD, asset
         assert_reasons("\n".join(f"{s['batch']}: {s['reason']}" for s in skipped))
 
-    recent = run.output_for_node("recent_data")
+    recent = run.output_for_node("recent_data").frame
     assert sorted(set(recent["_batch"])) == GOOD and len(recent) == 2 * ROWS
     report = run.output_for_node("drift_report")
     assert report["rows"] == 2 * ROWS and report["retrain"] is True  # the good ones decide

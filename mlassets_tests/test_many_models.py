@@ -190,7 +190,7 @@ def test_a_selection_of_one_model_reads_only_that_models_values(two_models):
             raise_on_error=False,
         )
     assert partial.success
-    features = partial.output_for_node(f"{FRAUD}__features")
+    features = partial.output_for_node(f"{FRAUD}__features").frame
     assert "purchase_frequency" in features.columns and "customer_age" not in features.columns
 
 

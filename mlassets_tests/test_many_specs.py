@@ -43,8 +43,8 @@ def test_two_specs_in_one_home_keep_their_own_values(tmp_path, dagster_instance)
     )
     assert partial.success
     features = partial.output_for_node("features")
-    assert "purchase_frequency" in features.columns and "customer_age" not in features.columns
-    assert features.attrs["provenance"]["spec"] == "fraud_detection"
+    assert "purchase_frequency" in features.frame and "customer_age" not in features.frame
+    assert features.provenance["spec"] == "fraud_detection"
 
     storage = tmp_path / "storage"
     assert sorted(p.name for p in storage.iterdir()) == ["churn_model", "fraud_detection"]

@@ -68,7 +68,6 @@ def raw_data(
     """
     from mlassets.ml.bounded import clip
     from mlassets.ml.data import DataError
-    from mlassets.ml.provenance import of
     from mlassets.ml.steps import read_raw, validate_raw
     from mlassets.spec import SpecError
 
@@ -97,7 +96,7 @@ def raw_data(
         label_files,
         raw.source_rows,
     )
-    fp, failed = of(df)["data"], quality.failed
+    fp, failed = quality.rows.provenance["data"], quality.failed
     for o in quality.outcomes:
         if not o.success:
             context.log.error(clip(f"{o.check}: {o.describe()}"))
@@ -111,7 +110,7 @@ def raw_data(
         )
     )
     return MaterializeResult(
-        value=df,
+        value=quality.rows,
         check_results=quality_results(quality.outcomes, m.key("raw_data")),
         metadata={
             "dagster/row_count": len(df),

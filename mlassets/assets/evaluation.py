@@ -1,6 +1,5 @@
 """Group `evaluation`: the candidate's report on the held-out test set, against production."""
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -17,7 +16,7 @@ from mlassets.assets.refusals import (
 )
 from mlassets.catalog import Model, model_of
 from mlassets.config import EvaluationConfig
-from mlassets.ml.provenance import Candidate
+from mlassets.ml.provenance import Candidate, Rows
 from mlassets.resources import mlflow_run
 
 # Metadata entry for each picture of the report (absent pictures are skipped).
@@ -36,7 +35,7 @@ def evaluation_report(
     context: AssetExecutionContext,
     config: EvaluationConfig,
     candidate_model: Candidate,
-    test_set: pd.DataFrame,
+    test_set: Rows,
 ) -> MaterializeResult:
     """The candidate on the test set: metrics at 0.5 and at its tuned threshold, the production
     model scored on the same rows (champion/challenger), fairness over the spec's sensitive

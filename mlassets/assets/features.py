@@ -1,6 +1,5 @@
 """Group `features`: derived features and the train/validation/test split."""
 
-import pandas as pd
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -18,26 +17,26 @@ from mlassets.assets.metadata import preview, schema_metadata
 from mlassets.assets.refusals import as_failure
 from mlassets.catalog import Model, model_of
 from mlassets.config import SplitConfig
+from mlassets.ml.provenance import Rows
 from mlassets.resources import DatasetResource
 
 
 def features(
-    context: AssetExecutionContext, raw_data: pd.DataFrame, dataset: DatasetResource
-) -> Output[pd.DataFrame]:
+    context: AssetExecutionContext, raw_data: Rows, dataset: DatasetResource
+) -> Output[Rows]:
     """The raw columns plus the spec's derived features, each from its row's own timestamp.
 
     Refuses rows whose blocking data-quality checks failed (the verdict travels with `raw_data`),
     so selecting `features*` after a failed check cannot train on rejected rows.
     """
-    from mlassets.ml.provenance import of
     from mlassets.ml.steps import make_features
 
     spec = dataset.spec(model_of(context).name)
     with as_failure():
-        df = make_features(raw_data, spec)
-    record = of(df)
+        rows = make_features(raw_data, spec)
+    df, record = rows.frame, rows.provenance
     return Output(
-        df,
+        rows,
         metadata={
             "dagster/row_count": len(df),
             "dagster/column_schema": schema_metadata(df),
@@ -56,7 +55,7 @@ SPLITS = ("train_set", "validation_set", "test_set")
 def splits(
     context: AssetExecutionContext,
     config: SplitConfig,
-    features: pd.DataFrame,
+    features: Rows,
     dataset: DatasetResource,
 ):
     """Seeded train/validation/test sets (stratified on the label, or ordered by time).
@@ -66,7 +65,6 @@ def splits(
     """
     from mlassets.ml.data import target
     from mlassets.ml.defaults import SplitSettings
-    from mlassets.ml.provenance import of
     from mlassets.ml.steps import make_splits
 
     m = model_of(context)
@@ -74,15 +72,16 @@ def splits(
     with as_failure():
         result = make_splits(features, spec, SplitSettings(**config.model_dump()))
     verdict, ok = result.verdict, result.passed
-    for name, part in result.frames.items():
+    for name, rows in result.frames.items():
+        part = rows.frame
         yield Output(
-            part,
+            rows,
             output_name=f"{name}_set",
             metadata={
                 "dagster/row_count": len(part),
                 "positive_rate": float(target(part, spec).mean()) if len(part) else 0.0,
                 "dagster/column_schema": schema_metadata(part),
-                "fingerprint": of(part)["split"][name],
+                "fingerprint": rows.provenance["split"][name],
                 "preview": preview(part, 5),
             },
         )

@@ -12,11 +12,12 @@ from mlassets.assets.factory import model_asset
 from mlassets.assets.metadata import md_image, md_table
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.catalog import Model, model_of
+from mlassets.ml.provenance import Rows
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
 def _production_seen(
-    context: AssetExecutionContext, recent_data: pd.DataFrame, registry: ModelRegistry, name: str
+    context: AssetExecutionContext, recent_data: Rows, registry: ModelRegistry, name: str
 ):
     """(production, None) or (None, why not): the version `recent_data` read when it ran, with
     its reference, never the alias read again (`monitoring.recorded_production`)."""
@@ -37,7 +38,7 @@ def _production_seen(
         return None, f"{e}: run {job} to promote a version that has one"
 
 
-def _skipped(recent_data: pd.DataFrame) -> list[dict]:
+def _skipped(recent_data: Rows) -> list[dict]:
     """The batches recent_data skipped, with why (carried in its provenance record)."""
     from mlassets.ml.provenance import of
 
@@ -87,7 +88,7 @@ def recent_data(
         # which production these rows are "recent" for (read once, above): drift_report and
         # scored_batches judge them against that version only, whatever the alias says by then;
         # and which batches were left out, which they show too
-        stamp(
+        rows = stamp(
             rec.rows,
             {
                 "spec": spec.name,
@@ -103,7 +104,7 @@ def recent_data(
         if rec.labels is not None:
             context.log.info(clip(f"labels: {rec.labels.summary()}"))
         return MaterializeResult(
-            value=rec.rows,
+            value=rows,
             metadata={
                 "dagster/row_count": len(rec.rows),
                 "landing": MetadataValue.path(landing or "(no landing folder in spec)"),
@@ -130,7 +131,7 @@ def recent_data(
 
 def drift_report(
     context: AssetExecutionContext,
-    recent_data: pd.DataFrame,
+    recent_data: Rows,
     dataset: DatasetResource,
     registry: ModelRegistry,
     monitoring: MonitoringResource,
@@ -159,7 +160,11 @@ def drift_report(
                 metadata={"decision": reason, "skipped_batches": MetadataValue.json(skipped)},
             )
         report = decide(
-            spec, prod, Recent([], recent_data), monitoring.drift.thresholds(), registry.client()
+            spec,
+            prod,
+            Recent([], recent_data.frame),
+            monitoring.drift.thresholds(),
+            registry.client(),
         )
         context.log.info(report.summary)
         metadata = {
@@ -188,7 +193,7 @@ def drift_report(
                     ", ".join(reliability["unreliable_batches"]) or "none"
                 )
         if report.rows:
-            fig = plot_drift(report, prod.reference, recent_data)
+            fig = plot_drift(report, prod.reference, recent_data.frame)
             metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")
         figure = estimate_figure(report)
         if figure is not None:
@@ -206,7 +211,7 @@ def drift_report(
 
 def scored_batches(
     context: AssetExecutionContext,
-    recent_data: pd.DataFrame,
+    recent_data: Rows,
     dataset: DatasetResource,
     registry: ModelRegistry,
 ) -> MaterializeResult:
@@ -218,14 +223,14 @@ def scored_batches(
         spec = dataset.spec(model_of(context).name)
         skipped = MetadataValue.json(_skipped(recent_data))  # not scored: see recent_data
         prod, reason = _production_seen(context, recent_data, registry, spec.name)
-        if prod is None or recent_data.empty:
+        if prod is None or recent_data.frame.empty:
             why = reason or "no recent rows to score"
             context.log.info(why)
             return MaterializeResult(
                 value=pd.DataFrame(), metadata={"note": why, "skipped_batches": skipped}
             )
         model = production_model(registry.client(), spec, prod.version)
-        scored = score_batches(model, recent_data, spec)
+        scored = score_batches(model, recent_data.frame, spec)
         per_batch = scored.groupby("_batch", sort=True)["prediction"].agg(["size", "mean"])
         return MaterializeResult(
             value=scored,

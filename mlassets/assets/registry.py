@@ -1,6 +1,5 @@
 """Group `registry`: the registered model version, then the `staging` and `production` aliases."""
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -16,7 +15,7 @@ from mlassets.assets.refusals import (
     transient_only,
 )
 from mlassets.catalog import Model, model_of
-from mlassets.ml.provenance import Candidate
+from mlassets.ml.provenance import Candidate, Rows
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
 
@@ -24,8 +23,8 @@ def registered_model(
     context: AssetExecutionContext,
     candidate_model: Candidate,
     evaluation_report: dict,
-    train_set: pd.DataFrame,
-    test_set: pd.DataFrame,
+    train_set: Rows,
+    test_set: Rows,
 ):  # a generator that may yield nothing: a retrain that keeps production registers nothing
     """The candidate Pipeline as a new MLflow model version (skops, signature, input example).
 
@@ -85,8 +84,8 @@ def _register(
     context,
     candidate_model: Candidate,
     evaluation_report: dict,
-    train_set: pd.DataFrame,
-    test_set: pd.DataFrame,
+    train_set: Rows,
+    test_set: Rows,
 ) -> MaterializeResult:
     """Register the candidate (refused with every reason when the values do not agree)."""
     from mlassets.ml.steps import register_candidate
@@ -134,7 +133,7 @@ def staging_model(
     context: AssetExecutionContext,
     registered_model: dict,
     candidate_model: Candidate,
-    test_set: pd.DataFrame,
+    test_set: Rows,
     dataset: DatasetResource,
     registry: ModelRegistry,
 ) -> MaterializeResult:

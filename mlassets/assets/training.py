@@ -1,6 +1,5 @@
 """Group `training`: the tuned candidate Pipeline."""
 
-import pandas as pd
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
@@ -17,7 +16,7 @@ from mlassets.assets.refusals import (
 )
 from mlassets.catalog import Model, model_of
 from mlassets.config import TrainingConfig
-from mlassets.ml.provenance import Candidate
+from mlassets.ml.provenance import Candidate, Rows
 from mlassets.resources import mlflow_run
 
 
@@ -25,8 +24,8 @@ from mlassets.resources import mlflow_run
 def candidate_model(
     context: AssetExecutionContext,
     config: TrainingConfig,
-    train_set: pd.DataFrame,
-    validation_set: pd.DataFrame,
+    train_set: Rows,
+    validation_set: Rows,
 ) -> MaterializeResult:
     """One sklearn Pipeline (imputation, scaling, one-hot encoding + estimator), tuned on train rows,
     with its decision threshold tuned on the validation set and carried inside the model.

@@ -6,7 +6,6 @@ in its value; a check here only reports that verdict. `registered_model` reads t
 from the same value, so the UI's checks and the registration decision cannot disagree.
 """
 
-import pandas as pd
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -23,7 +22,7 @@ from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, retry_if_transient
 from mlassets.catalog import Model, model_of
 from mlassets.ml.defaults import EVALUATION
 from mlassets.ml.evaluation import METRICS
-from mlassets.ml.provenance import Candidate
+from mlassets.ml.provenance import Candidate, Rows
 from mlassets.resources import DatasetResource, ModelRegistry
 
 GATE_CHECKS = {f"{m}_gate": m for m in METRICS}
@@ -168,7 +167,7 @@ def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) 
 def staging_predicts_identically(
     context: AssetCheckExecutionContext,
     staging_model: dict,
-    test_set: pd.DataFrame,
+    test_set: Rows,
     candidate_model: Candidate,
     dataset: DatasetResource,
     registry: ModelRegistry,
@@ -184,7 +183,7 @@ def staging_predicts_identically(
     client = registry.client()
     with retry_if_transient():
         version = alias_version(client, spec.name, STAGING)
-    X = input_frame(test_set, spec)
+    X = input_frame(test_set.frame, spec)
     held = staging_model.get("candidate")
     if held != candidate_model.digest:
         return AssetCheckResult(

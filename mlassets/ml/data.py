@@ -179,7 +179,7 @@ def _refuse_escaping_link(uri: str, spec: DatasetSpec) -> None:
 
 def read_parquet(source: Any, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A Parquet file (a path, an fsspec URL or an open binary file) as a DataFrame, with the
-    `attrs` pandas stored in it (where provenance travels), holding as little memory as it can.
+    `attrs` pandas stored in it (as `pd.read_parquet` does), holding as little memory as it can.
 
     `pd.read_parquet` keeps Arrow's copy of the table until the DataFrame is built (about twice
     the frame at the peak) and Arrow's allocator then keeps the freed pages: a 1,000,000-row

@@ -4,8 +4,10 @@ A decision to register or promote is taken from these records alone, never from 
 Dagster instance recorded last: a partial selection, a re-run, a concurrent run or a stale value
 then shows up as a mismatch between what a value says it was made from and what it is given.
 
-Frames carry their record in `DataFrame.attrs["provenance"]` (pandas keeps `attrs` in Parquet's
-metadata); the candidate model travels as a `Candidate` (the model and its record); the
+A frame travels as `Rows` (the frame and its record, side by side), as the candidate model travels
+as a `Candidate` (the model and its record); the value store writes each record as a file of its
+own beside the Parquet or the model. Never in `DataFrame.attrs`: pandas documents them as
+experimental, and which operation keeps, copies or drops them is pandas' choice, not ours. The
 evaluation report is a dict with a `provenance` entry.
 """
 
@@ -32,6 +34,18 @@ REQUIRED_GATES = (
 
 class ProvenanceError(RuntimeError):
     """A value was not made from what the step needs; the message says what to materialize."""
+
+
+@dataclass
+class Rows:
+    """A frame and the record of what it was made from (see `raw_record` and the steps that
+    extend it: features, split, part)."""
+
+    frame: pd.DataFrame
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.frame)
 
 
 @dataclass
@@ -81,15 +95,19 @@ def model_digest(model) -> str:
     return hashlib.sha256(skops.io.dumps(model)).hexdigest()[:16]
 
 
-def of(df: pd.DataFrame) -> dict[str, Any]:
-    """The provenance record a frame carries (empty when it carries none)."""
-    return dict(df.attrs.get(KEY) or {})
+def of(rows: Rows) -> dict[str, Any]:
+    """The provenance record of `rows` (a copy)."""
+    if not isinstance(rows, Rows):
+        raise ProvenanceError(
+            f"expected rows with their provenance record, got a {type(rows).__name__}: "
+            "materialize the value again with this mlassets"
+        )
+    return dict(rows.provenance)
 
 
-def stamp(df: pd.DataFrame, record: dict[str, Any]) -> pd.DataFrame:
-    """Attach `record` to `df` (in place) and return it."""
-    df.attrs[KEY] = json.loads(json.dumps(record, default=str))  # JSON-safe, a private copy
-    return df
+def stamp(df: pd.DataFrame, record: dict[str, Any]) -> Rows:
+    """`df` with `record` beside it (a JSON-safe copy: it is written as JSON)."""
+    return Rows(df, json.loads(json.dumps(record, default=str)))
 
 
 def raw_record(

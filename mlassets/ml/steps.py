@@ -19,7 +19,7 @@ import pandas as pd
 from mlassets.ml import provenance
 from mlassets.ml.defaults import SPLIT, TRAINING, SplitSettings, TrainingSettings
 from mlassets.ml.faults import failpoint
-from mlassets.ml.provenance import Candidate, ProvenanceError
+from mlassets.ml.provenance import Candidate, ProvenanceError, Rows
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -53,10 +53,12 @@ def active_run(client, run_id: str) -> Iterator[None]:
 
 @dataclass
 class Quality:
-    """One Great Expectations pass over a raw table and the names of the checks that failed."""
+    """One Great Expectations pass over a raw table, the names of the checks that failed, and the
+    table with its record (fingerprint and verdict)."""
 
     outcomes: list
     failed: list[str]
+    rows: Rows
 
 
 @dataclass
@@ -115,7 +117,7 @@ def validate_raw(
     label_files: list[dict] | None = None,
     source_rows: int | None = None,
 ) -> Quality:
-    """Validate `df` with the spec's suite and stamp it with its fingerprint and verdict.
+    """Validate `df` with the spec's suite; its record holds its fingerprint and the verdict.
 
     `min_per_class`: rows each label class needs for the run's split and folds (default: for
     the default settings, `validation.min_rows_per_class`). `batches` and `label_files`: the
@@ -126,16 +128,13 @@ def validate_raw(
 
     outcomes = validate(df, spec, min_per_class=min_per_class)
     failed = sorted({o.check for o in outcomes if not o.success})
-    provenance.stamp(
-        df,
-        provenance.raw_record(
-            spec, fingerprint(df), len(df), failed, batches or [], label_files, source_rows
-        ),
+    record = provenance.raw_record(
+        spec, fingerprint(df), len(df), failed, batches or [], label_files, source_rows
     )
-    return Quality(outcomes, failed)
+    return Quality(outcomes, failed, provenance.stamp(df, record))
 
 
-def make_features(raw: pd.DataFrame, spec) -> pd.DataFrame:
+def make_features(raw: Rows, spec) -> Rows:
     """The spec's features, refused for rows that failed their data-quality checks."""
     from mlassets.ml.data import fingerprint
     from mlassets.ml.features import build_features
@@ -143,18 +142,18 @@ def make_features(raw: pd.DataFrame, spec) -> pd.DataFrame:
     record = provenance.of(raw)
     provenance.require_quality(record, "features")
     provenance.require_spec(record, spec, "features", "raw_data")
-    df = build_features(raw, spec)
+    df = build_features(raw.frame, spec)
     return provenance.stamp(df, {**record, "features": fingerprint(df)})
 
 
 @dataclass
 class SplitResult:
-    frames: dict[str, pd.DataFrame]  # train, validation, test
+    frames: dict[str, Rows]  # train, validation, test
     verdict: dict[str, Any]
     passed: bool
 
 
-def make_splits(features: pd.DataFrame, spec, settings: SplitSettings = SPLIT) -> SplitResult:
+def make_splits(features: Rows, spec, settings: SplitSettings = SPLIT) -> SplitResult:
     """Seeded split and its check; each part carries the fingerprints of all three parts."""
     from mlassets.ml.data import fingerprint, target
     from mlassets.ml.splitting import check_splits, split
@@ -162,9 +161,10 @@ def make_splits(features: pd.DataFrame, spec, settings: SplitSettings = SPLIT) -
     record = provenance.of(features)
     provenance.require_quality(record, "splits")
     provenance.require_spec(record, spec, "splits", "features")
+    df = features.frame
     parts = split(
-        features,
-        target(features, spec),
+        df,
+        target(df, spec),
         test_fraction=settings.test_fraction,
         validation_fraction=settings.validation_fraction,
         seed=settings.seed,
@@ -177,17 +177,14 @@ def make_splits(features: pd.DataFrame, spec, settings: SplitSettings = SPLIT) -
     )
     frames = dict(zip(SPLIT_NAMES, (parts.train, parts.validation, parts.test), strict=True))
     fingerprints = {name: fingerprint(part) for name, part in frames.items()}
-    for name, part in frames.items():
-        provenance.stamp(
+    stamped = {
+        name: provenance.stamp(
             part,
-            {
-                **record,
-                "split": fingerprints,
-                "split_check": {"passed": passed},
-                "part": name,
-            },
+            {**record, "split": fingerprints, "split_check": {"passed": passed}, "part": name},
         )
-    return SplitResult(frames, verdict, passed)
+        for name, part in frames.items()
+    }
+    return SplitResult(stamped, verdict, passed)
 
 
 # -- training ------------------------------------------------------------------------------------
@@ -222,8 +219,8 @@ class Trained:
 def train_and_log(
     client,
     run_id: str,
-    train_set: pd.DataFrame,
-    validation_set: pd.DataFrame,
+    train_set: Rows,
+    validation_set: Rows,
     spec,
     settings: TrainingSettings | Any = TRAINING,
     *,
@@ -249,8 +246,9 @@ def train_and_log(
     provenance.require_quality(record, "candidate_model")
     provenance.require_split_passed(record, "candidate_model")
     provenance.require_spec(record, spec, "candidate_model", "train_set")
+    train, validation = train_set.frame, validation_set.frame
     if settings.strategy != "fixed":  # every other strategy cross-validates
-        require_folds(target(train_set, spec), settings.cv_folds, spec.label.column)
+        require_folds(target(train, spec), settings.cv_folds, spec.label.column)
     if settings.calibration not in METHODS:  # before the search, not after it
         raise ValueError(
             f"calibration {settings.calibration!r} is unknown (known: {', '.join(METHODS)})"
@@ -258,8 +256,8 @@ def train_and_log(
     estimator = estimator_for(settings.strategy, settings.estimator)
     started = time.perf_counter()
     result = train_candidate(
-        input_frame(train_set, spec),
-        target(train_set, spec),
+        input_frame(train, spec),
+        target(train, spec),
         spec,
         **settings.search_settings(),
         progress=progress,
@@ -267,8 +265,8 @@ def train_and_log(
     seconds = time.perf_counter() - started
     choice = choose_threshold(
         result.model,
-        input_frame(validation_set, spec),
-        target(validation_set, spec),
+        input_frame(validation, spec),
+        target(validation, spec),
         metric=settings.threshold_metric,
         tune=settings.tune_threshold,
         seed=settings.seed,
@@ -276,8 +274,8 @@ def train_and_log(
     # calibrated on the same validation rows the threshold was tuned on, never the test rows
     calibration = fit_calibration(
         choice.model,
-        input_frame(validation_set, spec),
-        target(validation_set, spec),
+        input_frame(validation, spec),
+        target(validation, spec),
         settings.calibration,
         seed=settings.seed,
     )
@@ -315,7 +313,7 @@ def train_and_log(
                 "cv_folds": settings.cv_folds,
                 "scoring": settings.scoring,
                 "seed": settings.seed,
-                "train_rows": len(train_set),
+                "train_rows": len(train),
                 "train_fingerprint": split["train"],
                 "data_fingerprint": record["data"],
                 "candidate_digest": candidate.digest,
@@ -342,7 +340,7 @@ def evaluate_and_log(
     client,
     run_id: str,
     candidate: Candidate,
-    test_set: pd.DataFrame,
+    test_set: Rows,
     spec,
     settings: dict[str, Any] | None = None,
     *,
@@ -364,12 +362,13 @@ def evaluate_and_log(
     )
     provenance.require_spec(record, spec, "evaluation_report", "test_set")
     provenance.require_spec(candidate.provenance, spec, "evaluation_report", "candidate_model")
-    X, y = input_frame(test_set, spec), target(test_set, spec)
+    test = test_set.frame
+    X, y = input_frame(test, spec), target(test, spec)
     evaluation = build_evaluation(
         candidate.model,
         X,
         y,
-        test_set[spec.sensitive],
+        test[spec.sensitive],
         load_baseline(client, spec),
         **(settings or {}),
     )
@@ -377,7 +376,7 @@ def evaluate_and_log(
     report["estimation"] = estimation_on_test(candidate, X, y)
     report[provenance.KEY] = {
         "candidate": candidate.digest,
-        "test_rows": fingerprint(test_set),
+        "test_rows": fingerprint(test),
         "split": split,
         "spec": spec.name,
         "spec_digest": provenance.spec_digest(spec),
@@ -436,8 +435,8 @@ def register_candidate(
     run_id: str,
     candidate: Candidate,
     evaluation: dict[str, Any],
-    train_set: pd.DataFrame,
-    test_set: pd.DataFrame,
+    train_set: Rows,
+    test_set: Rows,
     spec,
     tags: dict[str, str] | None = None,
     description: str = "",
@@ -459,8 +458,9 @@ def register_candidate(
     from mlassets.ml.registry import log_pipeline, log_reference, mark_registered, register
     from mlassets.ml.requests import negative_label
 
+    train, test = train_set.frame, test_set.frame
     refusals = provenance.registration_refusals(
-        candidate, evaluation, fingerprint(train_set), fingerprint(test_set), spec
+        candidate, evaluation, fingerprint(train), fingerprint(test), spec
     )
     if refusals:
         raise ProvenanceError(f"not registering {spec.name}: " + " | ".join(refusals))
@@ -470,7 +470,7 @@ def register_candidate(
     all_tags = {
         "data_fingerprint": str(cp["data"]),
         "train_fingerprint": str(cp["trained_on"]),
-        "train_rows": str(len(train_set)),
+        "train_rows": str(len(train)),
         "test_fingerprint": str(ep["test_rows"]),
         "candidate_digest": candidate.digest,
         "spec_digest": str(cp["spec_digest"]),
@@ -489,16 +489,16 @@ def register_candidate(
     with active_run(client, run_id):
         calibration = cp.get("calibration")
         # the label values the served model answers in: the spec's, else the ones trained on
-        negative = negative_label(spec, train_set[spec.label.column])
+        negative = negative_label(spec, train[spec.label.column])
         info = log_pipeline(
-            candidate.model, input_frame(test_set, spec), spec, calibration, negative=negative
+            candidate.model, input_frame(test, spec), spec, calibration, negative=negative
         )
         # the training rows in their parts (`reference.origins`): the source's, the batches'
         reference = reference_sample(
-            train_set,
+            train,
             [*spec.input_columns, spec.label.column],
             REFERENCE_ROWS,
-            parts=origins(train_set.index, cp.get("source_rows")),
+            parts=origins(train.index, cp.get("source_rows")),
         )
         log_reference(
             reference,
@@ -507,7 +507,7 @@ def register_candidate(
                 "data_fingerprint": cp["data"],
                 "batches": cp.get("batches") or [],
                 "label_files": cp.get("label_files") or [],
-                "train_rows": len(train_set),
+                "train_rows": len(train),
                 "reference_rows": len(reference),
                 "candidate": candidate.digest,
                 # what estimating performance on unlabelled rows needs (mlassets.ml.estimation)
@@ -546,7 +546,7 @@ def stage(
     client,
     registered: dict[str, Any],
     candidate: Candidate,
-    test_set: pd.DataFrame,
+    test_set: Rows,
     spec,
     *,
     holder: str | None = None,
@@ -560,13 +560,14 @@ def stage(
     from mlassets.ml.registry import PRODUCTION, STAGING, alias_version, set_alias_verified
 
     name, version = registered["name"], registered["version"]
+    test = test_set.frame
     if registered.get("candidate") != candidate.digest:
         raise ProvenanceError(
             f"{name} version {version} holds candidate {registered.get('candidate')}, not the "
             f"candidate_model given ({candidate.digest}): materialize registered_model with this "
             "candidate (and its evaluation) first; staging not moved"
         )
-    if registered.get("test_rows") != fingerprint(test_set):
+    if registered.get("test_rows") != fingerprint(test):
         raise ProvenanceError(
             f"test_set is not the one {name} version {version} was evaluated on: materialize the "
             "registry group in the run that evaluated it; staging not moved"
@@ -583,7 +584,7 @@ def stage(
             )
 
     production_unchanged(client)  # before the seconds of loading, and again right before moving
-    X = input_frame(test_set, spec)
+    X = input_frame(test, spec)
     check = set_alias_verified(
         client,
         name,

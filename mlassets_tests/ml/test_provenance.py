@@ -47,13 +47,20 @@ def _evaluation(spec, candidate="c1", test_rows="s1", gates_passed=True, gates=N
     }
 
 
-def test_attrs_stamp_and_read_back_a_private_copy():
+def test_a_record_travels_beside_its_frame_as_a_private_copy():
     df = pd.DataFrame({"a": [1, 2]})
     record = {"data": "x", "quality": {"passed": True, "failed": []}}
-    provenance.stamp(df, record)
+    rows = provenance.stamp(df, record)
     record["data"] = "changed"
-    assert provenance.of(df)["data"] == "x"
-    assert provenance.of(df.iloc[:1])["data"] == "x"  # pandas carries attrs through slicing
+    assert provenance.of(rows)["data"] == "x"
+    assert rows.frame is df and df.attrs == {}  # beside the frame, never in its pandas attrs
+    provenance.of(rows)["data"] = "mine"  # a reader's copy: the record is unchanged
+    assert rows.provenance["data"] == "x"
+
+
+def test_a_bare_frame_has_no_record_and_says_so():
+    with pytest.raises(provenance.ProvenanceError, match="got a DataFrame: materialize"):
+        provenance.of(pd.DataFrame({"a": [1]}))
 
 
 def test_consistent_values_register(spec):
