@@ -191,7 +191,8 @@ class MlflowTracking(ConfigurableResource):
     registry_uri: str | None = None
     artifact_location: str | None = None
     extra_tags: dict[str, str] = {}
-    # model name -> its run id, once found or created in this process
+    # (Dagster run id, model) -> its MLflow run id, once found or created in this process (a
+    # resource object may serve several runs: a test session, `materialize` called twice)
     _runs: dict = PrivateAttr(default_factory=dict)
 
     @contextlib.contextmanager
@@ -225,8 +226,8 @@ class MlflowTracking(ConfigurableResource):
         created (the first step that logs). The first call in a process checks the store, creates
         the experiment where its artifacts belong, sweeps what killed runs left and marks the
         run with this process as its owner."""
-        if model in self._runs:
-            return self._runs[model]
+        if (context.run_id, model) in self._runs:
+            return self._runs[context.run_id, model]
         from mlflow.entities import RunTag
 
         from mlassets.ml.recovery import DAGSTER_RUN_TAG
@@ -251,7 +252,7 @@ class MlflowTracking(ConfigurableResource):
         )
         # a resumed run's owner is now this process (a crash from here on is this one's)
         client.log_batch(run_id, tags=[RunTag(k, v) for k, v in current().tags().items()])
-        self._runs[model] = run_id
+        self._runs[context.run_id, model] = run_id
         return run_id
 
 

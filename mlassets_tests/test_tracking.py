@@ -74,6 +74,9 @@ def test_one_resource_serves_every_model_and_leaves_the_process_as_it_was(tmp_pa
         assert run.data.tags["dagster_run_id"] == result.run_id
         assert run.data.tags["team"] == "risk"
         assert run.data.tags[OWNER_TAG]
+    # the same resource object in the next run: that run's own MLflow runs, not the first's
+    again = dg.materialize([logs], resources={"mlflow": tracking}, instance=instance)
+    assert again.output_for_node("logs")["fraud"] != ids["fraud"]
     # after the step: neither MLflow's tracking URI nor the owner's mark stays in this process
     assert os.environ.get("MLFLOW_TRACKING_URI") == uri_before
     assert OWNER_ENV not in os.environ
