@@ -178,9 +178,9 @@ def training_job(
         with clock("registered_model"):
             registered = steps.register_candidate(
                 client, run_id, candidate, report, train, test, spec
-            )
+            ).record
         with clock("staging_model"):
-            staged = steps.stage(client, registered, candidate, test, spec)
+            staged, _ = steps.stage(client, registered, candidate, test, spec)
         with clock("production_model"):
             steps.promote_staged(client, staged)
     finally:
@@ -190,5 +190,5 @@ def training_job(
         "peaks_kib": clock.peaks,
         "total": sum(clock.times.values()),
         "metrics": report["metrics"],
-        "version": registered["version"],
+        "version": registered.version,
     }

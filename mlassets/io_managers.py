@@ -3,8 +3,9 @@
 Dagster's default IO manager pickles values, and unpickling runs whatever code the file names; a
 value store that anyone can write to must never be unpickled. Here a DataFrame is Parquet, `Rows`
 are their frame as Parquet plus their provenance as JSON, a `Candidate` is its model as skops,
-loaded against an explicit trusted list, plus its provenance as JSON, and a dict is JSON.
-Anything else is refused when written.
+loaded against an explicit trusted list, plus its provenance as JSON, a dict is JSON, and a typed
+record (`mlassets.ml.records`) is JSON naming its record, read back into its model. Anything else
+is refused when written.
 
 Each value lives in `<base_path>/<asset key path>/<run id>/`, and a `LATEST` file beside the run
 directories names the run that wrote last. A step reads its upstream value from the run that
@@ -79,6 +80,7 @@ def _kind(obj: Any) -> str | None:
     import pandas as pd
 
     from mlassets.ml.provenance import Candidate, Rows
+    from mlassets.ml.records import Record
 
     if obj is None:
         return "none"
@@ -90,6 +92,8 @@ def _kind(obj: Any) -> str | None:
         return "candidate"
     if isinstance(obj, dict | list):
         return "json"
+    if isinstance(obj, Record):
+        return "record"
     return None
 
 
@@ -166,7 +170,7 @@ class ValueStoreIOManager(UPathIOManager):
             raise TypeError(
                 f"{_asset_name(context)}: cannot store a {type(obj).__module__}."
                 f"{type(obj).__qualname__} (no pickle: values are stored as Parquet, skops or "
-                "JSON): return a DataFrame, Rows, a Candidate or a dict"
+                "JSON): return a DataFrame, Rows, a Candidate, a record or a dict"
             )
         super().handle_output(context, obj)
 
@@ -299,6 +303,10 @@ def _write(kind: str, obj: Any, folder: UPath) -> None:
         # under a run directory is refused at load instead of passing for this candidate
         record = {"model_sha256": hashlib.sha256(data).hexdigest(), "provenance": obj.provenance}
         (folder / PROVENANCE).write_text(_dumps(record))
+    elif kind == "record":
+        from mlassets.ml.records import dump
+
+        (folder / JSON).write_text(_dumps(dump(obj)))
     else:
         (folder / JSON).write_text(_dumps(obj))
 
@@ -307,7 +315,15 @@ def _read(kind: str, context: InputContext, folder: UPath) -> Any:
     if kind == "none":
         return None
     if kind == "json":
-        return json.loads((folder / JSON).read_text())
+        from mlassets.ml.records import RecordError, is_record, load
+
+        data = json.loads((folder / JSON).read_text())
+        if not is_record(data):
+            return data
+        try:
+            return load(data, f"{_asset_name(context)}: {folder / JSON}")
+        except RecordError as e:
+            raise ValueStoreError(str(e)) from None
     if kind in ("frame", "rows"):
         from mlassets.ml.data import read_parquet
         from mlassets.ml.provenance import KEY, Rows

@@ -25,6 +25,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mlassets.io_managers import LATEST, ValueStore
 from mlassets.ml.provenance import Candidate, Rows, stamp
+from mlassets.ml.records import Staged
 from mlassets.ml.training import SKOPS_TRUSTED_TYPES
 
 pytestmark = pytest.mark.integration
@@ -337,7 +338,9 @@ def test_a_value_without_a_pickle_free_format_fails_the_run(tmp_path, instance):
     assert not result.success
     text = failure_text(result)
     assert "opaque: cannot store a mlassets_tests.test_io_managers.Opaque" in text
-    assert "no pickle" in text and "return a DataFrame, Rows, a Candidate or a dict" in text
+    assert (
+        "no pickle" in text and "return a DataFrame, Rows, a Candidate, a record or a dict" in text
+    )
     assert not (store / "opaque").exists()  # refused before anything was written
 
 
@@ -470,3 +473,32 @@ def test_a_frame_carrying_its_record_in_pandas_attrs_is_refused(tmp_path, instan
     text = failure_text(result)
     assert "written by an older mlassets, before frames kept their provenance beside them" in text
     assert "reader" not in SEEN
+
+
+@asset
+def staged() -> Staged:
+    return Staged(name="fraud_detection", version="3", candidate="abc", evaluated_against="2")
+
+
+@asset
+def promoted(staged: Staged) -> dict:
+    SEEN["staged"] = staged
+    return {"version": staged.version}
+
+
+def test_a_typed_record_round_trips_and_a_tampered_one_is_refused(tmp_path, instance):
+    store = tmp_path / "store"
+    first = run([staged, promoted], store, instance)
+    assert first.success, failure_text(first)
+    assert SEEN["staged"] == first.output_for_node("staged")  # the model, not a dict
+    path = store / "staged" / first.run_id / "value.json"
+    data = json.loads(path.read_text())
+    assert (data["mlassets.record"], data["schema_version"]) == ("staged", 1)
+
+    path.write_text(json.dumps({**data, "version": None}))
+    SEEN.clear()
+    again = run([staged, promoted], store, instance, selection=[promoted])
+    assert not again.success
+    text = failure_text(again)
+    assert f"staged: {path}: not a valid staged record: version:" in text
+    assert "staged" not in SEEN

@@ -16,6 +16,7 @@ from mlassets.assets.refusals import (
 )
 from mlassets.catalog import Model, model_of
 from mlassets.ml.provenance import Candidate, Rows
+from mlassets.ml.records import Registration, Staged
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
 
@@ -93,7 +94,7 @@ def _register(
     spec = context.resources.dataset.spec(model_of(context).name)
     # a refusal marks the MLflow run FAILED
     with mlflow_run(context) as run_id, as_failure():
-        registered = register_candidate(
+        done = register_candidate(
             context.resources.registry.client(),
             run_id,
             candidate_model,
@@ -110,11 +111,10 @@ def _register(
             },
             description=f"Trained by Dagster run {context.run_id}",
         )
-    gates, tags = registered.pop("gates"), registered.pop("tags")  # in metadata, not the value
-    name, version = spec.name, registered["version"]
+    tags, name, version = done.tags, spec.name, done.record.version
     context.log.info(f"registered {name} version {version} from MLflow run {run_id}")
     return MaterializeResult(
-        value=registered,
+        value=done.record,
         metadata={
             "model_name": name,
             "model_version": version,
@@ -123,7 +123,7 @@ def _register(
             "candidate_digest": candidate_model.digest,
             "data_fingerprint": tags["data_fingerprint"],
             "train_fingerprint": tags["train_fingerprint"],
-            "gates": MetadataValue.json(gates),
+            "gates": MetadataValue.json(done.gates),
         },
     )
 
@@ -131,7 +131,7 @@ def _register(
 @transient_only
 def staging_model(
     context: AssetExecutionContext,
-    registered_model: dict,
+    registered_model: Registration,
     candidate_model: Candidate,
     test_set: Rows,
     dataset: DatasetResource,
@@ -143,7 +143,7 @@ def staging_model(
     from mlassets.ml.steps import stage
 
     with as_failure():
-        staged = stage(
+        staged, check = stage(
             registry.client(),
             registered_model,
             candidate_model,
@@ -152,21 +152,20 @@ def staging_model(
             holder=context.run_id,
             log=context.log.warning,
         )
-    name, version = staged["name"], staged["version"]
     return MaterializeResult(
-        value={k: staged[k] for k in ("name", "version", "candidate", "evaluated_against")},
+        value=staged,
         metadata={
-            "model_uri": f"models:/{name}@{STAGING}",
-            "model_version": version,
-            "candidate_digest": staged["candidate"],
-            "verified_rows": staged["rows"],
+            "model_uri": f"models:/{staged.name}@{STAGING}",
+            "model_version": staged.version,
+            "candidate_digest": staged.candidate,
+            "verified_rows": check["rows"],
         },
     )
 
 
 @transient_only
 def production_model(
-    context: AssetExecutionContext, staging_model: dict, registry: ModelRegistry
+    context: AssetExecutionContext, staging_model: Staged, registry: ModelRegistry
 ) -> MaterializeResult:
     """The alias `production` on the verified staging version; the one it replaces becomes
     `previous`. Refused when production moved since the candidate was compared with it (another
@@ -178,13 +177,12 @@ def production_model(
         moved = promote_staged(
             registry.client(), staging_model, holder=context.run_id, log=context.log.warning
         )
-    name = moved["name"]
     return MaterializeResult(
         value=moved,
         metadata={
-            "model_uri": f"models:/{name}@production",
-            "model_version": moved["production"],
-            "previous_version": moved["previous"] or "none",
+            "model_uri": f"models:/{moved.name}@production",
+            "model_version": moved.production,
+            "previous_version": moved.previous or "none",
         },
     )
 

@@ -23,6 +23,7 @@ from mlassets.catalog import Model, model_of
 from mlassets.ml.defaults import EVALUATION
 from mlassets.ml.evaluation import METRICS
 from mlassets.ml.provenance import Candidate, Rows
+from mlassets.ml.records import Staged
 from mlassets.resources import DatasetResource, ModelRegistry
 
 GATE_CHECKS = {f"{m}_gate": m for m in METRICS}
@@ -166,7 +167,7 @@ def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) 
 
 def staging_predicts_identically(
     context: AssetCheckExecutionContext,
-    staging_model: dict,
+    staging_model: Staged,
     test_set: Rows,
     candidate_model: Candidate,
     dataset: DatasetResource,
@@ -184,16 +185,16 @@ def staging_predicts_identically(
     with retry_if_transient():
         version = alias_version(client, spec.name, STAGING)
     X = input_frame(test_set.frame, spec)
-    held = staging_model.get("candidate")
+    held = staging_model.candidate
     if held != candidate_model.digest:
         return AssetCheckResult(
             passed=False,
             severity=AssetCheckSeverity.ERROR,
-            description=f"staging version {staging_model['version']} holds candidate {held}, "
+            description=f"staging version {staging_model.version} holds candidate {held}, "
             f"not the candidate_model given ({candidate_model.digest}): materialize the "
             "registry group together with candidate_model",
         )
-    staged = str(staging_model["version"])
+    staged = staging_model.version
     # by number: a concurrent run may have moved the alias since this run set it
     with retry_if_transient():
         result = predictions_match(f"models:/{spec.name}/{staged}", X, candidate_model.predict(X))

@@ -20,6 +20,7 @@ from mlassets.ml import provenance
 from mlassets.ml.defaults import SPLIT, TRAINING, SplitSettings, TrainingSettings
 from mlassets.ml.faults import failpoint
 from mlassets.ml.provenance import Candidate, ProvenanceError, Rows
+from mlassets.ml.records import Promotion, Registration, Staged
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -440,14 +441,14 @@ def register_candidate(
     spec,
     tags: dict[str, str] | None = None,
     description: str = "",
-) -> dict[str, Any]:
+) -> Registered:
     """Register `candidate` as a new version of `spec.name`, only if the values agree.
 
     Refused (ProvenanceError, every reason listed) unless the candidate is the one `evaluation`
     judged on this `test_set`, every gate of that evaluation passed, it was trained on this
     `train_set`, from data that passed its quality checks under the current spec. The version is
     created `pending` with its provenance as tags and marked `registered` once its model and
-    drift reference are logged. Returns the registered value (name, version, candidate, ...).
+    drift reference are logged. Returns its record, the gates it passed and its tags.
     """
     import json
 
@@ -529,50 +530,60 @@ def register_candidate(
         )
         failpoint("version_created")  # a crash here leaves a `pending` version: never promotable
         mark_registered(client, spec.name, str(mv.version))
-    return {
-        "name": spec.name,
-        "version": str(mv.version),
-        "run_id": run_id,
-        "model_uri": info.model_uri,
-        "candidate": candidate.digest,
-        "test_rows": ep["test_rows"],
-        "evaluated_against": None if compared is None else str(compared),
-        "gates": gates,
-        "tags": all_tags,
-    }
+    record = Registration(
+        name=spec.name,
+        version=str(mv.version),
+        run_id=run_id,
+        model_uri=info.model_uri,
+        candidate=candidate.digest,
+        test_rows=ep["test_rows"],
+        evaluated_against=None if compared is None else str(compared),
+    )
+    return Registered(record, gates, all_tags)
+
+
+@dataclass
+class Registered:
+    """What `register_candidate` did: the version's record (the asset's value), and the gates
+    it passed and the tags it carries (shown as metadata, not passed on)."""
+
+    record: Registration
+    gates: dict[str, Any]
+    tags: dict[str, str]
 
 
 def stage(
     client,
-    registered: dict[str, Any],
+    registered: Registration,
     candidate: Candidate,
     test_set: Rows,
     spec,
     *,
     holder: str | None = None,
     log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> tuple[Staged, dict[str, Any]]:
     """Point `staging` at the registered version once it loads from the registry and predicts
     exactly like `candidate` on `test_set`; refused for any other candidate or test set.
-    `holder` (the run id) holds the model's lease for the move (`registry.set_alias_verified`)."""
+    `holder` (the run id) holds the model's lease for the move (`registry.set_alias_verified`).
+    Returns the staged version's record and the parity check's figures."""
     from mlassets.ml.data import fingerprint
     from mlassets.ml.features import input_frame
     from mlassets.ml.registry import PRODUCTION, STAGING, alias_version, set_alias_verified
 
-    name, version = registered["name"], registered["version"]
+    name, version = registered.name, registered.version
     test = test_set.frame
-    if registered.get("candidate") != candidate.digest:
+    if registered.candidate != candidate.digest:
         raise ProvenanceError(
-            f"{name} version {version} holds candidate {registered.get('candidate')}, not the "
+            f"{name} version {version} holds candidate {registered.candidate}, not the "
             f"candidate_model given ({candidate.digest}): materialize registered_model with this "
             "candidate (and its evaluation) first; staging not moved"
         )
-    if registered.get("test_rows") != fingerprint(test):
+    if registered.test_rows != fingerprint(test):
         raise ProvenanceError(
             f"test_set is not the one {name} version {version} was evaluated on: materialize the "
             "registry group in the run that evaluated it; staging not moved"
         )
-    compared = registered.get("evaluated_against")
+    compared = registered.evaluated_against
 
     def production_unchanged(client) -> None:
         production = alias_version(client, name, PRODUCTION)
@@ -596,22 +607,19 @@ def stage(
         holder=holder,
         log=log,
     )
-    return {
-        "name": name,
-        "version": version,
-        "candidate": candidate.digest,
-        "evaluated_against": registered.get("evaluated_against"),
-        **check,
-    }
+    staged = Staged(
+        name=name, version=version, candidate=candidate.digest, evaluated_against=compared
+    )
+    return staged, check
 
 
 def promote_staged(
     client,
-    staged: dict[str, Any],
+    staged: Staged,
     *,
     holder: str | None = None,
     log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+) -> Promotion:
     """Make the staged version `production` (the one it replaces becomes `previous`).
 
     Refused unless `staging` still names this version (a rollback, or a newer run, moved it) and,
@@ -622,7 +630,7 @@ def promote_staged(
     """
     from mlassets.ml.registry import STAGING, RegistryError, alias_version, promote
 
-    name, version = staged["name"], str(staged["version"])
+    name, version = staged.name, staged.version
 
     def still_staged(client) -> None:
         current = alias_version(client, name, STAGING)
@@ -638,9 +646,14 @@ def promote_staged(
         client,
         name,
         version,
-        staged.get("evaluated_against"),
+        staged.evaluated_against,
         precondition=still_staged,
         holder=holder,
         log=log,
     )
-    return {"name": name, **moved}
+    previous = moved["previous"]
+    return Promotion(
+        name=name,
+        production=str(moved["production"]),
+        previous=None if previous is None else str(previous),
+    )
