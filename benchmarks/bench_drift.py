@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> None:
                 label=spec.label.column,
                 positive=spec.label.positive,
                 baseline=baseline,
+                model_inputs=spec.model_inputs,  # the Pipeline derives its features itself
             ),
         }
         for case, fn in cases.items():

@@ -178,7 +178,7 @@ def staging_predicts_identically(
     Fails, without loading anything, when the candidate given is not the one the staging version
     holds (a partial selection or another run's value)."""
     from mlassets.ml.features import input_frame
-    from mlassets.ml.registry import STAGING, alias_version, predictions_match
+    from mlassets.ml.registry import STAGING, alias_version, version_predictions_match
 
     spec = dataset.spec(model_of(context).name)
     client = registry.client()
@@ -197,7 +197,7 @@ def staging_predicts_identically(
     staged = staging_model.version
     # by number: a concurrent run may have moved the alias since this run set it
     with retry_if_transient():
-        result = predictions_match(f"models:/{spec.name}/{staged}", X, candidate_model.predict(X))
+        result = version_predictions_match(client, spec.name, staged, X, candidate_model.predict(X))
     moved = "" if version == staged else f" (@staging has since moved to version {version})"
     return AssetCheckResult(
         passed=result["mismatched"] == 0,

@@ -418,7 +418,32 @@ def _loader(local: Path) -> str | None:
     return meta["flavors"]["python_function"].get("loader_module")
 
 
-def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> dict[str, Any]:
+def version_predictions_match(
+    client, name: str, version: str | int, X: pd.DataFrame, expected: np.ndarray
+) -> dict[str, Any]:
+    """`predictions_match` for version `version` of `name`, its files found through `client`
+    (its explicit tracking and registry URIs), never MLflow's global ones: a step process that
+    set none (a multiprocess or Celery step without `MLFLOW_TRACKING_URI`) would otherwise look
+    for the model in MLflow's default store and not find it."""
+    from mlflow.exceptions import MlflowException
+
+    model_uri = f"models:/{name}/{version}"
+    try:
+        files = client.get_model_version_download_uri(name, str(version))
+    except MlflowException as e:
+        _raise_if_transient(e)
+        raise RegistryError(f"model {name} has no version {str(version)!r}") from e
+    return predictions_match(model_uri, X, expected, files=files, tracking_uri=client.tracking_uri)
+
+
+def predictions_match(
+    model_uri: str,
+    X: pd.DataFrame,
+    expected: np.ndarray,
+    *,
+    files: str | None = None,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
     """Load `model_uri` through pyfunc (the serving path) and compare its predictions with `expected`
     (the candidate's 0/1) on the rows `X` as they are (`serving.request_frame` only converts
     them for a version registered with the strictly typed signature of before).
@@ -430,11 +455,13 @@ def predictions_match(model_uri: str, X: pd.DataFrame, expected: np.ndarray) -> 
 
     The files are downloaded once, to a private folder, and checked by `verify_flavor` before
     pyfunc sees them: pyfunc would honour whatever format and trusted list the MLmodel declares.
-    MLflow's deserialization ban is never lifted (`_served`).
+    MLflow's deserialization ban is never lifted (`_served`). `files` (the version's artifact
+    location) and `tracking_uri`: where to download from, explicitly (`version_predictions_match`);
+    without them `model_uri` is resolved on MLflow's global URIs.
     """
     from mlassets.ml.serving import OUTPUT_PARAM, load_rules, request_frame
 
-    with _downloaded(model_uri, model_uri) as local:
+    with _downloaded(files or model_uri, model_uri, tracking_uri=tracking_uri) as local:
         loaded = _served(local, model_uri)
         rules = load_rules(local)
     schema = loaded.metadata.get_input_schema()
@@ -678,7 +705,7 @@ def set_alias_verified(
     log = log or _logger.warning
     version = str(version)
     _require_registered(client, name, version, f"alias {alias!r}")
-    check = predictions_match(f"models:/{name}/{version}", X, expected)
+    check = version_predictions_match(client, name, version, X, expected)
     if check["mismatched"]:
         raise RegistryError(
             f"{name} version {version} mispredicts {check['mismatched']} of {check['rows']} rows "

@@ -198,6 +198,32 @@ def test_set_alias_verified_moves_the_alias(world, name):
     assert aliases(world, name) == {STAGING: "2"}
 
 
+def test_staging_finds_the_version_through_its_client_not_mlflows_global_uris(
+    world, name, tmp_path
+):
+    """A step process that set no MLflow URI (a multiprocess or Celery step without
+    `MLFLOW_TRACKING_URI`) has MLflow's default store as its global one: staging and its check
+    must find the version through the client's explicit URIs, not there."""
+    import mlflow
+
+    from mlassets.ml.registry import version_predictions_match
+
+    before = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    elsewhere = f"sqlite:///{tmp_path / 'default.db'}"
+    mlflow.set_tracking_uri(elsewhere)
+    mlflow.set_registry_uri(elsewhere)
+    try:
+        with pytest.raises(RegistryError, match="could not be downloaded"):
+            predictions_match(f"models:/{name}/1", world.X, world.expected(0))  # the global store
+        check = version_predictions_match(world.client, name, "1", world.X, world.expected(0))
+        assert check == {"model_uri": f"models:/{name}/1", "rows": 200, "mismatched": 0}
+        set_alias_verified(world.client, name, "1", STAGING, world.X, world.expected(0))
+        assert alias_version(world.client, name, STAGING) == "1"
+    finally:
+        mlflow.set_tracking_uri(before[0])
+        mlflow.set_registry_uri(before[1])
+
+
 def test_set_alias_verified_refuses_a_mispredicting_version_and_leaves_the_alias(world, name):
     set_alias_verified(world.client, name, "1", STAGING, world.X, world.expected(0))
     # version 2 checked against version 1's predictions: the wrong `expected`
