@@ -206,8 +206,13 @@ def assert_one_training_run(env: dict[str, str], ran: tuple[subprocess.Completed
 
 def test_multiprocess_executor_runs_each_step_in_its_own_process(tmp_path):
     env = world(tmp_path, MLASSETS_EXECUTOR="multiprocess", MLASSETS_MAX_CONCURRENT="2")
+    # as `make` runs it: no MLFLOW_TRACKING_URI, the home's own store. A step process that sets
+    # no MLflow URI of its own (staging_model logs nothing) must still find the version through
+    # its resources' explicit URIs, never MLflow's default store in its working folder.
+    del env["MLFLOW_TRACKING_URI"]
+    uri = empty_mlflow_store(Path(env["MLASSETS_HOME"]) / "mlflow.db")
     ran = execute_training(tmp_path, env)
-    pids, metadata = assert_one_training_run(env, ran)
+    pids, metadata = assert_one_training_run({**env, "MLFLOW_TRACKING_URI": uri}, ran)
     assert len(set(pids.values())) == len(pids) > 9, "steps shared a process"
     # the search used loky worker processes (seen while it ran), and ended them with its step
     assert metadata["search_placement"].startswith("search ran on loky with 2 processes")
