@@ -357,6 +357,18 @@ def _downloaded(artifact_uri: str, what: str, tracking_uri: str | None = None) -
         yield Path(local)
 
 
+def _version_files(client, name: str, version: str) -> str:
+    """Where the files of version `version` of `name` are, asked of `client` (its explicit
+    URIs); a missing version is a RegistryError, a transient failure is raised as it is."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client.get_model_version_download_uri(name, version)
+    except MlflowException as e:
+        _raise_if_transient(e)
+        raise RegistryError(f"model {name} has no version {version!r}") from e
+
+
 def load_verified_model(client, name: str, version: str | int):
     """The version's sklearn model, loaded with skops and mlassets' own trusted list.
 
@@ -365,16 +377,10 @@ def load_verified_model(client, name: str, version: str | int):
     the version and what was refused.
     """
     import skops.io
-    from mlflow.exceptions import MlflowException
 
     version = str(version)
     what = f"model {name} version {version}"
-    try:
-        uri = client.get_model_version_download_uri(name, version)
-    except MlflowException as e:
-        _raise_if_transient(e)
-        raise RegistryError(f"model {name} has no version {version!r}") from e
-    with _downloaded(uri, what, tracking_uri=client.tracking_uri) as local:
+    with _downloaded(_version_files(client, name, version), what, client.tracking_uri) as local:
         file = verify_flavor(local, what)
         try:
             return skops.io.load(file, trusted=SKOPS_TRUSTED_TYPES)
@@ -425,15 +431,10 @@ def version_predictions_match(
     (its explicit tracking and registry URIs), never MLflow's global ones: a step process that
     set none (a multiprocess or Celery step without `MLFLOW_TRACKING_URI`) would otherwise look
     for the model in MLflow's default store and not find it."""
-    from mlflow.exceptions import MlflowException
-
-    model_uri = f"models:/{name}/{version}"
-    try:
-        files = client.get_model_version_download_uri(name, str(version))
-    except MlflowException as e:
-        _raise_if_transient(e)
-        raise RegistryError(f"model {name} has no version {str(version)!r}") from e
-    return predictions_match(model_uri, X, expected, files=files, tracking_uri=client.tracking_uri)
+    files = _version_files(client, name, str(version))
+    return predictions_match(
+        f"models:/{name}/{version}", X, expected, files=files, tracking_uri=client.tracking_uri
+    )
 
 
 def predictions_match(
