@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
         }
         for case, fn in cases.items():
             seconds, peak, report = _measure(fn, args.runs)
-            scored = report.degradation["evaluated_rows"]
+            scored = report.degradation.evaluated_rows
             if scored:
                 case += f" ({scored:,} rows scored)"
             lines.append(

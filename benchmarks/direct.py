@@ -173,8 +173,8 @@ def training_job(
             report = steps.evaluate_and_log(
                 client, run_id, candidate, test, spec, eval_cfg.report_settings()
             ).report
-        if not report["passed"]:
-            raise ValueError(f"gates failed: {[g for g in report['gates'] if not g['passed']]}")
+        if not report.passed:
+            raise ValueError(f"gates failed: {report.failed}")
         with clock("registered_model"):
             registered = steps.register_candidate(
                 client, run_id, candidate, report, train, test, spec
@@ -189,6 +189,6 @@ def training_job(
         "times": clock.times,
         "peaks_kib": clock.peaks,
         "total": sum(clock.times.values()),
-        "metrics": report["metrics"],
+        "metrics": report.metrics,
         "version": registered.version,
     }

@@ -208,7 +208,9 @@ def _judge(
             f"{TAG}/skipped_batches": clip(",".join(sorted(rec.errors)), TAG_BYTES) or "none",
             f"{TAG}/skipped_reasons": clip(describe_skipped(rec.errors), TAG_BYTES) or "none",
             f"{TAG}/unreliable_batches": clip(
-                ",".join((report.estimated.get("reliability") or {}).get("unreliable_batches", [])),
+                ",".join(report.estimated.reliability.unreliable_batches)
+                if report.estimated.reliability
+                else "",
                 TAG_BYTES,
             )
             or "none",

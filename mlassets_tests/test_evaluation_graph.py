@@ -71,10 +71,10 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     assert "data:image/png;base64," in meta["threshold_plot"]
 
     report = result.output_for_node("evaluation_report")
-    assert report["threshold"] == {"value": t, "default": 0.5}
-    rows = {r["name"]: r for r in report["by_threshold"]}
+    assert report.threshold.model_dump() == {"value": t, "default": 0.5}
+    rows = {r["name"]: r for r in report.by_threshold}
     assert rows["default"]["threshold"] == 0.5 and rows["tuned"]["threshold"] == t
-    assert report["metrics"]["f1"] == pytest.approx(rows["tuned"]["f1"])  # gates judge the tuned
+    assert report.metrics["f1"] == pytest.approx(rows["tuned"]["f1"])  # gates judge the tuned
 
     client = world.client()
     mv = client.get_model_version_by_alias("fraud_detection", "production")
@@ -134,7 +134,7 @@ def test_the_tuned_threshold_is_the_one_the_registered_model_predicts_with(fraud
     np.testing.assert_allclose(p, calibrated(candidate, Calibration.from_dict(record), X))
     _, _, baseline = load_reference(client, "fraud_detection", tracking_uri=world.tracking_uri)
     assert baseline["estimation"]["calibration"] == record
-    assert baseline["estimation"]["test"] == report["estimation"]
+    assert baseline["estimation"]["test"] == report.estimation.model_dump()
 
 
 def test_report_pictures_and_artifacts_sit_behind_the_model_version(fraud_world, tmp_path):
@@ -144,20 +144,20 @@ def test_report_pictures_and_artifacts_sit_behind_the_model_version(fraud_world,
     report = result.output_for_node("evaluation_report")
     client = world.client()
     mv = client.get_model_version("fraud_detection", "1")
-    assert mv.run_id == report["mlflow_run_id"]
+    assert mv.run_id == report.mlflow_run_id
 
     # the verdicts: nothing to beat yet, and the default fairness gate passes on the default data
     verdicts = checks(result)
     assert verdicts["beats_production"].passed
     assert "no production model" in verdicts["beats_production"].description
     assert verdicts["fairness"].passed, verdicts["fairness"].description
-    (column,) = report["fairness"]["columns"]
-    assert column["column"] == "category"
-    assert {g["group"] for g in column["groups"]} == {"electronics", "grocery", "travel", "fashion"}
-    assert set(column["groups"][0]) >= {"count", "selection_rate", "tpr", "fpr", "precision"}
-    assert column["demographic_parity_difference"] < 0.1
-    assert 0 < report["calibration"]["brier"] < 0.1
-    top = report["importance"]["top_k"]
+    (column,) = report.fairness.columns
+    assert column.column == "category"
+    assert {g["group"] for g in column.groups} == {"electronics", "grocery", "travel", "fashion"}
+    assert set(column.groups[0]) >= {"count", "selection_rate", "tpr", "fpr", "precision"}
+    assert column.demographic_parity_difference < 0.1
+    assert 0 < report.calibration.brier < 0.1
+    top = report.importance.top_k
     assert top[0]["feature"] == "feature_1"
 
     # pictures in the Dagster metadata
@@ -165,19 +165,19 @@ def test_report_pictures_and_artifacts_sit_behind_the_model_version(fraud_world,
     for key in ("roc_curve", "pr_curve", "confusion_matrices", "reliability_curve"):
         assert meta[key].startswith("![") and "data:image/png;base64," in meta[key]
     assert "data:image/png;base64," in meta["group_rates"]
-    assert meta["decision_threshold"] == report["threshold"]["value"]
+    assert meta["decision_threshold"] == report.threshold.value
     # the test rows' F1 estimated from calibrated probabilities, beside the realized one
-    estimated = report["estimation"]["metrics"]["f1"]
-    assert meta["estimated_f1"] == round(estimated["estimate"], 4)
-    assert abs(estimated["estimate"] - report["metrics"]["f1"]) < 0.1
-    assert report["estimation"]["rows"] == report["rows"]
+    estimated = report.estimation.metrics["f1"]
+    assert meta["estimated_f1"] == round(estimated.estimate, 4)
+    assert abs(estimated.estimate - report.metrics["f1"]) < 0.1
+    assert report.estimation.rows == report.rows
 
     # the same pictures, the JSON and the HTML on the MLflow run of the model version
     run = client.get_run(mv.run_id)
-    assert run.data.metrics["test_f1"] == pytest.approx(report["metrics"]["f1"])
+    assert run.data.metrics["test_f1"] == pytest.approx(report.metrics["f1"])
     assert "test_f1_at_default_threshold" in run.data.metrics
     assert "test_brier" in run.data.metrics
-    assert run.data.metrics["test_estimated_f1"] == pytest.approx(estimated["estimate"])
+    assert run.data.metrics["test_estimated_f1"] == pytest.approx(estimated.estimate)
     assert run.data.params["calibration"] == "temperature"
     assert "fairness_category_equalized_odds_difference" in run.data.metrics
     names = {a.path for a in client.list_artifacts(mv.run_id, "evaluation")}
@@ -190,7 +190,8 @@ def test_report_pictures_and_artifacts_sit_behind_the_model_version(fraud_world,
     for picture in PICTURES:
         assert (local / "evaluation" / f"{picture}.png").read_bytes().startswith(PNG)
     stored = json.loads((local / "evaluation_report.json").read_text())
-    assert stored["metrics"] == pytest.approx(report["metrics"])
+    assert stored["mlassets.record"] == "evaluation" and stored["schema_version"] == 1
+    assert stored["metrics"] == pytest.approx(report.metrics)
     assert stored["fairness"]["passed"] is True
 
     page = read_page((local / "evaluation.html").read_text())
@@ -234,14 +235,12 @@ def test_a_crippled_challenger_fails_beats_production_and_production_stays(fraud
     )
     # both sets of figures are in the report and on the run
     report = result.output_for_node("evaluation_report")
-    cc = report["champion_challenger"]
-    assert cc["production"]["metrics"]["f1"] > report["metrics"]["f1"] + 0.3
-    interval = cc["interval"]
-    assert interval["low"] <= interval["mean"] <= interval["high"] < 0
-    run = client.get_run(report["mlflow_run_id"])
-    assert run.data.metrics["production_test_f1"] == pytest.approx(
-        cc["production"]["metrics"]["f1"]
-    )
+    cc = report.champion_challenger
+    assert cc.production.metrics["f1"] > report.metrics["f1"] + 0.3
+    interval = cc.interval
+    assert interval.low <= interval.mean <= interval.high < 0
+    run = client.get_run(report.mlflow_run_id)
+    assert run.data.metrics["production_test_f1"] == pytest.approx(cc.production.metrics["f1"])
 
 
 # --- fairness on generated data ---------------------------------------------------------------
@@ -330,11 +329,11 @@ def test_fairness_passes_an_unbiased_model_and_importance_ranks_noise_low(
 
     assert result.success, {n: c.description for n, c in checks(result).items() if not c.passed}
     report = result.output_for_node("evaluation_report")
-    (column,) = report["fairness"]["columns"]
-    assert column["equalized_odds_difference"] <= 0.1
-    assert all(g["tpr_gated"] for g in column["groups"])  # every group's TPR was judged
-    rank = {r["feature"]: r["rank"] for r in report["importance"]["columns"]}
+    (column,) = report.fairness.columns
+    assert column.equalized_odds_difference <= 0.1
+    assert all(g["tpr_gated"] for g in column.groups)  # every group's TPR was judged
+    rank = {r["feature"]: r["rank"] for r in report.importance.columns}
     assert rank["x1"] < rank["noise"] and rank["x2"] < rank["noise"]
-    assert report["importance"]["top_k"][0]["feature"] == "x1"
+    assert report.importance.top_k[0]["feature"] == "x1"
     production = world.client().get_model_version_by_alias("fairness_probe", "production")
     assert str(production.version) == "1"

@@ -66,13 +66,13 @@ def test_whole_graph_materializes_and_promotes(env):
     assert alias(client, "fraud_detection", "previous") is None
 
     report = result.output_for_node("evaluation_report")
-    assert set(report["metrics"]) == set(METRICS)
-    assert report["metrics"]["f1"] >= 0.80 and report["metrics"]["accuracy"] >= 0.85
+    assert set(report.metrics) == set(METRICS)
+    assert report.metrics["f1"] >= 0.80 and report.metrics["accuracy"] >= 0.85
 
     mv = client.get_model_version("fraud_detection", "1")
     run = client.get_run(mv.run_id)
     for metric in METRICS:
-        assert run.data.metrics[f"test_{metric}"] == pytest.approx(report["metrics"][metric])
+        assert run.data.metrics[f"test_{metric}"] == pytest.approx(report.metrics[metric])
     assert run.data.params["strategy"] == "grid"
     assert mv.tags["dagster_run_id"] == result.run_id
     assert len(mv.tags["data_fingerprint"]) == 16
@@ -80,7 +80,7 @@ def test_whole_graph_materializes_and_promotes(env):
     # no absolute floor by default: the trivial baseline's margin gates instead
     assert gates["f1_gate"]["passed"] and gates["f1_gate"]["threshold"] is None
     assert gates["beats_baseline"]["passed"] and gates["beats_baseline"]["threshold"] > 0.05
-    assert report["limits"]["min_lift"] == {"value": 0.05, "from": "the default"}
+    assert report.limits["min_lift"].model_dump() == {"value": 0.05, "source": "the default"}
 
     # one MLflow run per Dagster run, closed (never left RUNNING)
     runs = mlflow_runs(env)
@@ -104,7 +104,7 @@ def test_whole_graph_materializes_and_promotes(env):
     assert (
         len(sample) == baseline["train_rows"] == len(result.output_for_node("splits", "train_set"))
     )
-    assert baseline["metrics"] == pytest.approx(report["metrics"])
+    assert baseline["metrics"] == pytest.approx(report.metrics)
     assert baseline["batches"] == []
 
     # the search reported its progress in the run log
@@ -197,7 +197,7 @@ def test_impossible_gate_leaves_registry_and_production_untouched(trained_env):
         if e.asset_key.to_user_string() == "evaluation_report"
     ]
     advice = event.materialization.metadata["gate_advice"].value
-    f1 = result.output_for_node("evaluation_report")["metrics"]["f1"]
+    f1 = result.output_for_node("evaluation_report").metrics["f1"]
     floor = int(f1 * 100) / 100
     assert f"f1_gate: f1 = {f1:.4f} < 0.999 (min_f1) [min_f1 from the run config]" in advice
     assert f"gates: {{min_f1: {floor}}}" in advice and "fraud.yaml" in advice
@@ -225,9 +225,12 @@ def test_a_models_gates_live_in_its_spec_and_a_run_can_still_set_them(trained_en
     refused = own.run()
     assert not refused.success
     report = refused.output_for_node("evaluation_report")
-    assert report["limits"]["min_f1"] == {"value": 0.999, "from": "the spec's gates"}
-    assert report["limits"]["max_equalized_odds"] == {"value": None, "from": "the spec's gates"}
-    assert report["limits"]["min_lift"]["from"] == "the default"
+    assert report.limits["min_f1"].model_dump() == {"value": 0.999, "source": "the spec's gates"}
+    assert report.limits["max_equalized_odds"].model_dump() == {
+        "value": None,
+        "source": "the spec's gates",
+    }
+    assert report.limits["min_lift"].source == "the default"
     gate = checks(refused)["f1_gate"]
     assert not gate.passed and "0.999" in gate.description
     (event,) = [
@@ -241,7 +244,7 @@ def test_a_models_gates_live_in_its_spec_and_a_run_can_still_set_them(trained_en
     accepted = own.run(config=run_config(gates={"min_f1": 0.5}))
     assert accepted.success
     report = accepted.output_for_node("evaluation_report")
-    assert report["limits"]["min_f1"] == {"value": 0.5, "from": "the run config"}
+    assert report.limits["min_f1"].model_dump() == {"value": 0.5, "source": "the run config"}
 
 
 def test_registering_without_passed_gates_is_refused(trained_env):

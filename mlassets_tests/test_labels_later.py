@@ -74,9 +74,9 @@ def test_labels_that_arrive_later_join_by_id_and_the_retrain_learns_from_them(tm
         assert join["joined"] == ROWS and join["duplicates"] == 1 and join["unmatched"] == 1
         assert join["unmatched_ids"] == [7] and meta["recent_data"]["labelled_rows"].value == ROWS
         report = monitoring.output_for_node("drift_report")
-        [entry] = report["estimated"]["by_batch"]
+        [entry] = report.estimated.by_batch
         assert entry["labelled"] == ROWS and entry["realized"] is not None
-        assert report["degradation"]["evaluated"]  # the joined labels measure the model
+        assert report.degradation.evaluated  # the joined labels measure the model
         # rows of the training population: the estimate is trusted, and says how far out they lie
         drift_meta = meta["drift_report"]
         assert drift_meta["estimate_reliable"].value is True
@@ -157,8 +157,8 @@ def test_a_spec_of_the_users_own_takes_rows_without_labels_and_labels_by_file(
     recent = run.output_for_node("recent_data").frame
     assert len(recent) == 3000 and recent["churned"].isna().all()
     report = run.output_for_node("drift_report")
-    assert report["estimated"]["evaluated"] and report["estimated"]["reliable"]
-    assert report["estimated"]["rows"] == 3000 and not report["degradation"]["evaluated"]
+    assert report.estimated.evaluated and report.estimated.reliable
+    assert report.estimated.rows == 3000 and not report.degradation.evaluated
     assert len(run.output_for_node("scored_batches")) == 3000
 
     # the first batch's labels arrive: it has realized figures beside its estimate
@@ -169,7 +169,7 @@ def test_a_spec_of_the_users_own_takes_rows_without_labels_and_labels_by_file(
     by_batch = recent.groupby("_batch")["churned"].apply(lambda s: s.notna().sum()).to_dict()
     assert by_batch == {"batch_0001.csv": 1500, "batch_0002.parquet": 0}
     assert (recent.loc[recent["_batch"] == "batch_0001.csv", "churned"] == first["churned"]).all()
-    entries = {e["batch"]: e for e in run.output_for_node("drift_report")["estimated"]["by_batch"]}
+    entries = {e["batch"]: e for e in run.output_for_node("drift_report").estimated.by_batch}
     assert entries["batch_0001.csv"]["realized"] is not None
     assert entries["batch_0002.parquet"]["realized"] is None
     assert entries["batch_0002.parquet"]["labelled"] == 0

@@ -84,8 +84,8 @@ def test_monitoring_assets_skip_bad_batches_by_name_and_judge_the_rest(world):
     recent = run.output_for_node("recent_data").frame
     assert sorted(set(recent["_batch"])) == GOOD and len(recent) == 2 * ROWS
     report = run.output_for_node("drift_report")
-    assert report["rows"] == 2 * ROWS and report["retrain"] is True  # the good ones decide
-    assert [s["batch"] for s in report["skipped_batches"]] == BAD
+    assert report.rows == 2 * ROWS and report.retrain is True  # the good ones decide
+    assert [s["batch"] for s in report.skipped_batches] == BAD
     scored = run.output_for_node("scored_batches")
     assert sorted(set(scored["_batch"])) == GOOD and len(scored) == 2 * ROWS
 

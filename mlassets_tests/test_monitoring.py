@@ -195,8 +195,8 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         monitoring = env.run("monitoring_job", {})
         assert monitoring.success
         report = monitoring.output_for_node("drift_report")
-        assert report["retrain"] is True and report["degraded"] is True
-        assert report["rows"] == ROWS
+        assert report.retrain is True and report.degraded is True
+        assert report.rows == ROWS
         mats = {
             e.asset_key.to_user_string(): e for e in monitoring.get_asset_materialization_events()
         }
@@ -205,12 +205,12 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         assert "data:image/png;base64," in meta["most_drifted"].value
         # estimated next to realized: per batch in a plot, and as figures
         assert "data:image/png;base64," in meta["estimated_vs_realized"].value
-        estimated = report["estimated"]
-        assert estimated["evaluated"] and estimated["rows"] == ROWS
-        f1 = estimated["metrics"]["f1"]
-        assert f1["low"] <= f1["estimate"] <= f1["high"] and not f1["degraded"]
-        assert meta["estimated_f1"].value == round(f1["estimate"], 4)
-        [batch] = estimated["by_batch"]
+        estimated = report.estimated
+        assert estimated.evaluated and estimated.rows == ROWS
+        f1 = estimated.metrics["f1"]
+        assert f1.low <= f1.estimate <= f1.high and not f1.degraded
+        assert meta["estimated_f1"].value == round(f1.estimate, 4)
+        [batch] = estimated.by_batch
         assert batch["batch"] == "batch_0002.parquet"
         assert batch["realized"] < batch["estimate"] - 0.2  # the limit, in the picture too
         # and in MLflow: a run of its own in the production version's experiment
@@ -220,7 +220,7 @@ def test_too_few_rows_and_concept_drift(tmp_path_factory):
         assert run.info.experiment_id == client.get_run(prod.run_id).info.experiment_id
         assert run.data.tags["mlassets.production_version"] == str(prod.version)
         assert run.data.tags["mlassets.kind"] == "drift_report" and run.info.status == "FINISHED"
-        assert run.data.metrics["estimated_f1"] == pytest.approx(f1["estimate"])
+        assert run.data.metrics["estimated_f1"] == pytest.approx(f1.estimate)
         assert run.data.metrics["realized_f1"] < run.data.metrics["estimated_f1"] - 0.2
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"estimated_vs_realized.png", "drift_report.json"} <= artifacts

@@ -130,7 +130,7 @@ def test_values_and_artifacts_on_s3_by_configuration(
         assert f"loading {upstream} written by run {run} (chosen by the LATEST pointer" in logs
         assert f"s3://{BUCKET}/{prefix}{upstream}/{run}" in logs
     report = partial.output_for_node("evaluation_report")
-    assert report["metrics"] == first.output_for_node("evaluation_report")["metrics"]
+    assert report.metrics == first.output_for_node("evaluation_report").metrics
     assert s3.text(f"{prefix}evaluation_report/LATEST") == partial.run_id
     written = set(s3.keys(prefix)) - keys
     assert written == {f"{prefix}evaluation_report/{partial.run_id}/value.json"}

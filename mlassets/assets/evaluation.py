@@ -17,6 +17,7 @@ from mlassets.assets.refusals import (
 from mlassets.catalog import Model, model_of
 from mlassets.config import EvaluationConfig
 from mlassets.ml.provenance import Candidate, Rows
+from mlassets.ml.records import EstimateOnTest, EvaluationReport
 from mlassets.resources import mlflow_run
 
 # Metadata entry for each picture of the report (absent pictures are skipped).
@@ -66,16 +67,13 @@ def evaluation_report(
     advice = gate_advice(report, spec, model_of(context).op("evaluation_report"))
     if advice:  # one short block a person can act on, before the checks report each gate
         context.log.error(advice)
-    artifacts = report["artifacts"]
-    cc, fair = report["champion_challenger"], report["fairness"]
-    failed = [g["name"] for g in report["gates"] if not g["passed"]]
+    cc, fair, failed = report.champion_challenger, report.fairness, report.failed
     context.log.info(
-        "test metrics at threshold "
-        + f"{report['threshold']['value']:g}: "
-        + ", ".join(f"{k}={v:.4f}" for k, v in report["metrics"].items())
+        f"test metrics at threshold {report.threshold.value:g}: "
+        + ", ".join(f"{k}={v:.4f}" for k, v in report.metrics.items())
     )
-    (context.log.info if cc["passed"] else context.log.warning)(cc["message"])
-    (context.log.info if fair["passed"] else context.log.warning)(fair["message"])
+    (context.log.info if cc.passed else context.log.warning)(cc.message)
+    (context.log.info if fair.passed else context.log.warning)(fair.message)
     pictures = {
         key: md_image(data_url(evaluation.images[key]), title)
         for key, title in PICTURES.items()
@@ -89,52 +87,55 @@ def evaluation_report(
                 for k in groups
             )
         )
-    calibration = report["calibration"] or {}
+    calibration = report.calibration
     return MaterializeResult(
         value=report,
         metadata={
-            **{k: float(v) for k, v in report["metrics"].items()},
-            "decision_threshold": report["threshold"]["value"],
+            **{k: float(v) for k, v in report.metrics.items()},
+            "decision_threshold": report.threshold.value,
             "metrics": MetadataValue.md(evaluation.markdown["metrics"]),
-            "confusion_matrix": MetadataValue.json(report["confusion_matrix"]),
-            "test_rows": report["rows"],
+            "confusion_matrix": MetadataValue.json(report.confusion_matrix),
+            "test_rows": report.rows,
             "gates": "all passed" if not failed else f"FAILED: {', '.join(failed)}",
             **({"gate_advice": MetadataValue.md(f"```\n{advice}\n```")} if advice else {}),
-            "gate_limits": MetadataValue.json(report["limits"]),
+            "gate_limits": MetadataValue.json(
+                {k: v.model_dump(mode="json") for k, v in report.limits.items()}
+            ),
             "candidate_digest": candidate_model.digest,
-            "production_version": cc["production_version"] or "none",
-            "champion_challenger": cc["message"],
+            "production_version": cc.production_version or "none",
+            "champion_challenger": cc.message,
             "fairness": MetadataValue.md(evaluation.markdown["fairness"]),
             "importance": MetadataValue.md(evaluation.markdown.get("importance", "(off)")),
-            "brier_score": calibration.get("brier", "n/a (no probabilities)"),
-            "expected_calibration_error": calibration.get("expected_calibration_error", "n/a"),
+            "brier_score": calibration.brier if calibration else "n/a (no probabilities)",
+            "expected_calibration_error": (
+                calibration.expected_calibration_error if calibration else "n/a"
+            ),
             # what monitoring will estimate before labels, checked here against labels
-            **_estimation_metadata(report.get("estimation")),
+            **_estimation_metadata(report.estimation),
             **pictures,
             "mlflow_run_id": run_id,
-            "mlflow_artifacts": MetadataValue.json(artifacts),
+            "mlflow_artifacts": MetadataValue.json(report.artifacts),
         },
     )
 
 
-def gate_advice(report: dict, spec, op: str) -> str | None:
+def gate_advice(report: EvaluationReport, spec, op: str) -> str | None:
     """`gates.advice` for this model: its spec file and its evaluation step's name."""
     from mlassets.ml.gates import advice
 
-    sources = {k: v["from"] for k, v in report["limits"].items()}
-    return advice(report, sources, str(spec.path or "the dataset spec"), op)
+    return advice(report, str(spec.path or "the dataset spec"), op)
 
 
-def _estimation_metadata(estimation: dict | None) -> dict:
+def _estimation_metadata(estimation: EstimateOnTest | None) -> dict:
     """The test rows' F1 estimated from calibrated probabilities (beside the realized one)."""
     if not estimation:
         return {}
-    f1 = estimation["metrics"]["f1"]
+    f1 = estimation.metrics["f1"]
     return {
-        "estimated_f1": round(f1["estimate"], 4),
-        "estimated_f1_interval": f"[{f1['low']:.4f}, {f1['high']:.4f}] (95 %)",
-        "calibration": estimation["calibration"],
-        "calibrated_brier_score": estimation["calibrated_brier"],
+        "estimated_f1": round(f1.estimate, 4),
+        "estimated_f1_interval": f"[{f1.low:.4f}, {f1.high:.4f}] (95 %)",
+        "calibration": estimation.calibration,
+        "calibrated_brier_score": estimation.calibrated_brier,
     }
 
 

@@ -13,6 +13,7 @@ from mlassets.assets.metadata import md_image, md_table
 from mlassets.assets.refusals import MLFLOW_RETRY_POLICY, as_failure, retry_if_transient
 from mlassets.catalog import Model, model_of
 from mlassets.ml.provenance import Rows
+from mlassets.ml.records import DriftDecision
 from mlassets.resources import DatasetResource, ModelRegistry, MonitoringResource
 
 
@@ -156,7 +157,7 @@ def drift_report(
         if prod is None:
             context.log.info(reason)
             return MaterializeResult(
-                value={"retrain": False, "reasons": [reason], "skipped_batches": skipped},
+                value=DriftDecision(retrain=False, reasons=[reason], skipped_batches=skipped),
                 metadata={"decision": reason, "skipped_batches": MetadataValue.json(skipped)},
             )
         report = decide(
@@ -175,23 +176,23 @@ def drift_report(
             "recent_rows": report.rows,
             "production_version": prod.version,
             "features": MetadataValue.md(report.ranked().round(4).to_markdown(index=False)),
-            "degradation": MetadataValue.json(report.to_dict()["degradation"]),
+            "degradation": MetadataValue.json(report.degradation.model_dump(mode="json")),
             # judged without these: each broke the spec's rules on its own (see recent_data)
             "skipped_batches": MetadataValue.json(skipped),
         }
-        if report.estimated.get("evaluated"):
-            metadata["estimated"] = MetadataValue.json(report.to_dict()["estimated"])
-            for name, m in report.estimated["metrics"].items():
-                metadata[f"estimated_{name}"] = round(m["estimate"], 4)
-            reliability = report.estimated.get("reliability")
+        estimated = report.estimated
+        if estimated.evaluated:
+            metadata["estimated"] = MetadataValue.json(estimated.model_dump(mode="json"))
+            for name, m in estimated.metrics.items():
+                if m.estimate is not None:
+                    metadata[f"estimated_{name}"] = round(m.estimate, 4)
+            reliability = estimated.reliability
             if reliability:
                 # how far the rows lie outside the training range; batches past the bar have
                 # their estimate marked unreliable (it does not decide for them)
-                metadata["estimate_reliable"] = report.estimated["reliable"]
-                metadata["outside_training_range"] = round(reliability["outside"]["share"], 4)
-                metadata["unreliable_batches"] = (
-                    ", ".join(reliability["unreliable_batches"]) or "none"
-                )
+                metadata["estimate_reliable"] = estimated.reliable
+                metadata["outside_training_range"] = round(reliability.outside["share"], 4)
+                metadata["unreliable_batches"] = ", ".join(reliability.unreliable_batches) or "none"
         if report.rows:
             fig = plot_drift(report, prod.reference, recent_data.frame)
             metadata["most_drifted"] = md_image(png_data_url(fig), "reference vs recent")
@@ -204,9 +205,7 @@ def drift_report(
         metadata["mlflow_run_id"] = log_drift_report(
             registry.client(), prod, report, figure, {"mlassets.dagster_run_id": context.run_id}
         )
-        return MaterializeResult(
-            value={**report.to_dict(), "skipped_batches": skipped}, metadata=metadata
-        )
+        return MaterializeResult(value=report.record(skipped), metadata=metadata)
 
 
 def scored_batches(

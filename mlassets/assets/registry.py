@@ -16,14 +16,14 @@ from mlassets.assets.refusals import (
 )
 from mlassets.catalog import Model, model_of
 from mlassets.ml.provenance import Candidate, Rows
-from mlassets.ml.records import Registration, Staged
+from mlassets.ml.records import EvaluationReport, Registration, Staged
 from mlassets.resources import DatasetResource, ModelRegistry, mlflow_run
 
 
 def registered_model(
     context: AssetExecutionContext,
     candidate_model: Candidate,
-    evaluation_report: dict,
+    evaluation_report: EvaluationReport,
     train_set: Rows,
     test_set: Rows,
 ):  # a generator that may yield nothing: a retrain that keeps production registers nothing
@@ -52,7 +52,9 @@ def registered_model(
         yield _register(context, candidate_model, evaluation_report, train_set, test_set)
 
 
-def _keep_production(context, candidate_model: Candidate, evaluation_report: dict, why: str):
+def _keep_production(
+    context, candidate_model: Candidate, evaluation_report: EvaluationReport, why: str
+):
     """Production stays: record what was judged against it, say so, register nothing."""
     import mlflow
     from dagster import AssetObservation
@@ -61,7 +63,7 @@ def _keep_production(context, candidate_model: Candidate, evaluation_report: dic
 
     m = model_of(context)
     name = context.resources.dataset.spec(m.name).name
-    version = evaluation_report["champion_challenger"]["production_version"]
+    version = evaluation_report.champion_challenger.production_version
     batches = candidate_model.provenance.get("batches") or []
     with mlflow_run(context) as run_id:
         judged = record_judged(context.resources.registry.client(), name, batches)
@@ -84,7 +86,7 @@ def _keep_production(context, candidate_model: Candidate, evaluation_report: dic
 def _register(
     context,
     candidate_model: Candidate,
-    evaluation_report: dict,
+    evaluation_report: EvaluationReport,
     train_set: Rows,
     test_set: Rows,
 ) -> MaterializeResult:
@@ -123,7 +125,9 @@ def _register(
             "candidate_digest": candidate_model.digest,
             "data_fingerprint": tags["data_fingerprint"],
             "train_fingerprint": tags["train_fingerprint"],
-            "gates": MetadataValue.json(done.gates),
+            "gates": MetadataValue.json(
+                {k: g.model_dump(mode="json") for k, g in done.gates.items()}
+            ),
         },
     )
 

@@ -23,53 +23,59 @@ from mlassets.catalog import Model, model_of
 from mlassets.ml.defaults import EVALUATION
 from mlassets.ml.evaluation import METRICS
 from mlassets.ml.provenance import Candidate, Rows
-from mlassets.ml.records import Staged
+from mlassets.ml.records import EvaluationReport, GateVerdict, Staged
 from mlassets.resources import DatasetResource, ModelRegistry
 
 GATE_CHECKS = {f"{m}_gate": m for m in METRICS}
 
 
-def _verdict(evaluation_report: dict, name: str) -> dict:
-    """The gate `name` as `evaluation_report` judged it."""
-    return next(g for g in evaluation_report["gates"] if g["name"] == name)
+def _verdict(evaluation_report: EvaluationReport, name: str) -> GateVerdict:
+    """The gate `name` as `evaluation_report` judged it (a report without it fails the check:
+    registration refuses it too)."""
+    verdict = evaluation_report.gate(name)
+    if verdict is None:
+        return GateVerdict(
+            name=name, passed=False, description=f"evaluation_report holds no verdict for {name}"
+        )
+    return verdict
 
 
-def metric_gates(context: AssetCheckExecutionContext, evaluation_report: dict):
+def metric_gates(context: AssetCheckExecutionContext, evaluation_report: EvaluationReport):
     """One blocking check per metric threshold; a failure names metric, value and threshold."""
     for name, metric in GATE_CHECKS.items():
         r = _verdict(evaluation_report, name)
-        if not r["passed"]:
-            context.log.error(r["description"])
+        if not r.passed:
+            context.log.error(r.description)
         yield AssetCheckResult(
             asset_key=model_of(context).key("evaluation_report"),
             check_name=name,
-            passed=bool(r["passed"]),
+            passed=r.passed,
             severity=AssetCheckSeverity.ERROR,
-            description=r["description"],
+            description=r.description,
             metadata={
                 "metric": metric,
-                "value": r["value"],
-                "threshold": r["threshold"] if r["threshold"] is not None else "none",
+                "value": _shown(r.value, "n/a"),
+                "threshold": _shown(r.threshold),
             },
         )
 
 
 def beats_baseline(
-    context: AssetCheckExecutionContext, evaluation_report: dict
+    context: AssetCheckExecutionContext, evaluation_report: EvaluationReport
 ) -> AssetCheckResult:
     """The candidate is better than predicting without looking at the rows, by a margin."""
     r = _verdict(evaluation_report, "beats_baseline")
-    if not r["passed"]:
-        context.log.error(r["description"])
+    if not r.passed:
+        context.log.error(r.description)
     return AssetCheckResult(
-        passed=bool(r["passed"]),
+        passed=r.passed,
         severity=AssetCheckSeverity.ERROR,
-        description=r["description"],
+        description=r.description,
         metadata={
-            "metric": r["metric"],
-            "value": r["value"],
-            "trivial_baseline": r["baseline"],
-            "threshold": _shown(r["threshold"]),
+            "metric": _shown(r.metric, "n/a"),
+            "value": _shown(r.value, "n/a"),
+            "trivial_baseline": _shown(r.baseline, "n/a"),
+            "threshold": _shown(r.threshold),
         },
     )
 
@@ -80,7 +86,7 @@ def _shown(value, empty: str = "none"):
 
 
 def beats_production(
-    context: AssetCheckExecutionContext, evaluation_report: dict
+    context: AssetCheckExecutionContext, evaluation_report: EvaluationReport
 ) -> AssetCheckResult:
     """Champion/challenger: a candidate worse than the production model is not registered.
 
@@ -89,76 +95,69 @@ def beats_production(
     well. Production that could not be scored fails closed, an error."""
     from mlassets.ml.provenance import kept_production
 
-    cc = evaluation_report["champion_challenger"]
-    figures = cc["figures"]
-    passed = bool(_verdict(evaluation_report, "beats_production")["passed"])
-    scored = cc.get("production") is not None
+    cc = evaluation_report.champion_challenger
+    figures = cc.figures
+    passed = _verdict(evaluation_report, "beats_production").passed
+    scored = cc.production is not None
     if not passed:
-        (context.log.warning if scored else context.log.error)(cc["message"])
-    interval = cc.get("interval") or {}
+        (context.log.warning if scored else context.log.error)(cc.message)
+    interval = cc.interval
     kept = kept_production(evaluation_report)
     return AssetCheckResult(
         passed=passed,
         # warn (not block) only where it decides alone: with another gate failed too, the run
         # fails for that one, and this one says the same as ever
         severity=AssetCheckSeverity.WARN if kept else AssetCheckSeverity.ERROR,
-        description=cc["message"],
+        description=cc.message,
         metadata={
-            "metric": cc["primary"],
-            "value": figures["candidate"],
-            "threshold": _shown(figures["required"]),
-            "production_version": _shown(cc["production_version"]),
-            "production_value": _shown(figures["baseline"]),
-            "difference": _shown(figures["difference"]),
-            "tolerance": figures["tolerance"],
-            "bootstrap_low": _shown(interval.get("low"), "n/a"),
-            "bootstrap_high": _shown(interval.get("high"), "n/a"),
+            "metric": cc.primary,
+            "value": figures.candidate,
+            "threshold": _shown(figures.required),
+            "production_version": _shown(cc.production_version),
+            "production_value": _shown(figures.baseline),
+            "difference": _shown(figures.difference),
+            "tolerance": figures.tolerance,
+            "bootstrap_low": _shown(interval.low if interval else None, "n/a"),
+            "bootstrap_high": _shown(interval.high if interval else None, "n/a"),
         },
     )
 
 
-def fairness_gate(context: AssetCheckExecutionContext, evaluation_report: dict) -> AssetCheckResult:
+def fairness_gate(
+    context: AssetCheckExecutionContext, evaluation_report: EvaluationReport
+) -> AssetCheckResult:
     """Fairness: a candidate that treats a group measurably worse is not registered."""
     from mlassets.assets.metadata import md_table
 
-    fair = evaluation_report["fairness"]
-    passed = bool(_verdict(evaluation_report, "fairness")["passed"])
+    fair = evaluation_report.fairness
+    passed = _verdict(evaluation_report, "fairness").passed
     if not passed:
-        context.log.error(fair["message"])
-    columns = fair["columns"]
-    worst = max(
-        (
-            c["equalized_odds_difference"]
-            for c in columns
-            if c["equalized_odds_difference"] is not None
-        ),
-        default=None,
-    )
+        context.log.error(fair.message)
     return AssetCheckResult(
         passed=passed,
         severity=AssetCheckSeverity.ERROR,
-        description=fair["message"],
+        description=fair.message,
         metadata={
-            "value": _shown(worst, "n/a"),
-            "threshold": _shown(fair["max_equalized_odds"]),
-            "max_demographic_parity": _shown(fair["max_demographic_parity"]),
-            "min_group_size": fair["min_group_size"],
-            "offending_groups": MetadataValue.json(fair["offending_groups"]),
+            "value": _shown(fair.worst_equalized_odds(), "n/a"),
+            "threshold": _shown(fair.max_equalized_odds),
+            "max_demographic_parity": _shown(fair.max_demographic_parity),
+            "min_group_size": fair.min_group_size,
+            "offending_groups": MetadataValue.json(fair.offending_groups),
             "columns": md_table(
                 [
                     {
-                        "column": c["column"],
-                        "demographic_parity_difference": c["demographic_parity_difference"],
-                        "equalized_odds_difference": c["equalized_odds_difference"],
-                        "offending_groups": ", ".join(c["offending_groups"]) or "",
+                        "column": c.column,
+                        "demographic_parity_difference": c.demographic_parity_difference,
+                        "equalized_odds_difference": c.equalized_odds_difference,
+                        "offending_groups": ", ".join(c.offending_groups) or "",
                         "not_gated": ", ".join(
                             [
-                                *c["excluded_groups"],
-                                *(f"{g} ({'/'.join(r)})" for g, r in c["ungated_rates"].items()),
+                                *c.excluded_groups,
+                                *(f"{g} ({'/'.join(r)})" for g, r in c.ungated_rates.items()),
                             ]
                         ),
                     }
-                    for c in columns
+                    for c in fair.columns
                 ]
             ),
         },

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator
 
 from mlassets.ml.defaults import LABEL_METRICS, Settings
 from mlassets.ml.domain import Domain
+from mlassets.ml.records import Degradation, DriftDecision, EstimatedPerformance, dump
 from mlassets.ml.reference import ORIGIN
 from mlassets.ml.reference import parts as reference_parts
 
@@ -176,7 +177,7 @@ class DriftReport:
 
     features: pd.DataFrame
     drifted: list[str]
-    degradation: dict[str, Any]
+    degradation: Degradation
     rows: int
     reference_rows: int
     enough_rows: bool
@@ -184,18 +185,18 @@ class DriftReport:
     reasons: list[str]
     unseen: dict[str, dict[str, int]] = field(default_factory=dict)
     config: DriftThresholds = field(default_factory=DriftThresholds)
-    estimated: dict[str, Any] = field(default_factory=dict)
+    estimated: EstimatedPerformance = field(default_factory=EstimatedPerformance)
     # which part of the training rows the statistics compare with (`reference.parts`)
     compared: dict[str, Any] = field(default_factory=dict)
 
     @property
     def degraded(self) -> bool:
-        return bool(self.degradation.get("degraded", False))
+        return self.degradation.degraded
 
     @property
     def estimated_degraded(self) -> bool:
         """The estimate fell too far and counts in the decision (labels do not cover the rows)."""
-        return bool(self.estimated.get("degraded") and self.estimated.get("decides"))
+        return self.estimated.degraded and self.estimated.decides
 
     @property
     def summary(self) -> str:
@@ -208,27 +209,34 @@ class DriftReport:
         t = t.sort_values(["drifted", "_score"], ascending=False, na_position="last")
         return t.drop(columns="_score").reset_index(drop=True)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dict (NaN and infinities become None)."""
-        return _jsonable(
-            {
-                "retrain": self.retrain,
-                "reasons": self.reasons,
-                "drifted": self.drifted,
-                "degraded": self.degraded,
-                "degradation": self.degradation,
-                "estimated_degraded": self.estimated_degraded,
-                "estimated": self.estimated,
-                "rows": self.rows,
-                "reference_rows": self.reference_rows,
-                "compared_with": self.compared,
-                "min_rows": self.config.min_rows,
-                "enough_rows": self.enough_rows,
-                "features": self.features.to_dict(orient="records"),
-                "unseen": self.unseen,
-                "config": self.config.model_dump(),
-            }
+    def record(self, skipped_batches: list[dict[str, Any]] | None = None) -> DriftDecision:
+        """The report as `drift_report`'s typed value (NaN and infinities become None)."""
+        return DriftDecision.model_validate(
+            _jsonable(
+                {
+                    "retrain": self.retrain,
+                    "reasons": self.reasons,
+                    "skipped_batches": skipped_batches or [],
+                    "drifted": self.drifted,
+                    "degraded": self.degraded,
+                    "degradation": self.degradation.model_dump(),
+                    "estimated_degraded": self.estimated_degraded,
+                    "estimated": self.estimated.model_dump(),
+                    "rows": self.rows,
+                    "reference_rows": self.reference_rows,
+                    "compared_with": self.compared,
+                    "min_rows": self.config.min_rows,
+                    "enough_rows": self.enough_rows,
+                    "features": self.features.to_dict(orient="records"),
+                    "unseen": self.unseen,
+                    "config": self.config.model_dump(),
+                }
+            )
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as JSON-ready data (MLflow's `drift_report.json`)."""
+        return dump(self.record())
 
 
 def drift_report(
@@ -332,7 +340,7 @@ def drift_report(
     return DriftReport(
         features=table,
         drifted=drifted,
-        degradation=degradation,
+        degradation=Degradation.model_validate(_jsonable(degradation)),
         rows=n,
         reference_rows=int(len(reference)),
         compared=compared,
@@ -341,7 +349,7 @@ def drift_report(
         reasons=reasons,
         unseen=unseen,
         config=cfg,
-        estimated=estimated,
+        estimated=EstimatedPerformance.model_validate(_jsonable(estimated)),
     )
 
 

@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from mlassets.ml.records import EvaluationReport
+
 # Every gate limit by name: what a spec's `gates` and `EvaluationConfig` may set.
 FLOORS = tuple(f"min_{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc"))
 LIMITS = (*FLOORS, "min_lift", "tolerance", "max_equalized_odds", "max_demographic_parity")
@@ -91,50 +93,44 @@ GATE_LIMIT = {
 }
 
 
-def advice(
-    report: Mapping[str, Any],
-    sources: Mapping[str, str],
-    spec_file: str,
-    op: str,
-) -> str | None:
+def advice(report: EvaluationReport, spec_file: str, op: str) -> str | None:
     """One short block for the gates `report` failed: each one's figure against its limit and
     where the limit came from, then the YAML that would let this evaluation pass (in the spec,
     or for one run). None when every gate passed."""
-    failed = [g for g in report.get("gates") or [] if not g["passed"]]
+    failed = [g for g in report.gates if not g.passed]
     if not failed:
         return None
     lines, changes = [], {}
     for g in failed:
-        limit = GATE_LIMIT.get(g["name"])
-        if g["name"] == "fairness":
-            fair = report["fairness"]
-            worst = _worst_gap(fair)
+        limit = GATE_LIMIT.get(g.name)
+        if g.name == "fairness":
+            fair = report.fairness
+            worst = fair.worst_equalized_odds()
             limit = "max_equalized_odds" if worst is not None else None
             if worst is not None:
                 changes[limit] = _ceil(worst)
-            lines.append(f"  fairness: {fair['message']}")
+            lines.append(f"  fairness: {fair.message}")
         elif limit == "tolerance":
-            cc = report["champion_challenger"]
-            f = cc["figures"]
-            if f.get("baseline") is not None:
-                changes[limit] = _ceil(f["baseline"] - f["candidate"])
+            cc = report.champion_challenger
+            f = cc.figures
+            if f.baseline is not None:
+                changes[limit] = _ceil(f.baseline - f.candidate)
                 lines.append(
-                    f"  beats_production: {f['metric']} = {f['candidate']:.4f} < {f['required']:.4f}"
-                    f" (production version {cc['production_version']}'s {f['baseline']:.4f}"
-                    f" - tolerance {f['tolerance']:g})"
+                    f"  beats_production: {f.metric} = {f.candidate:.4f} < {f.required:.4f}"
+                    f" (production version {cc.production_version}'s {f.baseline:.4f}"
+                    f" - tolerance {f.tolerance:g})"
                 )
             else:  # production could not be scored: no tolerance helps
-                lines.append(f"  beats_production: {g['description']}")
+                lines.append(f"  beats_production: {g.description}")
         elif limit == "min_lift":
-            changes[limit] = _floor(g["value"] - g["baseline"])
-            lines.append(f"  beats_baseline: {g['description']}")
+            changes[limit] = _floor(g.value - g.baseline)
+            lines.append(f"  beats_baseline: {g.description}")
         elif limit:
-            changes[limit] = _floor(g["value"])
-            lines.append(
-                f"  {g['name']}: {g['metric']} = {g['value']:.4f} < {g['threshold']} ({limit})"
-            )
+            changes[limit] = _floor(g.value)
+            lines.append(f"  {g.name}: {g.metric} = {g.value:.4f} < {g.threshold} ({limit})")
         if limit:
-            lines[-1] += f" [{limit} from {sources.get(limit, DEFAULT)}]"
+            source = report.limits[limit].source if limit in report.limits else DEFAULT
+            lines[-1] += f" [{limit} from {source}]"
     flow = ", ".join(f"{k}: {v}" for k, v in changes.items())
     head = f"{len(failed)} gate(s) failed, so nothing was registered:"
     tail = [
@@ -144,15 +140,6 @@ def advice(
         f"  ops: {{{op}: {{config: {{{flow}}}}}}}",
     ]
     return "\n".join([head, *lines, *(tail if changes else [])])
-
-
-def _worst_gap(fairness: Mapping[str, Any]) -> float | None:
-    gaps = [
-        c["equalized_odds_difference"]
-        for c in fairness.get("columns", [])
-        if c.get("equalized_odds_difference") is not None
-    ]
-    return max(gaps) if gaps else None
 
 
 def _floor(x: float) -> float:

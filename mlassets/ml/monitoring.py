@@ -257,13 +257,13 @@ def estimate_figure(report):
     from mlassets.ml.estimation import plot_by_batch
 
     est = report.estimated
-    if not est.get("by_batch"):
+    if not est.by_batch:
         return None
-    metric = est["by_batch_metric"]
+    metric = est.by_batch_metric
     return plot_by_batch(
-        est["by_batch"],
+        est.by_batch,
         metric=metric,
-        baseline=est["metrics"].get(metric, {}).get("baseline"),
+        baseline=est.metrics[metric].baseline if metric in est.metrics else None,
         max_drop=report.config.max_estimated_drop,
     )
 
@@ -286,8 +286,8 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
     from mlassets.ml.status import RUN_FAILED, RUN_FINISHED
 
     experiment = client.get_run(prod.run_id).info.experiment_id
-    reliability = report.estimated.get("reliability") or {}
-    unreliable = reliability.get("unreliable_batches") or []
+    reliability = report.estimated.reliability
+    unreliable = reliability.unreliable_batches if reliability else []
     run = client.create_run(
         experiment,
         run_name="drift_report",
@@ -297,7 +297,7 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
             "mlassets.production_version": prod.version,
             "mlassets.production_run_id": prod.run_id,
             "mlassets.retrain": str(report.retrain).lower(),
-            "mlassets.estimate_reliable": str(report.estimated.get("reliable", True)).lower(),
+            "mlassets.estimate_reliable": str(report.estimated.reliable).lower(),
             "mlassets.unreliable_batches": clip(",".join(unreliable), 5_000) or "none",
             **(tags or {}),
         },
@@ -306,16 +306,19 @@ def log_drift_report(client, prod: Production, report, figure=None, tags=None) -
     try:
         values = {"recent_rows": report.rows, "drifted_features": len(report.drifted)}
         if reliability:
-            values["outside_share"] = reliability["outside"]["share"]
+            values["outside_share"] = reliability.outside["share"]
             values["unreliable_batches"] = len(unreliable)
-        for name, m in report.estimated.get("metrics", {}).items():
-            values.update({f"estimated_{name}": m["estimate"], f"estimated_{name}_low": m["low"]})
-            values[f"estimated_{name}_high"] = m["high"]
-        for name, m in report.degradation.get("metrics", {}).items():
-            values[f"realized_{name}"] = m["current"]
+        for name, m in report.estimated.metrics.items():
+            values.update({f"estimated_{name}": m.estimate, f"estimated_{name}_low": m.low})
+            values[f"estimated_{name}_high"] = m.high
+        for name, m in report.degradation.metrics.items():
+            values[f"realized_{name}"] = m.current
         now = int(time.time() * 1000)
         client.log_batch(
-            run_id, metrics=[Metric(k, float(v), now, 0) for k, v in values.items() if v == v]
+            run_id,
+            metrics=[
+                Metric(k, float(v), now, 0) for k, v in values.items() if v is not None and v == v
+            ],
         )
         client.log_dict(run_id, report.to_dict(), "drift_report.json")
         if figure is not None:

@@ -21,6 +21,7 @@ from typing import Any
 import pandas as pd
 
 from mlassets.ml.defaults import METRICS
+from mlassets.ml.records import EvaluationReport
 
 KEY = "provenance"
 # Every gate an evaluation must have judged, and passed, before its candidate is registered.
@@ -190,31 +191,26 @@ def require_split_passed(record: dict[str, Any], step: str) -> None:
         )
 
 
-def kept_production(evaluation: dict[str, Any]) -> str | None:
+def kept_production(evaluation: EvaluationReport) -> str | None:
     """Why production stays, when the only gate this evaluation failed is `beats_production` on
     a comparison that was made (the challenger scored worse than production on the same rows):
     a normal outcome of a retrain, not a failure. None otherwise (registration goes on, or is
     refused for what else failed, or production could not be scored: that fails closed)."""
-    failed = [g["name"] for g in evaluation.get("gates") or [] if not g["passed"]]
-    cc = evaluation.get("champion_challenger") or {}
-    if failed != ["beats_production"] or cc.get("production") is None:
+    cc = evaluation.champion_challenger
+    if evaluation.failed != ["beats_production"] or cc.production is None:
         return None
-    figures, interval = cc["figures"], cc.get("interval") or {}
-    spread = (
-        f", bootstrap interval [{interval['low']:+.4f}, {interval['high']:+.4f}]"
-        if interval
-        else ""
-    )
+    f, interval = cc.figures, cc.interval
+    spread = f", bootstrap interval [{interval.low:+.4f}, {interval.high:+.4f}]" if interval else ""
     return (
-        f"kept version {cc['production_version']}: the challenger did not beat it "
-        f"({cc['primary']} {figures['candidate']:.4f} vs {figures['baseline']:.4f}, difference "
-        f"{figures['difference']:+.4f}{spread}; needs >= {figures['required']:.4f})"
+        f"kept version {cc.production_version}: the challenger did not beat it "
+        f"({cc.primary} {f.candidate:.4f} vs {f.baseline:.4f}, difference "
+        f"{f.difference:+.4f}{spread}; needs >= {f.required:.4f})"
     )
 
 
 def registration_refusals(
     candidate: Candidate,
-    evaluation: dict[str, Any],
+    evaluation: EvaluationReport,
     train_fingerprint: str,
     test_fingerprint: str,
     spec,
@@ -227,21 +223,23 @@ def registration_refusals(
     """
     reasons: list[str] = []
     cp = candidate.provenance
-    ep = evaluation.get(KEY) or {}
+    ep = evaluation.provenance
     if not cp.get("digest"):
         return ["candidate_model carries no provenance: materialize candidate_model again"]
-    if ep.get("candidate") != cp["digest"]:
+    if ep is None:
+        return ["evaluation_report records no provenance: materialize it again"]
+    if ep.candidate != cp["digest"]:
         reasons.append(
-            f"evaluation_report judged candidate {ep.get('candidate', 'none')}, not this "
+            f"evaluation_report judged candidate {ep.candidate}, not this "
             f"candidate {cp['digest']}: materialize evaluation_report (with its checks) for "
             "this candidate_model, then the registry"
         )
-    estimation = evaluation.get("estimation") or {}
+    estimation = evaluation.estimation
     calibration = calibration_digest(cp.get("calibration"))
-    if estimation and estimation.get("calibration_digest") != calibration:
+    if estimation and estimation.calibration_digest != calibration:
         reasons.append(
             f"evaluation_report estimated on the test rows with calibration "
-            f"{estimation.get('calibration_digest')}, but candidate {cp['digest']} carries "
+            f"{estimation.calibration_digest}, but candidate {cp['digest']} carries "
             f"{calibration}: materialize evaluation_report for this candidate_model"
         )
     if cp.get("trained_on") != train_fingerprint:
@@ -250,19 +248,18 @@ def registration_refusals(
             f"is {train_fingerprint}: materialize candidate_model and evaluation_report from the "
             "current train_set"
         )
-    if ep.get("test_rows") != test_fingerprint:
+    if ep.test_rows != test_fingerprint:
         reasons.append(
-            f"evaluation_report scored test rows {ep.get('test_rows')}, but test_set is "
+            f"evaluation_report scored test rows {ep.test_rows}, but test_set is "
             f"{test_fingerprint}: materialize evaluation_report on the current test_set"
         )
-    if ep.get("split") and cp.get("split") != ep.get("split"):
+    if ep.split and cp.get("split") != ep.split:
         reasons.append(
             "the candidate and its evaluation come from different splits: materialize from the "
             "splits down in one selection"
         )
-    gates = evaluation.get("gates") or []
-    failed = [g["name"] for g in gates if not g["passed"]]
-    missing = sorted(set(REQUIRED_GATES) - {g["name"] for g in gates})
+    failed = evaluation.failed
+    missing = sorted(set(REQUIRED_GATES) - {g.name for g in evaluation.gates})
     if missing:
         reasons.append(f"evaluation_report holds no verdict for {missing}: materialize it again")
     if failed:

@@ -4,6 +4,7 @@ Every picture is a function returning a matplotlib Figure drawn without pyplot's
 (`matplotlib.figure.Figure`, rendered by Agg), so building figures in a worker or a thread leaks
 nothing; `png_bytes` renders one, `evaluation.png_data_url` makes the markdown form, and
 `build_html` puts a report dict and its PNGs into one HTML string with no external resources.
+The report itself is a typed record (`records.EvaluationReport`), validated where it is built.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mlassets.ml.defaults import EVALUATION
+from mlassets.ml.records import EvaluationReport, Fairness, dump
 from mlassets.ml.threshold import COUNT_METRICS, count_metric
 
 # ---------------------------------------------------------------------------------------------
@@ -593,9 +595,9 @@ def judge_gates(
 
 @dataclass
 class Evaluation:
-    """The report (JSON-ready), its pictures (PNG bytes) and markdown sections for metadata."""
+    """The report, its pictures (PNG bytes) and markdown sections for metadata."""
 
-    report: dict[str, Any]
+    report: EvaluationReport
     images: dict[str, bytes]
     markdown: dict[str, str]
 
@@ -683,13 +685,13 @@ def _metrics_markdown(by_threshold: list[dict], production: dict | None, version
     return pd.DataFrame(rows).to_markdown(index=False)
 
 
-def _fairness_markdown(fair: dict[str, Any]) -> str:
-    parts = [fair["message"]]
-    for col in fair["columns"]:
-        table = pd.DataFrame(col["groups"]).round(4)
-        dp, eo = col["demographic_parity_difference"], col["equalized_odds_difference"]
+def _fairness_markdown(fair: Fairness) -> str:
+    parts = [fair.message]
+    for col in fair.columns:
+        table = pd.DataFrame(col.groups).round(4)
+        dp, eo = col.demographic_parity_difference, col.equalized_odds_difference
         parts.append(
-            f"**{col['column']}**: demographic parity difference "
+            f"**{col.column}**: demographic parity difference "
             + ("n/a" if dp is None else f"{dp:.3f}")
             + ", equalized odds difference "
             + ("n/a" if eo is None else f"{eo:.3f}")
@@ -730,11 +732,11 @@ def build_evaluation(
     over each `sensitive` column; permutation importance of the original input columns;
     calibration; and the pictures. Keyword arguments are `EvaluationConfig.report_settings()`.
 
-    Every gate is judged here, once: `report["gates"]` lists each metric gate (`thresholds`, by
+    Every gate is judged here, once: `report.gates` lists each metric gate (`thresholds`, by
     metric; default none), `beats_baseline` (the primary metric `min_lift` above a trivial
     predictor's, `gates.beats_baseline`), `beats_production` and `fairness` with its verdict. The
     checks on `evaluation_report` report these, and registration requires them all passed.
-    `report["limits"]` keeps every limit with where it came from (`sources`, `gates.resolve`).
+    `report.limits` keeps every limit with where it came from (`sources`, `gates.resolve`).
     """
     from mlassets.ml import explain, fairness
     from mlassets.ml.evaluation import METRICS, evaluate
@@ -820,13 +822,13 @@ def build_evaluation(
         "max_equalized_odds": max_equalized_odds,
         "max_demographic_parity": max_demographic_parity,
     }
-    report = jsonable(
+    data = jsonable(
         {
             **result,
             "gates": gates,
             "passed": all(g["passed"] for g in gates),
             "limits": {
-                name: {"value": value, "from": (sources or {}).get(name, "the default")}
+                name: {"value": value, "source": (sources or {}).get(name, "the default")}
                 for name, value in limits.items()
             },
             "threshold": {"value": t, "default": marks["default"]},
@@ -844,17 +846,18 @@ def build_evaluation(
             "calibration": calibration,
         }
     )
+    report = EvaluationReport.model_validate(data)  # a field of the wrong shape fails here
     markdown = {
         "metrics": _metrics_markdown(by_threshold, production, cc["production_version"]),
         "champion_challenger": cc["message"],
-        "fairness": _fairness_markdown(report["fairness"]),
+        "fairness": _fairness_markdown(report.fairness),
     }
     if importance is not None:
         markdown["importance"] = explain.top_k(importance, top_k).round(4).to_markdown(index=False)
     return Evaluation(report, images, markdown)
 
 
-def log_report(report: Mapping[str, Any], images: Mapping[str, bytes]) -> list[str]:
+def log_report(report: EvaluationReport, images: Mapping[str, bytes]) -> list[str]:
     """Log the report's figures to the active MLflow run, with the JSON and the HTML page.
 
     Metrics: `test_*` (at the model's threshold), `test_*_at_default_threshold`, the production
@@ -865,38 +868,36 @@ def log_report(report: Mapping[str, Any], images: Mapping[str, bytes]) -> list[s
 
     import mlflow
 
-    metrics = {f"test_{k}": v for k, v in report["metrics"].items()}
-    metrics.update({f"test_{k}": v for k, v in report["confusion_matrix"].items()})
-    for row in report["by_threshold"]:
+    metrics = {f"test_{k}": v for k, v in report.metrics.items()}
+    metrics.update({f"test_{k}": v for k, v in report.confusion_matrix.items()})
+    for row in report.by_threshold:
         if row["name"] == "default":
-            metrics.update({f"test_{k}_at_default_threshold": row[k] for k in report["metrics"]})
-    metrics["decision_threshold"] = report["threshold"]["value"]
-    cc = report["champion_challenger"]
-    if cc["production"]:
-        metrics.update({f"production_test_{k}": v for k, v in cc["production"]["metrics"].items()})
-        metrics[f"{cc['primary']}_difference_vs_production"] = cc["figures"]["difference"]
-        for k, v in (cc["interval"] or {}).items():
-            metrics[f"{cc['primary']}_difference_bootstrap_{k}"] = v
-    if report["calibration"]:
-        metrics["test_brier"] = report["calibration"]["brier"]
-        metrics["test_expected_calibration_error"] = report["calibration"][
-            "expected_calibration_error"
-        ]
-    for col in report["fairness"]["columns"]:
-        key = re.sub(r"[^A-Za-z0-9_.-]", "_", col["column"])
+            metrics.update({f"test_{k}_at_default_threshold": row[k] for k in report.metrics})
+    metrics["decision_threshold"] = report.threshold.value
+    cc = report.champion_challenger
+    if cc.production:
+        metrics.update({f"production_test_{k}": v for k, v in cc.production.metrics.items()})
+        metrics[f"{cc.primary}_difference_vs_production"] = cc.figures.difference
+        for k, v in (cc.interval.model_dump() if cc.interval else {}).items():
+            metrics[f"{cc.primary}_difference_bootstrap_{k}"] = v
+    if report.calibration:
+        metrics["test_brier"] = report.calibration.brier
+        metrics["test_expected_calibration_error"] = report.calibration.expected_calibration_error
+    for col in report.fairness.columns:
+        key = re.sub(r"[^A-Za-z0-9_.-]", "_", col.column)
         for diff in ("demographic_parity_difference", "equalized_odds_difference"):
-            if col[diff] is not None:
-                metrics[f"fairness_{key}_{diff}"] = col[diff]
+            if getattr(col, diff) is not None:
+                metrics[f"fairness_{key}_{diff}"] = getattr(col, diff)
     mlflow.log_metrics({k: float(v) for k, v in metrics.items() if v is not None})
     mlflow.set_tags(
         {
-            "compared_with_production_version": cc["production_version"] or "none",
-            "beats_production": str(cc["passed"]).lower(),
-            "fairness_passed": str(report["fairness"]["passed"]).lower(),
+            "compared_with_production_version": cc.production_version or "none",
+            "beats_production": str(cc.passed).lower(),
+            "fairness_passed": str(report.fairness.passed).lower(),
         }
     )
     paths = log_pngs(images, "evaluation")
-    mlflow.log_dict(dict(report), "evaluation_report.json")
+    mlflow.log_dict(dump(report), "evaluation_report.json")
     mlflow.log_text(build_html(html_view(report), images), "evaluation.html")
     return [*paths, "evaluation_report.json", "evaluation.html"]
 
@@ -940,50 +941,52 @@ def log_threshold_choice(choice) -> bytes | None:
     return png
 
 
-def html_view(report: Mapping[str, Any]) -> dict[str, Any]:
+def html_view(report: EvaluationReport) -> dict[str, Any]:
     """The report reordered for a reader: verdicts first, then each part as its own section."""
-    cc, fair = report["champion_challenger"], report["fairness"]
-    calibration = report.get("calibration") or {}
-    importance = report.get("importance") or {}
+    cc, fair = report.champion_challenger, report.fairness
+    calibration, importance = report.calibration, report.importance
     summary = {
-        "decision threshold": report["threshold"]["value"],
-        "test rows": report["rows"],
-        "positive rate": report["positive_rate"],
-        "beats production": cc["passed"],
-        "champion/challenger": cc["message"],
-        "fairness passed": fair["passed"],
-        "fairness": fair["message"],
-        "Brier score": calibration.get("brier"),
-        "MLflow run": report.get("mlflow_run_id"),
+        "decision threshold": report.threshold.value,
+        "test rows": report.rows,
+        "positive rate": report.positive_rate,
+        "beats production": cc.passed,
+        "champion/challenger": cc.message,
+        "fairness passed": fair.passed,
+        "fairness": fair.message,
+        "Brier score": calibration.brier if calibration else None,
+        "MLflow run": report.mlflow_run_id,
     }
     view: dict[str, Any] = {
         "Summary": summary,
-        "Metrics at the default and the tuned threshold": pd.DataFrame(report["by_threshold"]),
-        "Confusion matrix at the tuned threshold": report["confusion_matrix"],
+        "Metrics at the default and the tuned threshold": pd.DataFrame(report.by_threshold),
+        "Confusion matrix at the tuned threshold": report.confusion_matrix,
         "Champion / challenger": {
-            "production version": cc["production_version"] or "none",
-            **cc["figures"],
-            **{f"bootstrap {k}": v for k, v in (cc["interval"] or {}).items()},
-            "error": cc["error"],
+            "production version": cc.production_version or "none",
+            **cc.figures.model_dump(),
+            **{
+                f"bootstrap {k}": v
+                for k, v in (cc.interval.model_dump() if cc.interval else {}).items()
+            },
+            "error": cc.error,
         },
     }
-    if cc["production"]:
-        view["Production model on the same test set"] = cc["production"]["metrics"]
-    for col in fair["columns"]:
-        view[f"Fairness: {col['column']}"] = {
-            "demographic parity difference": col["demographic_parity_difference"],
-            "equalized odds difference": col["equalized_odds_difference"],
-            "offending groups": ", ".join(col["offending_groups"]) or "none",
-            "groups": pd.DataFrame(col["groups"]),
+    if cc.production:
+        view["Production model on the same test set"] = cc.production.metrics
+    for col in fair.columns:
+        view[f"Fairness: {col.column}"] = {
+            "demographic parity difference": col.demographic_parity_difference,
+            "equalized odds difference": col.equalized_odds_difference,
+            "offending groups": ", ".join(col.offending_groups) or "none",
+            "groups": pd.DataFrame(col.groups),
         }
     if importance:
-        view[f"Permutation importance ({importance['scoring']}, test set)"] = pd.DataFrame(
-            importance["columns"]
+        view[f"Permutation importance ({importance.scoring}, test set)"] = pd.DataFrame(
+            importance.columns
         )
     if calibration:
         view["Calibration"] = {
-            "Brier score": calibration["brier"],
-            "expected calibration error": calibration["expected_calibration_error"],
-            "reliability curve": pd.DataFrame(calibration["curve"]),
+            "Brier score": calibration.brier,
+            "expected calibration error": calibration.expected_calibration_error,
+            "reliability curve": pd.DataFrame(calibration.curve),
         }
     return view

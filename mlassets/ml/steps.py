@@ -20,7 +20,15 @@ from mlassets.ml import provenance
 from mlassets.ml.defaults import SPLIT, TRAINING, SplitSettings, TrainingSettings
 from mlassets.ml.faults import failpoint
 from mlassets.ml.provenance import Candidate, ProvenanceError, Rows
-from mlassets.ml.records import Promotion, Registration, Staged
+from mlassets.ml.records import (
+    EstimateOnTest,
+    EvaluationProvenance,
+    EvaluationReport,
+    GateVerdict,
+    Promotion,
+    Registration,
+    Staged,
+)
 
 SPLIT_NAMES = ("train", "validation", "test")
 
@@ -373,41 +381,50 @@ def evaluate_and_log(
         load_baseline(client, spec),
         **(settings or {}),
     )
-    report = evaluation.report
-    report["estimation"] = estimation_on_test(candidate, X, y)
-    report[provenance.KEY] = {
-        "candidate": candidate.digest,
-        "test_rows": fingerprint(test),
-        "split": split,
-        "spec": spec.name,
-        "spec_digest": provenance.spec_digest(spec),
-        "dagster_run_id": dagster_run_id,
-    }
-    report["mlflow_run_id"] = run_id
+    est = estimation_on_test(candidate, X, y)
+    report = evaluation.report.model_copy(
+        update={
+            "estimation": est,
+            "provenance": EvaluationProvenance(
+                candidate=candidate.digest,
+                test_rows=fingerprint(test),
+                split=split,
+                spec=spec.name,
+                spec_digest=provenance.spec_digest(spec),
+                dagster_run_id=dagster_run_id,
+            ),
+            "mlflow_run_id": run_id,
+        }
+    )
     with active_run(client, run_id):
-        report["artifacts"] = log_report(report, evaluation.images)
-        if report["estimation"]:
+        artifacts = log_report(report, evaluation.images)
+        if est is not None:
             import mlflow
 
-            est = report["estimation"]
             mlflow.log_metrics(
                 {
-                    **{f"test_estimated_{k}": v["estimate"] for k, v in est["metrics"].items()},
-                    "test_calibrated_brier": est["calibrated_brier"],
-                    "test_calibrated_expected_calibration_error": est["calibrated_ece"],
+                    **{
+                        f"test_estimated_{k}": v.estimate
+                        for k, v in est.metrics.items()
+                        if v.estimate is not None
+                    },
+                    "test_calibrated_brier": est.calibrated_brier,
+                    "test_calibrated_expected_calibration_error": est.calibrated_ece,
                 }
             )
+    evaluation.report = report.model_copy(update={"artifacts": artifacts})
     return evaluation
 
 
 def estimation_on_test(
     candidate: Candidate, X: pd.DataFrame, y: pd.Series
-) -> dict[str, Any] | None:
+) -> EstimateOnTest | None:
     """What the estimate says on the test rows, beside what their labels say: the baseline
     that estimates on unlabelled rows are compared with (like with like: an estimate's small
     bias cancels), and how well the calibrated probability fits labels it never saw."""
     from mlassets.ml.estimation import Calibration, estimate_model
     from mlassets.ml.explain import calibration
+    from mlassets.ml.report import jsonable
 
     record = candidate.provenance.get("calibration")
     if not record:  # a candidate made before calibration existed
@@ -415,14 +432,18 @@ def estimation_on_test(
     cal = Calibration.from_dict(record)
     est, scored = estimate_model(candidate.model, cal, X)
     fit = calibration(y, scored.p)
-    return {
-        **est.to_dict(),
-        "calibration": cal.method,
-        # which calibration made this baseline: registration refuses another one beside it
-        "calibration_digest": provenance.calibration_digest(record),
-        "calibrated_brier": fit["brier"],
-        "calibrated_ece": fit["expected_calibration_error"],
-    }
+    return EstimateOnTest.model_validate(
+        jsonable(
+            {
+                **est.to_dict(),
+                "calibration": cal.method,
+                # which calibration made this baseline: registration refuses another beside it
+                "calibration_digest": provenance.calibration_digest(record),
+                "calibrated_brier": fit["brier"],
+                "calibrated_ece": fit["expected_calibration_error"],
+            }
+        )
+    )
 
 
 # -- registry ------------------------------------------------------------------------------------
@@ -435,7 +456,7 @@ def register_candidate(
     client,
     run_id: str,
     candidate: Candidate,
-    evaluation: dict[str, Any],
+    evaluation: EvaluationReport,
     train_set: Rows,
     test_set: Rows,
     spec,
@@ -465,24 +486,23 @@ def register_candidate(
     )
     if refusals:
         raise ProvenanceError(f"not registering {spec.name}: " + " | ".join(refusals))
-    cp, ep = candidate.provenance, evaluation[provenance.KEY]
-    gates = {g["name"]: g for g in evaluation["gates"]}
-    compared = evaluation["champion_challenger"]["production_version"]
+    cp, ep = candidate.provenance, evaluation.provenance
+    compared = evaluation.champion_challenger.production_version
     all_tags = {
         "data_fingerprint": str(cp["data"]),
         "train_fingerprint": str(cp["trained_on"]),
         "train_rows": str(len(train)),
-        "test_fingerprint": str(ep["test_rows"]),
+        "test_fingerprint": str(ep.test_rows),
         "candidate_digest": candidate.digest,
         "spec_digest": str(cp["spec_digest"]),
         "gates": json.dumps(
             {
-                k: {f: v[f] for f in ("passed", "value", "threshold") if f in v}
-                for k, v in gates.items()
+                g.name: g.model_dump(include={"passed", "value", "threshold"})
+                for g in evaluation.gates
             },
             sort_keys=True,
         ),
-        **{f"test_{k}": f"{v:.6f}" for k, v in evaluation["metrics"].items()},
+        **{f"test_{k}": f"{v:.6f}" for k, v in evaluation.metrics.items()},
         **(tags or {}),
     }
     # the run stays active until the version is marked registered: a sweep abandons a pending
@@ -504,7 +524,7 @@ def register_candidate(
         log_reference(
             reference,
             {
-                "metrics": evaluation["metrics"],
+                "metrics": evaluation.metrics,
                 "data_fingerprint": cp["data"],
                 "batches": cp.get("batches") or [],
                 "label_files": cp.get("label_files") or [],
@@ -513,8 +533,8 @@ def register_candidate(
                 "candidate": candidate.digest,
                 # what estimating performance on unlabelled rows needs (mlassets.ml.estimation)
                 "estimation": (
-                    {"calibration": calibration, "test": evaluation.get("estimation")}
-                    if calibration and evaluation.get("estimation")
+                    {"calibration": calibration, "test": evaluation.estimation.model_dump()}
+                    if calibration and evaluation.estimation
                     else None
                 ),
             },
@@ -536,10 +556,10 @@ def register_candidate(
         run_id=run_id,
         model_uri=info.model_uri,
         candidate=candidate.digest,
-        test_rows=ep["test_rows"],
+        test_rows=ep.test_rows,
         evaluated_against=None if compared is None else str(compared),
     )
-    return Registered(record, gates, all_tags)
+    return Registered(record, {g.name: g for g in evaluation.gates}, all_tags)
 
 
 @dataclass
@@ -548,7 +568,7 @@ class Registered:
     it passed and the tags it carries (shown as metadata, not passed on)."""
 
     record: Registration
-    gates: dict[str, Any]
+    gates: dict[str, GateVerdict]
     tags: dict[str, str]
 
 

@@ -89,7 +89,7 @@ def test_no_drift_requests_no_retrain(world):
     assert report.reasons[0].startswith("no retrain: no feature drifted")
     assert list(report.features.columns) == TABLE_COLUMNS
     assert report.features["feature"].tolist() == world.spec.input_columns
-    assert report.degradation["evaluated"] and report.degradation["evaluated_rows"] == BATCH_ROWS
+    assert report.degradation.evaluated and report.degradation.evaluated_rows == BATCH_ROWS
     assert any(r.startswith("volume: 20,000 recent rows >= 10,000") for r in report.reasons)
 
 
@@ -113,8 +113,8 @@ def test_concept_drift_with_labels_is_degradation_without_feature_drift(world):
 
     assert report.drifted == []
     assert report.degraded and report.retrain
-    metrics = report.degradation["metrics"]
-    assert metrics["accuracy"]["drop"] > 0.05 and metrics["f1"]["drop"] > 0.05
+    metrics = report.degradation.metrics
+    assert metrics["accuracy"].drop > 0.05 and metrics["f1"].drop > 0.05
     assert report.reasons[0].startswith("retrain: performance degraded (accuracy, f1)")
     assert any(r.startswith("accuracy degraded:") and "> 0.05" in r for r in report.reasons)
 
@@ -250,13 +250,13 @@ def test_unseen_categories_are_counted(world):
 def test_labels_without_model_or_with_few_labels_are_not_scored(world):
     recent = world.batch(BATCH_ROWS, seed=108, drift="concept")
     no_model = world.report(recent, model=None)
-    assert not no_model.degradation["evaluated"] and not no_model.retrain
+    assert not no_model.degradation.evaluated and not no_model.retrain
     assert any("20,000 labelled recent rows but no production model" in r for r in no_model.reasons)
     assert any(r.startswith("no performance estimate: the production") for r in no_model.reasons)
 
     recent.loc[500:, "label"] = np.nan
     few = world.report(recent)
-    assert not few.degradation["evaluated"] and few.degradation["labelled_rows"] == 500
+    assert not few.degradation.evaluated and few.degradation.labelled_rows == 500
     assert any("only 500 labelled recent rows (< 1,000 needed)" in r for r in few.reasons)
 
     unlabelled = world.report(recent.drop(columns="label"))
@@ -267,7 +267,7 @@ def test_model_is_scored_on_a_stated_sample_of_many_labels(world):
     recent = world.batch(BATCH_ROWS, seed=109, drift="concept")
     report = world.report(recent, config=DriftThresholds(max_eval_rows=5_000))
 
-    assert report.degradation["sampled"] and report.degradation["evaluated_rows"] == 5_000
+    assert report.degradation.sampled and report.degradation.evaluated_rows == 5_000
     assert report.degraded
     assert any("seeded sample of 5,000 of the 20,000 labelled rows" in r for r in report.reasons)
 

@@ -28,6 +28,7 @@ from mlassets.ml.estimation import (
 )
 from mlassets.ml.features import build_features, input_frame
 from mlassets.synthetic import fraud_batch, fraud_frame
+from mlassets_tests.reports import evaluation_report
 
 pytestmark = pytest.mark.unit
 
@@ -216,11 +217,11 @@ def test_rows_the_model_is_unsure_of_lower_the_estimate_and_request_a_retrain(wo
     assert "estimated_degradation before labels (accuracy " in report.reasons[0]
     line = next(r for r in report.reasons if r.startswith("estimated f1 degraded"))
     assert f"{estimated:.4f}" in line and "> 0.05" in line
-    assert not report.degradation["evaluated"]  # no label was needed
+    assert not report.degradation.evaluated  # no label was needed
     # all four metrics estimated with intervals; accuracy and F1 (DriftConfig.metrics) decide
-    assert list(report.estimated["metrics"]) == ["accuracy", "precision", "recall", "f1"]
-    for m in report.estimated["metrics"].values():
-        assert m["low"] <= m["estimate"] <= m["high"]
+    assert list(report.estimated.metrics) == ["accuracy", "precision", "recall", "f1"]
+    for m in report.estimated.metrics.values():
+        assert m.low <= m.estimate <= m.high
     assert any(
         r.startswith("estimated recall = ") and "not a retrain metric" in r for r in report.reasons
     )
@@ -241,7 +242,7 @@ def test_concept_drift_is_invisible_to_the_estimate_and_caught_by_the_labels(wor
     assert abs(estimated - estimated_same) <= 0.01
 
     blind = world.report(concept.drop(columns=[world.spec.label.column]))
-    assert not blind.retrain and not blind.estimated["degraded"]
+    assert not blind.retrain and not blind.estimated.degraded
     assert blind.reasons[0].startswith("no retrain: no feature drifted")
     assert "estimated f1" in blind.reasons[0]  # the skip reason carries the estimate
 
@@ -258,22 +259,22 @@ def test_labels_judge_their_own_rows_and_the_estimate_the_unlabelled_ones(world)
     unsure = _unsure(world, 303)
     unsure["_batch"] = "unsure.parquet"
     report = world.report(unsure, labelled=True, min_rows=len(unsure))
-    assert report.estimated["covered"] and not report.estimated["decides"]
-    assert report.estimated["degraded"] and not report.estimated_degraded
-    assert "labels cover every recent row" in report.estimated["note"]
+    assert report.estimated.covered and not report.estimated.decides
+    assert report.estimated.degraded and not report.estimated_degraded
+    assert "labels cover every recent row" in report.estimated.note
     assert any(r.startswith("the estimate does not decide: labels cover") for r in report.reasons)
     assert report.degraded and report.retrain  # the labels see the drop themselves
     assert "performance degraded (accuracy, f1)" in report.reasons[0]
     assert "estimated_degradation" not in report.reasons[0]
-    assert report.estimated["by_batch"][0]["realized"] is not None
+    assert report.estimated.by_batch[0]["realized"] is not None
 
     clean = world.batch(4_000, 311).assign(_batch="clean.parquet")
     partial = pd.concat(
         [clean, unsure.assign(**{world.spec.label.column: np.nan})], ignore_index=True
     )
     report = world.report(partial, labelled=True, min_rows=len(partial))
-    assert report.degradation["evaluated_rows"] == 4_000 and not report.degraded
-    assert report.estimated["rows"] == len(unsure) and report.estimated_degraded
+    assert report.degradation.evaluated_rows == 4_000 and not report.degraded
+    assert report.estimated.rows == len(unsure) and report.estimated_degraded
     assert report.retrain and "estimated_degradation" in report.reasons[0]
     line = next(r for r in report.reasons if r.startswith("estimated f1 degraded"))
     assert f"on {len(unsure):,} unlabelled recent rows" in line
@@ -283,7 +284,7 @@ def test_the_head_says_what_measured_performance(world):
     clean = world.batch(12_000, 312)
     labelled = world.report(clean, labelled=True)
     assert not labelled.retrain
-    f1 = labelled.degradation["metrics"]["f1"]["current"]
+    f1 = labelled.degradation.metrics["f1"].current
     assert (
         f"performance is not degraded (f1 {f1:.3f} on 12,000 labelled rows" in (labelled.reasons[0])
     )
@@ -295,7 +296,7 @@ def test_the_head_says_what_measured_performance(world):
     unsure = _unsure(world, 313).drop(columns=[world.spec.label.column])
     quiet = {"min_effect_numeric": 9.0, "min_effect_categorical": 0.9}  # no feature can drift
     off = world.report(unsure, min_rows=len(unsure), estimated_degradation=False, **quiet)
-    assert not off.retrain and off.estimated["degraded"]
+    assert not off.retrain and off.estimated.degraded
     assert "performance was not measured (estimated f1 0." in off.reasons[0]
     assert ", not deciding)" in off.reasons[0]
 
@@ -314,13 +315,37 @@ def test_registration_refuses_an_evaluation_made_with_another_calibration(world)
         world.model, world.X(world.validation), target(world.validation, world.spec), "sigmoid"
     )
     candidate = Candidate(world.model, {"digest": "c1", "calibration": other.to_dict()})
-    evaluation = {
-        "estimation": {"calibration_digest": calibration_digest(world.estimation["calibration"])}
-    }
-    reasons = registration_refusals(candidate, evaluation, "t", "t", world.spec)
+
+    def evaluation(calibration: dict):
+        estimate = {"estimate": 0.8, "low": 0.7, "high": 0.9}
+        return evaluation_report(
+            gates={},
+            provenance={
+                "candidate": "c1",
+                "test_rows": "t",
+                "split": None,
+                "spec": world.spec.name,
+                "spec_digest": "s",
+                "dagster_run_id": None,
+            },
+            estimation={
+                "rows": 10,
+                "metrics": {"f1": estimate},
+                "expected_positive_rate": 0.1,
+                "predicted_positive_rate": 0.1,
+                "level": 0.95,
+                "calibration": "temperature",
+                "calibration_digest": calibration_digest(calibration),
+                "calibrated_brier": 0.05,
+                "calibrated_ece": 0.01,
+            },
+        )
+
+    reasons = registration_refusals(
+        candidate, evaluation(world.estimation["calibration"]), "t", "t", world.spec
+    )
     assert any("estimated on the test rows with calibration" in r for r in reasons)
-    evaluation["estimation"]["calibration_digest"] = calibration_digest(other.to_dict())
-    reasons = registration_refusals(candidate, evaluation, "t", "t", world.spec)
+    reasons = registration_refusals(candidate, evaluation(other.to_dict()), "t", "t", world.spec)
     assert not any("calibration" in r for r in reasons)
 
 
@@ -329,7 +354,7 @@ def test_per_batch_figures_and_plot(world):
     a["_batch"], b["_batch"] = "a.parquet", "b.parquet"
     b[world.spec.label.column] = np.nan  # b's labels have not arrived
     report = world.report(pd.concat([a, b], ignore_index=True), labelled=True)
-    entries = report.estimated["by_batch"]
+    entries = report.estimated.by_batch
     assert [e["batch"] for e in entries] == ["a.parquet", "b.parquet"]
     assert entries[0]["realized"] is not None and entries[1]["realized"] is None
     assert abs(entries[0]["estimate"] - entries[0]["realized"]) <= 0.03
@@ -354,7 +379,7 @@ def test_a_version_without_calibration_is_reported_not_estimated(world):
         baseline=world.baseline,
         model_inputs=world.spec.model_inputs,
     )
-    assert not report.estimated["evaluated"] and not report.retrain
+    assert not report.estimated.evaluated and not report.retrain
     assert any("carries no calibration" in r for r in report.reasons)
 
 
@@ -378,25 +403,25 @@ def test_a_batch_beyond_the_training_range_is_marked_unreliable_and_a_clean_one_
     beyond = _beyond(world, 10_000, 321).assign(_batch="beyond.parquet")
     recent = pd.concat([clean, beyond], ignore_index=True).drop(columns=[world.spec.label.column])
     report = world.report(recent, min_rows=len(recent))
-    reliability = report.estimated["reliability"]
-    verdicts = reliability["batches"]
+    reliability = report.estimated.reliability
+    verdicts = reliability.batches
     assert verdicts["clean.parquet"]["share"] <= 0.01 and verdicts["clean.parquet"]["reliable"]
     assert verdicts["beyond.parquet"]["share"] > 0.5 and not verdicts["beyond.parquet"]["reliable"]
-    assert reliability["unreliable_batches"] == ["beyond.parquet"]
+    assert reliability.unreliable_batches == ["beyond.parquet"]
     assert verdicts["beyond.parquet"]["features"][0]["feature"] == "feature_2"
     # the deciding estimate rests on the clean batch's rows only
-    assert report.estimated["reliable"] and report.estimated["rows"] == 10_000
-    assert "in the batches whose estimate is reliable (1 marked not)" in report.estimated["scope"]
+    assert report.estimated.reliable and report.estimated.rows == 10_000
+    assert "in the batches whose estimate is reliable (1 marked not)" in report.estimated.scope
     line = next(r for r in report.reasons if r.startswith("estimate unreliable for beyond"))
     assert "% of rows outside the training range: feature_2 above " in line
     assert "estimated_degradation does not decide on this batch" in line
-    entries = {e["batch"]: e for e in report.estimated["by_batch"]}
+    entries = {e["batch"]: e for e in report.estimated.by_batch}
     assert entries["clean.parquet"]["reliable"] and not entries["beyond.parquet"]["reliable"]
     assert "feature_2" in entries["beyond.parquet"]["unreliable"]
     assert "feature_2" in report.drifted  # drift still sees it, and decides
     json.dumps(report.to_dict())
 
-    fig = plot_by_batch(report.estimated["by_batch"], baseline=0.9)
+    fig = plot_by_batch(report.estimated.by_batch, baseline=0.9)
     labels = fig.axes[0].get_legend_handles_labels()[1]
     assert "estimate unreliable: rows outside the training range" in labels
 
@@ -407,8 +432,8 @@ def test_an_estimate_resting_only_on_rows_beyond_the_training_range_never_decide
     quiet = {"min_effect_numeric": 99.0, "min_effect_categorical": 0.9}
     report = world.report(beyond, max_estimated_drop=0.0, **quiet)
     est = report.estimated
-    assert est["evaluated"] and not est["reliable"] and not est["decides"]
-    assert est["degraded"] and not report.estimated_degraded and not report.retrain
+    assert est.evaluated and not est.reliable and not est.decides
+    assert est.degraded and not report.estimated_degraded and not report.retrain
     head = report.reasons[0]
     assert head.startswith("no retrain: no feature drifted and performance was not measured")
     assert ", unreliable: " in head and ", not deciding)" in head
@@ -419,7 +444,7 @@ def test_an_estimate_resting_only_on_rows_beyond_the_training_range_never_decide
     )
     # a looser bar trusts it again: the setting is what decides
     trusting = world.report(beyond, max_estimated_drop=0.0, max_outside_share=1.0, **quiet)
-    assert trusting.estimated["reliable"] and trusting.estimated_degraded
+    assert trusting.estimated.reliable and trusting.estimated_degraded
 
 
 def test_the_training_domain_counts_values_beyond_it_and_unseen_categories_not_missing_ones():

@@ -456,10 +456,10 @@ def test_a_production_model_that_refuses_the_rows_is_a_named_verdict_a_bug_is_ra
         )
 
     opened = evaluation(report.Baseline("3", other))
-    gate = next(g for g in opened.report["gates"] if g["name"] == "beats_production")
-    assert gate["passed"] is True
-    assert "could not be scored" in gate["description"] and "absent" in gate["description"]
-    assert "allow_unscored_production is set" in gate["description"]
+    gate = opened.report.gate("beats_production")
+    assert gate.passed is True
+    assert "could not be scored" in gate.description and "absent" in gate.description
+    assert "allow_unscored_production is set" in gate.description
 
     with pytest.raises(AttributeError):  # not "could not be scored": the run fails, loudly
         evaluation(report.Baseline("3", object()))
@@ -481,10 +481,9 @@ def test_a_production_model_that_cannot_be_scored_fails_closed(model, data, allo
         importance_repeats=0,
         allow_unscored_production=allow,
     )
-    gate = next(g for g in evaluation.report["gates"] if g["name"] == "beats_production")
-    assert gate["passed"] is allow
-    assert "could not be scored" in gate["description"] and "pickle" in gate["description"]
-    assert evaluation.report["passed"] is (
-        allow
-        and all(g["passed"] for g in evaluation.report["gates"] if g["name"] != "beats_production")
+    gate = evaluation.report.gate("beats_production")
+    assert gate.passed is allow
+    assert "could not be scored" in gate.description and "pickle" in gate.description
+    assert evaluation.report.passed is (
+        allow and all(g.passed for g in evaluation.report.gates if g.name != "beats_production")
     )

@@ -6,6 +6,7 @@ import pytest
 from mlassets.ml import provenance
 from mlassets.ml.provenance import Candidate, ProvenanceError
 from mlassets.spec import load_spec
+from mlassets_tests.reports import evaluation_report
 
 pytestmark = pytest.mark.unit
 
@@ -37,14 +38,17 @@ def _candidate(spec, **overrides) -> Candidate:
 
 def _evaluation(spec, candidate="c1", test_rows="s1", gates_passed=True, gates=None):
     names = provenance.REQUIRED_GATES if gates is None else gates
-    return {
-        "gates": [{"name": n, "passed": gates_passed or n != "f1_gate"} for n in names],
-        provenance.KEY: {
+    return evaluation_report(
+        gates={n: gates_passed or n != "f1_gate" for n in names},
+        provenance={
             "candidate": candidate,
             "test_rows": test_rows,
             "split": {"train": "t1", "validation": "v1", "test": "s1"},
+            "spec": spec.name,
+            "spec_digest": provenance.spec_digest(spec),
+            "dagster_run_id": None,
         },
-    }
+    )
 
 
 def test_a_record_travels_beside_its_frame_as_a_private_copy():

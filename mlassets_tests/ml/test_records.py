@@ -53,3 +53,22 @@ def test_a_stored_record_that_is_not_one_is_refused_by_name():
         records.load({**data, "schema_version": 2}, "store/value.json")
     with pytest.raises(RecordError, match="unknown record 'verdict'"):
         records.load({**data, records.RECORD_KEY: "verdict"}, "store/value.json")
+
+
+def test_an_evaluation_report_round_trips_and_a_tampered_verdict_is_refused_by_its_path():
+    import json
+
+    from mlassets_tests.reports import evaluation_report
+
+    report = evaluation_report(gates={"f1_gate": True, "fairness": False})
+    data = json.loads(json.dumps(records.dump(report)))
+    assert data[records.RECORD_KEY] == "evaluation"
+    assert records.load(data, "value.json") == report
+    assert report.failed == ["fairness"] and report.gate("f1_gate").passed
+    assert report.gate("beats_production") is None  # absent: the check and registration fail
+    data["gates"][0]["passed"] = "perhaps"
+    with pytest.raises(RecordError, match=r"not a valid evaluation record: gates\.0\.passed"):
+        records.load(data, "store/value.json")
+    data["gates"][0] = {"name": "f1_gate", "passed": True}  # a verdict with no description
+    with pytest.raises(RecordError, match=r"gates\.0\.description: Field required"):
+        records.load(data, "store/value.json")
