@@ -24,7 +24,13 @@ from pydantic import Field, field_validator
 
 from mlassets.ml.defaults import LABEL_METRICS, Settings
 from mlassets.ml.domain import Domain
-from mlassets.ml.records import Degradation, DriftDecision, EstimatedPerformance, dump
+from mlassets.ml.records import (
+    Degradation,
+    DriftDecision,
+    EstimatedPerformance,
+    dump,
+    jsonable,
+)
 from mlassets.ml.reference import ORIGIN
 from mlassets.ml.reference import parts as reference_parts
 
@@ -211,27 +217,24 @@ class DriftReport:
 
     def record(self, skipped_batches: list[dict[str, Any]] | None = None) -> DriftDecision:
         """The report as `drift_report`'s typed value (NaN and infinities become None)."""
-        return DriftDecision.model_validate(
-            _jsonable(
-                {
-                    "retrain": self.retrain,
-                    "reasons": self.reasons,
-                    "skipped_batches": skipped_batches or [],
-                    "drifted": self.drifted,
-                    "degraded": self.degraded,
-                    "degradation": self.degradation.model_dump(),
-                    "estimated_degraded": self.estimated_degraded,
-                    "estimated": self.estimated.model_dump(),
-                    "rows": self.rows,
-                    "reference_rows": self.reference_rows,
-                    "compared_with": self.compared,
-                    "min_rows": self.config.min_rows,
-                    "enough_rows": self.enough_rows,
-                    "features": self.features.to_dict(orient="records"),
-                    "unseen": self.unseen,
-                    "config": self.config.model_dump(),
-                }
-            )
+        # the typed parts are passed as they are (validated once, in `drift_report`)
+        return DriftDecision(
+            retrain=self.retrain,
+            reasons=self.reasons,
+            skipped_batches=skipped_batches or [],
+            drifted=self.drifted,
+            degraded=self.degraded,
+            degradation=self.degradation,
+            estimated_degraded=self.estimated_degraded,
+            estimated=self.estimated,
+            rows=self.rows,
+            reference_rows=self.reference_rows,
+            compared_with=jsonable(self.compared),
+            min_rows=self.config.min_rows,
+            enough_rows=self.enough_rows,
+            features=jsonable(self.features.to_dict(orient="records")),
+            unseen=jsonable(self.unseen),
+            config=jsonable(self.config.model_dump()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -340,7 +343,7 @@ def drift_report(
     return DriftReport(
         features=table,
         drifted=drifted,
-        degradation=Degradation.model_validate(_jsonable(degradation)),
+        degradation=Degradation.model_validate(jsonable(degradation)),
         rows=n,
         reference_rows=int(len(reference)),
         compared=compared,
@@ -349,7 +352,7 @@ def drift_report(
         reasons=reasons,
         unseen=unseen,
         config=cfg,
-        estimated=EstimatedPerformance.model_validate(_jsonable(estimated)),
+        estimated=EstimatedPerformance.model_validate(jsonable(estimated)),
     )
 
 
@@ -1052,16 +1055,3 @@ def batches_fingerprint(batches: Iterable[tuple[str, str]]) -> str:
     for name, digest in sorted((str(n), str(d)) for n, d in batches):
         h.update(f"{name}:{digest};".encode())
     return h.hexdigest()[:16]
-
-
-def _jsonable(value: Any) -> Any:
-    """Plain Python values for json.dumps: numpy scalars unwrapped, NaN and inf as None."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | np.ndarray):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value

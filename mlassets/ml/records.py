@@ -346,6 +346,30 @@ RECORDS: dict[str, type[Record]] = {
 }
 
 
+def jsonable(value: Any) -> Any:
+    """Plain Python values a record validates from: numpy scalars and arrays unwrapped, frames as
+    lists of records, NaN and infinities as None (JSON holds neither)."""
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        frame = value if isinstance(value.index, pd.RangeIndex) else value.reset_index()
+        return jsonable(frame.to_dict(orient="records"))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.bool_ | bool):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, float | np.floating):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
 def dump(record: Record) -> dict[str, Any]:
     """The record as JSON-ready data, named so that `load` knows which model reads it."""
     return {RECORD_KEY: record.KIND, **record.model_dump(mode="json")}

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from mlassets.ml.defaults import EVALUATION
-from mlassets.ml.records import EvaluationReport, Fairness, dump
+from mlassets.ml.records import EvaluationReport, Fairness, dump, jsonable
 from mlassets.ml.threshold import COUNT_METRICS, count_metric
 
 # ---------------------------------------------------------------------------------------------
@@ -479,24 +479,6 @@ def build_html(
 
 # ---------------------------------------------------------------------------------------------
 # Assembling the evaluation report (what the `evaluation_report` asset calls)
-
-
-def jsonable(value: Any) -> Any:
-    """`value` with numpy scalars as Python ones, NaN as None and frames as lists of records."""
-    if isinstance(value, pd.DataFrame):
-        frame = value if isinstance(value.index, pd.RangeIndex) else value.reset_index()
-        return jsonable(frame.to_dict(orient="records"))
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.bool_ | bool):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, float | np.floating):
-        return None if math.isnan(value) else float(value)
-    return value
 
 
 def data_url(png: bytes) -> str:

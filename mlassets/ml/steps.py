@@ -424,7 +424,7 @@ def estimation_on_test(
     bias cancels), and how well the calibrated probability fits labels it never saw."""
     from mlassets.ml.estimation import Calibration, estimate_model
     from mlassets.ml.explain import calibration
-    from mlassets.ml.report import jsonable
+    from mlassets.ml.records import jsonable
 
     record = candidate.provenance.get("calibration")
     if not record:  # a candidate made before calibration existed
