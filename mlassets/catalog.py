@@ -7,13 +7,22 @@ named after it (`fraud_detection_training_job`). A spec that cannot be used is k
 `Problem`: the others load, and the code location shows it by its file.
 """
 
+import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # Op tags that tell a step which model it belongs to (the same functions serve every model).
 MODEL_TAG = "mlassets/model"
 PREFIXED_TAG = "mlassets/prefixed"
+# A component's model also names its spec file, key prefix and drift settings on its steps: a
+# step reads its spec from the file its component named, not by searching a folder.
+SPEC_TAG = "mlassets/spec"
+PREFIX_TAG = "mlassets/key_prefix"
+DRIFT_TAG = "mlassets/drift"
+# The monitoring schedule of a model whose component does not set one (the seed checked daily).
+DAILY_AT_SIX = "0 6 * * *"
 # Run tag of every training job: the run queue serialises training runs per model on it.
 TRAINING_TAG = "mlassets/training"
 
@@ -24,16 +33,33 @@ def dagster_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class Settings:
+    """A model's Dagster settings (a `TabularModel` component's attributes; the environment's
+    defaults for a model found through `MLASSETS_SPECS`)."""
+
+    schedule: str = DAILY_AT_SIX
+    sensor_interval: int | None = None  # None: `$MLASSETS_SENSOR_INTERVAL`, default 60
+    drift: dict[str, Any] = field(default_factory=dict)  # DriftConfig fields over the resource's
+    retrain: dict[str, Any] | None = None  # the retraining runs' run config (None: the resource's)
+    owners: tuple[str, ...] = ()
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Model:
     """One model's names in the code location: its spec's `name`, and whether its assets sit
-    under that name as a key prefix (a folder of specs) or at the top level (one spec)."""
+    under that name as a key prefix (a folder of specs) or at the top level (one spec). A
+    component's model also carries its spec file, its key prefix and its settings."""
 
     name: str
     prefixed: bool = False
+    spec_path: str | None = None
+    key_prefix: str | None = None
+    settings: Settings = field(default_factory=Settings, compare=False)
 
     @property
     def ident(self) -> str:
-        return dagster_name(self.name)
+        return self.key_prefix or dagster_name(self.name)
 
     @property
     def prefix(self) -> list[str]:
@@ -60,11 +86,25 @@ class Model:
 
     @property
     def tags(self) -> dict[str, str]:
-        return {MODEL_TAG: self.name, PREFIXED_TAG: str(self.prefixed).lower()}
+        tags = {MODEL_TAG: self.name, PREFIXED_TAG: str(self.prefixed).lower()}
+        if self.spec_path:
+            tags[SPEC_TAG] = self.spec_path
+        if self.key_prefix:
+            tags[PREFIX_TAG] = self.key_prefix
+        if self.settings.drift:
+            tags[DRIFT_TAG] = json.dumps(self.settings.drift, sort_keys=True)
+        return tags
 
     @classmethod
     def from_tags(cls, tags) -> "Model":
-        return cls(tags[MODEL_TAG], tags.get(PREFIXED_TAG) == "true")
+        drift = json.loads(tags[DRIFT_TAG]) if DRIFT_TAG in tags else {}
+        return cls(
+            tags[MODEL_TAG],
+            tags.get(PREFIXED_TAG) == "true",
+            spec_path=tags.get(SPEC_TAG),
+            key_prefix=tags.get(PREFIX_TAG),
+            settings=Settings(drift=drift),
+        )
 
     def run_config_for(self, ops: dict) -> dict:
         """Run config `ops` written for any model (`raw_data`, `candidate_model`) or for this one
@@ -85,11 +125,13 @@ class Problem:
 
     path: Path
     error: str
+    name: str | None = None  # a component's folder (each holds its own `spec.yaml`)
 
     @property
     def ident(self) -> str:
-        """By the whole file name (`broken_yaml`): `x.yaml` and `x.yml` are two problems."""
-        return dagster_name(self.path.name)
+        """By the component's folder, else the whole file name (`broken_yaml`: `x.yaml` and
+        `x.yml` are two problems)."""
+        return dagster_name(self.name or self.path.name)
 
 
 @dataclass(frozen=True)

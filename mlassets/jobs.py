@@ -93,7 +93,7 @@ def rollback_production(
     from mlassets.ml.registry import PRODUCTION, rollback
 
     m = model_of(context)
-    name = dataset.spec(m.name).name
+    name = dataset.spec(m).name
     with retry_if_transient(), as_failure():  # a refusal is not retried; a dropped connection is
         moved = rollback(
             registry.client(),

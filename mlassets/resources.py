@@ -6,7 +6,7 @@ import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
@@ -15,6 +15,9 @@ from mlassets import settings
 from mlassets.config import DriftConfig
 from mlassets.ml.owner import OWNER_ENV, current
 from mlassets.spec import DEFAULT_SPEC, DatasetSpec, load_spec
+
+if TYPE_CHECKING:
+    from mlassets.catalog import Model
 
 
 class DatasetResource(ConfigurableResource):
@@ -37,31 +40,48 @@ class DatasetResource(ConfigurableResource):
         if not self.specs_dir:
             self.spec()
 
-    def spec(self, name: str | None = None) -> DatasetSpec:
-        """The validated spec of model `name` (of the one spec file when no folder is set)."""
+    def spec(self, model: "Model | str | None" = None) -> DatasetSpec:
+        """The validated spec of a model (`mlassets.catalog.Model`, or its name), of the one spec
+        file when no folder is set. A component's model names its own file."""
+        from mlassets.catalog import Model
         from mlassets.spec import SpecError, find_spec
 
-        if name not in self._specs:
-            if self.specs_dir:
+        path = model.spec_path if isinstance(model, Model) else None
+        name = model.name if isinstance(model, Model) else model
+        key = path or name
+        if key not in self._specs:
+            if path:
+                self._specs[key] = load_spec(path)
+            elif self.specs_dir:
                 if name is None:
                     raise SpecError(f"MLASSETS_SPECS={self.specs_dir}: which model? (no name)")
-                self._specs[name] = find_spec(self.specs_dir, name)
+                self._specs[key] = find_spec(self.specs_dir, name)
             else:
-                self._specs[name] = load_spec(self.spec_path)
-        return self._specs[name]
+                self._specs[key] = load_spec(self.spec_path)
+        return self._specs[key]
 
-    def source_uri(self, name: str | None = None) -> str:
-        spec = self.spec(name)
-        return spec.resolve(spec.source, self.data_root)
+    def root(self, model: "Model | str | None" = None) -> str | None:
+        """Where the model's relative paths resolve: the home for a bundled spec (its data is
+        generated there), else the spec's own folder (None); a model found through the
+        environment uses the environment's root."""
+        from mlassets.catalog import Model
 
-    def landing_uri(self, name: str | None = None) -> str | None:
-        spec = self.spec(name)
-        return spec.resolve(spec.landing, self.data_root) if spec.landing else None
+        if isinstance(model, Model) and model.spec_path:
+            return str(settings.home()) if settings.is_bundled(model.spec_path) else None
+        return self.data_root
 
-    def labels_uri(self, name: str | None = None) -> str | None:
+    def source_uri(self, model: "Model | str | None" = None) -> str:
+        spec = self.spec(model)
+        return spec.resolve(spec.source, self.root(model))
+
+    def landing_uri(self, model: "Model | str | None" = None) -> str | None:
+        spec = self.spec(model)
+        return spec.resolve(spec.landing, self.root(model)) if spec.landing else None
+
+    def labels_uri(self, model: "Model | str | None" = None) -> str | None:
         """The folder where labels arrive after their rows (`labels` in the spec), or None."""
-        spec = self.spec(name)
-        return spec.resolve(spec.labels, self.data_root) if spec.labels else None
+        spec = self.spec(model)
+        return spec.resolve(spec.labels, self.root(model)) if spec.labels else None
 
     def catalog(self):
         """The models these specs make (`mlassets.catalog`), read at code-location load."""
@@ -118,11 +138,18 @@ class MonitoringResource(ConfigurableResource):
     drift: DriftConfig = DriftConfig()
     retrain_run_config: dict[str, Any] = {}
 
+    def drift_for(self, m) -> DriftConfig:
+        """Model `m`'s thresholds: its component's `drift` fields over the resource's."""
+        if not m.settings.drift:
+            return self.drift
+        return DriftConfig(**{**self.drift.model_dump(), **m.settings.drift})
+
     def retrain_config(self, raw_data_config: dict, m) -> dict:
         """Run config of a retraining run of model `m` (`mlassets.catalog.Model`): the user's
-        (e.g. a search strategy, its steps named as for any model or as for this one) plus the
-        batches."""
-        config = json.loads(json.dumps(self.retrain_run_config))  # a deep copy
+        (its component's `retrain`, else the resource's; e.g. a search strategy, its steps named
+        as for any model or as for this one) plus the batches."""
+        chosen = self.retrain_run_config if m.settings.retrain is None else m.settings.retrain
+        config = json.loads(json.dumps(chosen))  # a deep copy
         ops = config["ops"] = m.run_config_for(config.get("ops") or {})
         ops.setdefault(m.op("raw_data"), {}).setdefault("config", {}).update(raw_data_config)
         return config

@@ -1,4 +1,5 @@
-"""The daily monitoring schedule of each model (the seed checked for drift once a day)."""
+"""The monitoring schedule of each model (the seed checked for drift once a day, at 06:00 UTC;
+a `TabularModel` component sets its own with `monitoring_schedule`)."""
 
 from dagster import DefaultScheduleStatus, ScheduleDefinition
 
@@ -6,12 +7,12 @@ from mlassets.catalog import Model
 
 
 def daily_monitoring(m: Model, monitoring_job) -> ScheduleDefinition:
-    """Materialize model `m`'s recent_data and drift_report every day at 06:00 (UTC)."""
+    """Materialize model `m`'s recent_data and drift_report on its schedule (cron, UTC)."""
+    cron = m.settings.schedule
     return ScheduleDefinition(
         name=m.job("daily_monitoring"),
         job=monitoring_job,
-        cron_schedule="0 6 * * *",
+        cron_schedule=cron,
         default_status=DefaultScheduleStatus.RUNNING,
-        description=f"Materialize {m.name}'s recent_data and drift_report every day at 06:00 "
-        "(UTC).",
+        description=f"Materialize {m.name}'s recent_data and drift_report on `{cron}` (UTC).",
     )

@@ -39,7 +39,7 @@ def drift_sensor(m: Model, training_job) -> SensorDefinition:
     @sensor(
         name=m.job("drift_sensor"),
         job=training_job,
-        minimum_interval_seconds=settings.sensor_interval(),
+        minimum_interval_seconds=m.settings.sensor_interval or settings.sensor_interval(),
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Retrains {m.name} when its landed batches drift from the production "
         "model's reference, its accuracy/F1 on recent labels drops or the accuracy/F1 estimated "
@@ -105,7 +105,7 @@ def judge_batches(
 
 def _landing_or_unknown(dataset: DatasetResource, m: Model) -> str:
     try:
-        return dataset.landing_uri(m.name) or "(no landing folder)"
+        return dataset.landing_uri(m) or "(no landing folder)"
     except Exception:  # the spec itself may be what failed
         return "the landing folder"
 
@@ -123,11 +123,11 @@ def _judge(
     from mlassets.ml.monitoring import decide, labelled, production, recent
     from mlassets.ml.registry import RegistryError
 
-    spec = dataset.spec(m.name)
-    landing = dataset.landing_uri(m.name)
+    spec = dataset.spec(m)
+    landing = dataset.landing_uri(m)
     if not landing:
         return _skip(context, f"the spec of {spec.name} names no landing folder", None)
-    labels = dataset.labels_uri(m.name)
+    labels = dataset.labels_uri(m)
     seen = json.loads(context.cursor) if context.cursor else {}
     landed = list_batches(landing)
     # label files are seen under `labels/<name>`: labels that arrive for batches already judged
@@ -175,7 +175,7 @@ def _judge(
         )
     if not rec.batches:
         return _skip(context, f"no valid batches to judge{notes}", cursor)
-    report = decide(spec, prod, rec, monitoring.drift.thresholds(), registry.client())
+    report = decide(spec, prod, rec, monitoring.drift_for(m).thresholds(), registry.client())
     if not report.retrain:
         # the skipped batches right after the decision: the figures that follow can be long,
         # and a message too long is cut at its end
@@ -188,7 +188,7 @@ def _judge(
         return _skip(
             context, f"{report.summary}; but no batch has its labels yet{waiting}{notes}", cursor
         )
-    window = monitoring.drift.window_batches
+    window = monitoring.drift_for(m).window_batches
     train_on = trainable[-window:] if window > 0 else trainable
     key = rec.evidence_key()
     reasons = " | ".join(report.reasons)

@@ -92,6 +92,11 @@ def spec_path() -> str | None:
     return os.environ.get("MLASSETS_SPEC") or None
 
 
+def specs_folder() -> str | None:
+    """`$MLASSETS_SPECS` as set (None when unset): the deprecated way to name the models."""
+    return os.environ.get("MLASSETS_SPECS") or None
+
+
 def specs_dir() -> str | None:
     """`$MLASSETS_SPECS`, a folder of dataset specs (one model each, under its name as a key
     prefix); the bundled folder unless `$MLASSETS_SPEC` names one file; None then. Both set is

@@ -73,16 +73,16 @@ def raw_data(
 
     m = model_of(context)
     try:  # a source outside the spec's folder, too big, unreadable: one bounded line, no trace
-        spec = dataset.spec(m.name)
-        uri = dataset.source_uri(m.name)
+        spec = dataset.spec(m)
+        uri = dataset.source_uri(m)
         with as_failure():
             raw = read_raw(
                 uri,
-                dataset.landing_uri(m.name),
+                dataset.landing_uri(m),
                 spec,
                 config.batches,
                 config.consumed,
-                dataset.labels_uri(m.name),
+                dataset.labels_uri(m),
             )
     except (DataError, SpecError) as e:
         raise Failure(description=str(e)) from None

@@ -52,7 +52,7 @@ def evaluation_report(
     from mlassets.ml.report import data_url
     from mlassets.ml.steps import evaluate_and_log
 
-    spec = context.resources.dataset.spec(model_of(context).name)
+    spec = context.resources.dataset.spec(model_of(context))
     with mlflow_run(context) as run_id, as_failure():
         evaluation = evaluate_and_log(
             context.resources.registry.client(),

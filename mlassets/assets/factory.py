@@ -23,6 +23,10 @@ def model_asset(
     and `registry`."""
     if logs_to_mlflow:
         kwargs["required_resource_keys"] = {"mlflow", "dataset", "registry"}
+    if m.settings.owners:  # a component's `owners` and `tags`, shown in the Catalog
+        kwargs["owners"] = list(m.settings.owners)
+    if m.settings.tags:
+        kwargs["tags"] = {**kwargs.get("tags", {}), **m.settings.tags}
     return asset(
         name=fn.__name__,
         key_prefix=m.prefix,

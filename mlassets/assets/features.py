@@ -31,7 +31,7 @@ def features(
     """
     from mlassets.ml.steps import make_features
 
-    spec = dataset.spec(model_of(context).name)
+    spec = dataset.spec(model_of(context))
     with as_failure():
         rows = make_features(raw_data, spec)
     df, record = rows.frame, rows.provenance
@@ -68,7 +68,7 @@ def splits(
     from mlassets.ml.steps import make_splits
 
     m = model_of(context)
-    spec = dataset.spec(m.name)
+    spec = dataset.spec(m)
     with as_failure():
         result = make_splits(features, spec, SplitSettings(**config.model_dump()))
     verdict, ok = result.verdict, result.passed

@@ -76,14 +76,14 @@ def recent_data(
         from mlassets.ml.monitoring import recent
         from mlassets.ml.provenance import stamp
 
-        spec = dataset.spec(model_of(context).name)
-        landing = dataset.landing_uri(spec.name)
+        spec = dataset.spec(model_of(context))
+        landing = dataset.landing_uri(model_of(context))
         prod, why_not = _production_or_reason(
             registry, spec.name, model_of(context).job("training_job")
         )
         if why_not:
             context.log.warning(f"{why_not}; every landed batch counts as recent")
-        rec = recent(landing, spec, prod, dataset.labels_uri(spec.name))
+        rec = recent(landing, spec, prod, dataset.labels_uri(model_of(context)))
         skipped = skipped_records(rec.errors)
         labels = rec.labels.to_dict() if rec.labels is not None else None
         # which production these rows are "recent" for (read once, above): drift_report and
@@ -151,7 +151,7 @@ def drift_report(
         from mlassets.ml.evaluation import png_data_url
         from mlassets.ml.monitoring import Recent, decide, estimate_figure, log_drift_report
 
-        spec = dataset.spec(model_of(context).name)
+        spec = dataset.spec(model_of(context))
         skipped = _skipped(recent_data)
         prod, reason = _production_seen(context, recent_data, registry, spec.name)
         if prod is None:
@@ -164,7 +164,7 @@ def drift_report(
             spec,
             prod,
             Recent([], recent_data.frame),
-            monitoring.drift.thresholds(),
+            monitoring.drift_for(model_of(context)).thresholds(),
             registry.client(),
         )
         context.log.info(report.summary)
@@ -219,7 +219,7 @@ def scored_batches(
     with retry_if_transient():  # outermost: RegistryError is handled inside
         from mlassets.ml.monitoring import production_model, score_batches
 
-        spec = dataset.spec(model_of(context).name)
+        spec = dataset.spec(model_of(context))
         skipped = MetadataValue.json(_skipped(recent_data))  # not scored: see recent_data
         prod, reason = _production_seen(context, recent_data, registry, spec.name)
         if prod is None or recent_data.frame.empty:

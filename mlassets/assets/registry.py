@@ -62,7 +62,7 @@ def _keep_production(
     from mlassets.ml.registry import record_judged
 
     m = model_of(context)
-    name = context.resources.dataset.spec(m.name).name
+    name = context.resources.dataset.spec(m).name
     version = evaluation_report.champion_challenger.production_version
     batches = candidate_model.provenance.get("batches") or []
     with mlflow_run(context) as run_id:
@@ -93,7 +93,7 @@ def _register(
     """Register the candidate (refused with every reason when the values do not agree)."""
     from mlassets.ml.steps import register_candidate
 
-    spec = context.resources.dataset.spec(model_of(context).name)
+    spec = context.resources.dataset.spec(model_of(context))
     # a refusal marks the MLflow run FAILED
     with mlflow_run(context) as run_id, as_failure():
         done = register_candidate(
@@ -152,7 +152,7 @@ def staging_model(
             registered_model,
             candidate_model,
             test_set,
-            dataset.spec(model_of(context).name),
+            dataset.spec(model_of(context)),
             holder=context.run_id,
             log=context.log.warning,
         )

@@ -40,7 +40,7 @@ def candidate_model(
     from mlassets.ml.report import data_url
     from mlassets.ml.steps import train_and_log
 
-    spec = context.resources.dataset.spec(model_of(context).name)
+    spec = context.resources.dataset.spec(model_of(context))
 
     def progress(done: int, total: int, best: float) -> None:
         context.log.info(

@@ -179,7 +179,7 @@ def staging_predicts_identically(
     from mlassets.ml.features import input_frame
     from mlassets.ml.registry import STAGING, alias_version, version_predictions_match
 
-    spec = dataset.spec(model_of(context).name)
+    spec = dataset.spec(model_of(context))
     client = registry.client()
     with retry_if_transient():
         version = alias_version(client, spec.name, STAGING)
