@@ -102,13 +102,14 @@ class TabularModel(dg.Component, dg.Resolvable, dg.Model):
 
     def build_defs(self, context: dg.ComponentLoadContext) -> dg.Definitions:
         path = (Path(context.path) / self.spec).resolve()
-        try:
-            m = self.declared_model(path)
-        except ValueError as e:  # SpecError and pydantic's ValidationError are ValueErrors
-            return problem_defs(Problem(path, str(e), name=Path(context.path).name))
         from mlassets.definitions import model_definitions
 
-        return dg.Definitions(**model_definitions(m))
+        try:
+            m = self.declared_model(path)
+            # Dagster's own checks (a cron that is not one) refuse the schedule as it is built
+            return dg.Definitions(**model_definitions(m))
+        except (ValueError, dg.DagsterInvalidDefinitionError) as e:  # SpecError, ValidationError
+            return problem_defs(Problem(path, str(e), name=Path(context.path).name))
 
     def declared_model(self, path: Path) -> Model:
         """The model this component declares, every attribute checked (the error names the spec
@@ -121,12 +122,6 @@ class TabularModel(dg.Component, dg.Resolvable, dg.Model):
         prefix = self.key_prefix
         if prefix is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", prefix):
             raise ValueError(f"{where} key_prefix {prefix!r} is not a Dagster name ([A-Za-z0-9_])")
-        from dagster._utils.schedules import is_valid_cron_string
-
-        if not is_valid_cron_string(self.monitoring_schedule):
-            raise ValueError(
-                f"{where} monitoring_schedule {self.monitoring_schedule!r} is not cron"
-            )
         if self.sensor_interval_seconds is not None and self.sensor_interval_seconds < 1:
             raise ValueError(f"{where} sensor_interval_seconds must be at least 1")
         try:
